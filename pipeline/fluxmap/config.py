@@ -1,0 +1,75 @@
+"""Typed, frozen configuration, parsed once at the edge from YAML or the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DemoConfig", "from_mapping", "load_yaml"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """How the embedded demo world is generated (seeded, deterministic)."""
+
+    seed: int = 20240501
+    """Seed of every random draw; the same seed gives byte-identical stores."""
+    resolution: float = 1.0
+    """Cell size of the MODIS-like lat/lon grid, degrees (must divide 0.05-deg blocks)."""
+    bbox: tuple[float, float, float, float] = (-180.0, -60.0, 180.0, 80.0)
+    """Domain (west, south, east, north) in degrees; edges on multiples of ``resolution``."""
+    years: tuple[int, ...] = (2019, 2020)
+    """Calendar years covered by the 8-day and ERA5 cubes (2020 is a leap year)."""
+    era5_resolution: float = 0.25
+    """Grid spacing of the ERA5-like cube, degrees (ERA5 is 0.25)."""
+    n_srdb_sites: int = 90
+    """Sites with SRDB-like annual records."""
+    n_cosore_sites: int = 14
+    """Sites with COSORE-like continuous chamber series."""
+    n_fluxnet_sites: int = 30
+    """Sites with FLUXNET-like eddy-covariance files."""
+    n_halfhourly: int = 3
+    """COSORE-like sites also written at half-hourly resolution."""
+    obs_noise: float = 0.15
+    """Relative (multiplicative, log-normal sigma) noise of site observations."""
+    time_chunk: int = 23
+    """8-day periods per chunk of the MODIS-like cubes."""
+    space_chunk: int = 64
+    """Cells per chunk along lat and lon of the MODIS-like cubes."""
+
+    def __post_init__(self) -> None:
+        if self.resolution <= 0 or round(self.resolution / 0.05, 6) % 1:
+            raise ValueError(f"DemoConfig.resolution {self.resolution} must be a positive multiple of 0.05")
+        w, s, e, n = self.bbox
+        if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            raise ValueError(f"DemoConfig.bbox {self.bbox} is not (west, south, east, north) in degrees")
+        if not self.years:
+            raise ValueError("DemoConfig.years is empty")
+
+
+def from_mapping(cls: type, data: dict[str, Any], *, where: str = "config") -> Any:
+    """Build a frozen dataclass from a mapping, rejecting unknown keys by name."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for k, v in data.items():
+        default = fields[k].default
+        kwargs[k] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
+    return cls(**kwargs)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader (no Python objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data

@@ -1,0 +1,56 @@
+"""Helpers shared by tests, benchmarks and the demo: compute guards and tiny factories."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dask
+
+from fluxmap.config import DemoConfig
+
+__all__ = ["CountingScheduler", "raise_if_dask_computes", "tiny_demo_config"]
+
+
+class CountingScheduler:
+    """A dask scheduler that counts computes and fails past ``max_computes``.
+
+    The pattern of flox's and xarray's test suites: graph-building code must not
+    compute, so tests run it under ``raise_if_dask_computes()``.
+    """
+
+    def __init__(self, max_computes: int = 0) -> None:
+        self.total_computes = 0
+        self.max_computes = max_computes
+
+    def __call__(self, dsk, keys, **kwargs):  # noqa: ANN001 (dask's scheduler signature)
+        self.total_computes += 1
+        if self.total_computes > self.max_computes:
+            raise RuntimeError(f"dask computed {self.total_computes} time(s); at most {self.max_computes} allowed here")
+        return dask.get(dsk, keys, **kwargs)
+
+
+@contextlib.contextmanager
+def raise_if_dask_computes(max_computes: int = 0) -> Iterator[CountingScheduler]:
+    """Context in which any dask compute beyond ``max_computes`` raises RuntimeError."""
+    scheduler = CountingScheduler(max_computes)
+    with dask.config.set(scheduler=scheduler):
+        yield scheduler
+
+
+def tiny_demo_config(**overrides: object) -> DemoConfig:
+    """A small demo world (Europe, 1 deg, one leap year, ERA5 at 0.5 deg) for fast tests."""
+    base = dict(
+        resolution=1.0,
+        bbox=(-10.0, 36.0, 30.0, 60.0),
+        years=(2020,),
+        era5_resolution=0.5,
+        n_srdb_sites=24,
+        n_cosore_sites=5,
+        n_fluxnet_sites=6,
+        n_halfhourly=1,
+        time_chunk=23,
+        space_chunk=16,
+    )
+    base.update(overrides)
+    return DemoConfig(**base)  # type: ignore[arg-type]

@@ -1,0 +1,38 @@
+"""Property tests of the MODIS 8-day calendar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fluxmap import periods
+
+
+@given(
+    st.datetimes(
+        min_value=pd.Timestamp("1990-01-01").to_pydatetime(), max_value=pd.Timestamp("2040-12-31 23:59").to_pydatetime()
+    )
+)
+def test_every_instant_falls_in_exactly_one_period(t):
+    start = periods.period_start_of([t])[0]
+    starts = periods.period_starts([start.year])
+    bounds = periods.period_bounds(starts)
+    inside = (bounds[:, 0] <= np.datetime64(t)) & (np.datetime64(t) < bounds[:, 1])
+    assert inside.sum() == 1
+    assert starts[inside.argmax()] == start
+
+
+@given(st.integers(1950, 2100))
+def test_periods_tile_each_year(year):
+    starts = periods.period_starts([year])
+    assert len(starts) == 46
+    assert (starts.day_of_year.values == np.arange(1, 362, 8)).all()
+    days = periods.period_days(starts)
+    leap = pd.Timestamp(year=year, month=12, day=31).day_of_year == 366
+    assert days.sum() == (366 if leap else 365)
+    assert days[-1] == (6 if leap else 5) and (days[:-1] == 8).all()
+    b = periods.period_bounds(starts)
+    assert (b[1:, 0] == b[:-1, 1]).all()
+    assert b[-1, 1] == np.datetime64(f"{year + 1}-01-01")
