@@ -20,6 +20,9 @@ import pandas as pd
 __all__ = [
     "PERIODS_PER_YEAR",
     "PERIOD_DOYS",
+    "aggregate_to_periods",
+    "period_from_number",
+    "period_number",
     "period_bounds",
     "period_days",
     "period_start_of",
@@ -59,3 +62,81 @@ def period_start_of(times: pd.DatetimeIndex | np.ndarray) -> pd.DatetimeIndex:
     doy0 = (t.day_of_year.values - 1) // 8 * 8
     jan1 = pd.to_datetime({"year": t.year, "month": 1, "day": 1})
     return pd.DatetimeIndex(jan1.values + doy0.astype("timedelta64[D]"), name="time")
+
+
+_EPOCH_YEAR = 1900
+
+
+def period_number(times: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+    """Running number of the 8-day period holding each instant (46 per year from 1900)."""
+    t = pd.DatetimeIndex(times)
+    return (t.year.values - _EPOCH_YEAR) * PERIODS_PER_YEAR + (t.day_of_year.values - 1) // 8
+
+
+def period_from_number(number: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, end)`` (datetime64[ns], end exclusive) of running period numbers."""
+    number = np.asarray(number, dtype="int64")
+    year = _EPOCH_YEAR + number // PERIODS_PER_YEAR
+    k = number % PERIODS_PER_YEAR
+    jan1 = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]")
+    start = jan1 + (8 * k).astype("timedelta64[D]")
+    next_year = (year + 1 - 1970).astype("datetime64[Y]").astype("datetime64[D]")
+    end = np.minimum(start + np.timedelta64(8, "D"), next_year)
+    return start.astype("datetime64[ns]"), end.astype("datetime64[ns]")
+
+
+def aggregate_to_periods(
+    obs: pd.DataFrame, *, keys: list[str], value_cols: list[str], min_coverage: float = 0.5
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-weighted means of interval observations over the 8-day periods they overlap.
+
+    Each observation ``[start, end)`` is split at period boundaries (a monthly value
+    spans several periods, a half-hourly one a sliver of one); every piece is
+    weighted by its overlap. ``coverage`` is the observed fraction of the period
+    (overlapping observations of one series should have been removed first as
+    duplicates). Returns ``(kept, low_coverage)``: periods with coverage below
+    ``min_coverage`` come back separately, so the caller can quarantine them.
+
+    Parameters
+    ----------
+    obs
+        Columns ``start``, ``end`` (datetime64, end exclusive), ``keys`` and ``value_cols``.
+    keys
+        Columns that identify one series (e.g. site_id, variable, source).
+    value_cols
+        Columns averaged (NaN-aware: a missing covariate does not drop the flux).
+    """
+    start = obs["start"].values.astype("datetime64[ns]")
+    end = obs["end"].values.astype("datetime64[ns]")
+    first = period_number(start)
+    last = period_number(end - np.timedelta64(1, "ns"))
+    n = (last - first + 1).astype("int64")
+    rep = np.repeat(np.arange(len(obs)), n)
+    offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    number = first[rep] + offset
+    p_start, p_end = period_from_number(number)
+    overlap = (np.minimum(end[rep], p_end) - np.maximum(start[rep], p_start)) / np.timedelta64(1, "s")
+    pieces = obs.iloc[rep][keys + value_cols].reset_index(drop=True)
+    pieces["_period"] = number
+    sums = {}
+    for c in value_cols:
+        v = pd.to_numeric(pieces[c], errors="coerce")
+        pieces[f"_wv_{c}"] = v * overlap
+        pieces[f"_w_{c}"] = np.where(v.notna(), overlap, 0.0)
+        sums[f"_wv_{c}"] = "sum"
+        sums[f"_w_{c}"] = "sum"
+    grouped = pieces.groupby(keys + ["_period"], sort=True, dropna=False)
+    g = grouped.agg(sums)
+    g["n_obs"] = grouped.size()
+    g = g.reset_index()
+    ps, pe = period_from_number(g["_period"].values)
+    out = g[keys].copy()
+    out["start"], out["end"] = ps, pe
+    # Coverage counts the time with a value of the first column (the flux).
+    out["coverage"] = g[f"_w_{value_cols[0]}"].values / ((pe - ps) / np.timedelta64(1, "s"))
+    for c in value_cols:
+        w = g[f"_w_{c}"].values
+        out[c] = np.where(w > 0, g[f"_wv_{c}"].values / np.where(w > 0, w, 1.0), np.nan)
+    out["n_obs"] = g["n_obs"].values
+    low = out["coverage"] < min_coverage
+    return out[~low].reset_index(drop=True), out[low].reset_index(drop=True)
