@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 from fluxmap import __version__
 
 EPILOG = """\
-Stages so far: demo world -> catalog (lazy cubes). Later stages (sites, extract,
-zones, train, validate, predict, write, aggregate, report) are added as they land.
+Stages so far: demo world -> catalog (lazy cubes) -> sites (observations, quarantine)
+-> extract (8-day and annual training tables). Later stages (zones, train, validate,
+predict, write, aggregate, report) are added as they land.
 """
 
 
@@ -25,19 +27,18 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _demo_config(path: str | None):
-    from fluxmap.config import DemoConfig, from_mapping, load_yaml
+def _run_config(path: str | None, workdir: str | None = None):
+    from fluxmap.config import RunConfig, load_yaml, run_config_from_mapping
 
-    if path is None:
-        return DemoConfig()
-    data = load_yaml(path)
-    return from_mapping(DemoConfig, data.get("demo", data), where=str(path))
+    cfg = RunConfig() if path is None else run_config_from_mapping(load_yaml(path), where=str(path))
+    if workdir is not None:
+        cfg = dataclasses.replace(cfg, workdir=workdir)
+    return cfg
 
 
-def _ensure_world(root: Path, config_path: str | None, force: bool) -> Path:
+def _ensure_world(root: Path, cfg, force: bool) -> Path:
     from fluxmap.demo import build_world, world_is_current
 
-    cfg = _demo_config(config_path)
     if not force and world_is_current(root, cfg):
         print(f"demo world: up to date in {root} (seed {cfg.seed})")
         return root
@@ -76,7 +77,9 @@ def _summarize_catalog(catalog: str, params: dict[str, str], entries: list[str] 
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _ensure_world(Path(args.root), args.config, args.force)
+    from fluxmap.config import DemoConfig
+
+    _ensure_world(Path(args.root), _run_config(args.config).demo or DemoConfig(), args.force)
     return 0
 
 
@@ -87,13 +90,38 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0 if _summarize_catalog(args.catalog, params, args.entry) else 1
 
 
+def _site_stages(cfg, *, extract: bool) -> None:
+    from fluxmap.run import demo_sources, extract_stage, sites_stage
+
+    specs = cfg.sites.sources or demo_sources(Path(cfg.workdir) / "demo-world")
+    table = sites_stage(cfg, specs)
+    if extract:
+        extract_stage(cfg, table)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    root = Path(args.workdir) / "demo-world"
+    cfg = _run_config(args.config, args.workdir)
     t = time.perf_counter()
-    _ensure_world(root, args.config, args.force)
-    if not _summarize_catalog("demo", {"DEMO_ROOT": str(root)}, None):
-        return 1
-    print(f"fluxmap run: done in {time.perf_counter() - t:.1f} s; demo world in {root}")
+    if cfg.demo is not None:
+        root = Path(cfg.workdir) / "demo-world"
+        _ensure_world(root, cfg.demo, args.force)
+        if not _summarize_catalog("demo", {"DEMO_ROOT": str(root)}, None):
+            return 1
+    _site_stages(cfg, extract=True)
+    print(
+        f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/ "
+        "(sites/, extract/ with Parquet tables, quarantine and provenance.json)"
+    )
+    return 0
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    _site_stages(_run_config(args.config, args.workdir), extract=False)
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    _site_stages(_run_config(args.config, args.workdir), extract=True)
     return 0
 
 
@@ -113,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the pipeline end to end. With no config it generates the "
         "embedded demo world (cached) and opens its catalog as lazy cubes.",
     )
-    r.add_argument("--workdir", default="fluxmap-output", help="folder for every output (default: %(default)s)")
-    r.add_argument("--config", help="YAML file with a 'demo:' block of DemoConfig fields")
+    r.add_argument("--workdir", help="folder for every output (default: the config's, else fluxmap-output)")
+    r.add_argument("--config", help="run YAML: workdir, demo, sites, extract blocks (see README)")
     r.add_argument("--force", action="store_true", help="regenerate even if the cached world is current")
     r.set_defaults(func=cmd_run)
 

@@ -9,7 +9,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DemoConfig", "from_mapping", "load_yaml"]
+__all__ = [
+    "DemoConfig",
+    "ExtractConfig",
+    "RunConfig",
+    "SitesConfig",
+    "SourceSpec",
+    "from_mapping",
+    "load_yaml",
+    "run_config_from_mapping",
+]
 
 
 @dataclass(frozen=True)
@@ -73,3 +82,81 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One site-data input of the sites stage."""
+
+    kind: str
+    """Reader: srdb, cosore_daily, cosore_halfhourly, fluxnet, fluxnet_monthly or csv."""
+    path: str
+    """File (or, for fluxnet, a glob of FLX_*.csv files)."""
+    options: tuple[tuple[str, Any], ...] = ()
+    """Reader keyword arguments as (name, value) pairs (summary=, site_info=, mapping=, ...)."""
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options as a dict."""
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class SitesConfig:
+    """The sites stage: which files, and how observations become 8-day records."""
+
+    sources: tuple[SourceSpec, ...] = ()
+    """Inputs; empty means the demo world's SRDB, COSORE and FLUXNET files."""
+    min_coverage: float = 0.5
+    """Minimum observed fraction of an 8-day period for it to become a training record."""
+    srdb_min_year: float | None = 2000
+    """SRDB: earliest study mid-year (satellite era); None keeps all."""
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """The extract stage: which catalog entries give predictors, and how they are sampled."""
+
+    catalog: str = "demo"
+    """Built-in catalog name or YAML path."""
+    catalog_params: tuple[tuple[str, str], ...] = ()
+    """Catalog user parameters (DEMO_ROOT is filled in for the demo)."""
+    entries: tuple[str, ...] = ("mod11a2", "mod09a1", "mod15a2h", "mod17a2h", "mod16a2", "era5", "static")
+    """Entries whose variables become predictors."""
+    window: int = 1
+    """Cells per side of the window averaged around each site (odd; 1 = the site's cell)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole fluxmap run."""
+
+    workdir: str = "fluxmap-output"
+    """Folder of every output and cache."""
+    demo: DemoConfig | None = dataclasses.field(default_factory=DemoConfig)
+    """The demo world to generate (None when running on real data only)."""
+    sites: SitesConfig = dataclasses.field(default_factory=SitesConfig)
+    """Sites stage settings."""
+    extract: ExtractConfig = dataclasses.field(default_factory=ExtractConfig)
+    """Extract stage settings."""
+
+
+def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
+    """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
+    unknown = sorted(set(data) - {"workdir", "demo", "sites", "extract"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: ['demo', 'extract', 'sites', 'workdir']")
+    demo = data.get("demo", {})
+    sites = dict(data.get("sites") or {})
+    sources = tuple(
+        SourceSpec(kind=s["kind"], path=s["path"], options=tuple(sorted((s.get("options") or {}).items())))
+        for s in sites.pop("sources", []) or []
+    )
+    extract = dict(data.get("extract") or {})
+    if "catalog_params" in extract:
+        extract["catalog_params"] = tuple(sorted(extract["catalog_params"].items()))
+    return RunConfig(
+        workdir=data.get("workdir", "fluxmap-output"),
+        demo=None if demo is None else from_mapping(DemoConfig, demo, where=f"{where}: demo"),
+        sites=from_mapping(SitesConfig, {**sites, "sources": sources}, where=f"{where}: sites"),
+        extract=from_mapping(ExtractConfig, extract, where=f"{where}: extract"),
+    )

@@ -1,0 +1,69 @@
+"""Derived predictors: annual statistics per site-year or pixel-year, seasonal day-of-year
+transform, site-level long-term means.
+
+Pure functions of xarray objects; each works on numpy- and dask-backed data with
+the same result (tested both ways), so training and global prediction share them.
+Annual max/min/mean of every predictor follow Zhu et al. (2024).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap import periods
+
+__all__ = ["annual_stats", "doy_features", "growing_season_mean", "long_term_means"]
+
+
+def annual_stats(ds: xr.Dataset, *, stats: tuple[str, ...] = ("max", "min", "mean")) -> xr.Dataset:
+    """For each variable ``v`` with a time axis: ``v_ann_max``, ``v_ann_min``, ``v_ann_mean``
+    over its calendar year, broadcast back to every period of that year (NaN-skipping).
+    """
+    timed = [v for v in ds.data_vars if "time" in ds[v].dims and np.issubdtype(ds[v].dtype, np.floating)]
+    year = ds["time"].dt.year
+    grouped = ds[timed].groupby(year)
+    out = {}
+    for stat in stats:
+        agg = getattr(grouped, stat)(skipna=True)
+        back = agg.sel(year=year).drop_vars("year")
+        for v in timed:
+            out[f"{v}_ann_{stat}"] = back[v].assign_attrs(
+                long_name=f"annual {stat} of {ds[v].attrs.get('long_name', v)}", units=ds[v].attrs.get("units", "")
+            )
+    return xr.Dataset(out, coords={"time": ds["time"]})
+
+
+def doy_features(time: xr.DataArray | np.ndarray | pd.DatetimeIndex) -> xr.Dataset:
+    """``doy_sin``/``doy_cos`` of the 8-day period's midpoint, so DOY 1 and 365 are neighbours.
+
+    angle = 2 pi (doy_mid - 1) / days_in_year, doy_mid the period's middle day.
+    """
+    t = pd.DatetimeIndex(np.asarray(time))
+    starts = periods.period_start_of(t)
+    mid = starts + pd.to_timedelta(periods.period_days(starts) / 2.0, unit="D")
+    year_days = np.where(t.is_leap_year, 366.0, 365.0)
+    angle = 2 * np.pi * (mid.day_of_year.values - 1 + (mid.hour.values / 24.0)) / year_days
+    coords = {"time": np.asarray(time)}
+    return xr.Dataset(
+        {
+            "doy_sin": ("time", np.sin(angle), {"long_name": "sine of the period's day of year", "units": "1"}),
+            "doy_cos": ("time", np.cos(angle), {"long_name": "cosine of the period's day of year", "units": "1"}),
+        },
+        coords=coords,
+    )
+
+
+def growing_season_mean(da: xr.DataArray, t2m: xr.DataArray, *, threshold_k: float = 278.15) -> xr.DataArray:
+    """Mean of ``da`` over the periods whose air temperature exceeds ``threshold_k`` (5 C).
+
+    Used for growing-season LSWI as a zoning factor (Zhu et al. 2024).
+    """
+    return da.where(t2m > threshold_k).mean("time", skipna=True).rename(f"{da.name}_growing_season")
+
+
+def long_term_means(ds: xr.Dataset) -> xr.Dataset:
+    """Mean over time of every time-varying variable (site- or pixel-level climate for zoning)."""
+    timed = [v for v in ds.data_vars if "time" in ds[v].dims]
+    return ds[timed].mean("time", skipna=True).rename({v: f"{v}_mean" for v in timed})

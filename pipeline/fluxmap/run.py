@@ -1,0 +1,366 @@
+"""Stage runners: read inputs, call the pure stage functions, write outputs, cache.
+
+Each stage writes its outputs and a ``provenance.json`` (inputs with checksums,
+settings, counts, package versions) and is skipped when a previous run with the
+same inputs and settings left complete outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap import __version__, sites
+from fluxmap.config import RunConfig, SourceSpec
+from fluxmap.extract import extract_at_sites, locate_sites, to_periods
+from fluxmap.features import annual_stats, doy_features
+from fluxmap.periods import aggregate_to_periods
+
+__all__ = ["demo_sources", "extract_stage", "sites_stage"]
+
+
+# --- caching and provenance ----------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import dask as _d
+    import pandas as _p
+    import xarray as _x
+    import zarr as _z
+
+    return {
+        "fluxmap": __version__,
+        "xarray": _x.__version__,
+        "dask": _d.__version__,
+        "pandas": _p.__version__,
+        "zarr": _z.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _key(settings: Any, inputs: dict[str, str]) -> str:
+    blob = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _cached(out: Path, key: str, files: list[str]) -> bool:
+    prov = out / "provenance.json"
+    if not prov.is_file() or not all((out / f).is_file() for f in files):
+        return False
+    return json.loads(prov.read_text()).get("cache_key") == key
+
+
+def _write_provenance(out: Path, key: str, **content: Any) -> None:
+    (out / "provenance.json").write_text(
+        json.dumps(
+            {"cache_key": key, "created": pd.Timestamp.now(tz="UTC").isoformat(), "versions": _versions(), **content},
+            indent=1,
+            default=str,
+        )
+    )
+
+
+# --- sites --------------------------------------------------------------------------------
+
+
+def demo_sources(root: str | Path) -> tuple[SourceSpec, ...]:
+    """The demo world's site files as stage inputs.
+
+    The COSORE half-hourly files are left out here because the daily file already
+    holds those datasets' daily means (reading both would count them twice).
+    """
+    s = Path(root) / "sites"
+    return (
+        SourceSpec("srdb", str(s / "srdb" / "srdb-data.csv")),
+        SourceSpec(
+            "cosore_daily",
+            str(s / "cosore" / "cosore_daily_all.csv"),
+            (("summary", str(s / "cosore" / "cosore_datasets_summary.csv")),),
+        ),
+        SourceSpec(
+            "fluxnet",
+            str(s / "fluxnet" / "FLX_*_FULLSET_DD_*.csv"),
+            (("site_info", str(s / "fluxnet" / "siteinfo_demo.csv")),),
+        ),
+    )
+
+
+def _read_source(spec: SourceSpec, *, srdb_min_year: float | None) -> list[sites.SiteTable]:
+    kw = spec.kwargs()
+    if spec.kind == "srdb":
+        rules = sites.SrdbRules(min_year=srdb_min_year)
+        return [sites.read_srdb(spec.path, rules)]
+    if spec.kind == "cosore_daily":
+        return [sites.read_cosore_daily(spec.path, kw["summary"])]
+    if spec.kind == "cosore_halfhourly":
+        return [
+            sites.read_cosore_halfhourly(
+                spec.path, dataset=kw.get("dataset", Path(spec.path).stem), summary=kw["summary"]
+            )
+        ]
+    if spec.kind == "fluxnet":
+        files = sorted(glob.glob(spec.path))
+        if not files:
+            raise FileNotFoundError(f"no FLUXNET files match {spec.path}")
+        info = pd.read_csv(kw["site_info"])
+        opts = {k: v for k, v in kw.items() if k != "site_info"}
+        return [sites.read_fluxnet(f, site_info=info, **opts) for f in files]
+    if spec.kind == "fluxnet_monthly":
+        return [sites.read_fluxnet_monthly_table(spec.path)]
+    if spec.kind == "csv":
+        return [sites.read_generic_csv(spec.path, kw["mapping"], source=kw.get("source", "csv"))]
+    raise ValueError(
+        f"unknown site source kind {spec.kind!r} (srdb, cosore_daily, cosore_halfhourly, fluxnet, fluxnet_monthly, csv)"
+    )
+
+
+def _input_files(specs: tuple[SourceSpec, ...]) -> list[Path]:
+    files: list[Path] = []
+    for spec in specs:
+        files += [Path(f) for f in sorted(glob.glob(spec.path))] or [Path(spec.path)]
+        files += [Path(v) for k, v in spec.options if k in ("summary", "site_info")]
+    return files
+
+
+def sites_stage(cfg: RunConfig, specs: tuple[SourceSpec, ...], *, log=print) -> sites.SiteTable:
+    """Read every site source into ``sites/observations.parquet`` and ``sites/quarantine.parquet``."""
+    out = Path(cfg.workdir) / "sites"
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = {str(p): _sha256(p) for p in _input_files(specs)}
+    settings = {"sources": [dataclasses.asdict(s) for s in specs], "srdb_min_year": cfg.sites.srdb_min_year}
+    key = _key(settings, inputs)
+    files = ["observations.parquet", "quarantine.parquet"]
+    if _cached(out, key, files):
+        log(f"sites: cached in {out}")
+        report = json.loads((out / "provenance.json").read_text())["report"]
+        return sites.SiteTable(pd.read_parquet(out / files[0]), pd.read_parquet(out / files[1]), report)
+    t0 = time.perf_counter()
+    tables = [t for spec in specs for t in _read_source(spec, srdb_min_year=cfg.sites.srdb_min_year)]
+    table = sites.concat(tables)
+    table.observations.to_parquet(out / files[0], index=False)
+    table.quarantine.astype({"row": "Int64"}).to_parquet(out / files[1], index=False)
+    _write_provenance(out, key, inputs=inputs, settings=settings, report=table.report)
+    n_in = sum(r["candidates"] for r in table.report.values())
+    log(
+        f"sites: {n_in} candidate observations -> {len(table.observations)} kept, "
+        f"{len(table.quarantine)} quarantined ({time.perf_counter() - t0:.1f} s)"
+    )
+    for reason, n in table.quarantine.reason.value_counts().items():
+        log(f"    quarantined: {n:7d}  {reason}")
+    return table
+
+
+# --- extract --------------------------------------------------------------------------------
+
+_KEYS = ["site_id", "lat", "lon", "variable", "source", "method", "ecosystem"]
+_VALUES = ["value", "tsoil_c", "swc", "tair_c", "quality"]
+
+
+def _split_modes(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Annual records (site-years, >= 360 days) and everything shorter."""
+    days = (obs["end"] - obs["start"]).dt.total_seconds() / 86400.0
+    return obs[days >= 360].copy(), obs[days < 360].copy()
+
+
+def _extract_predictors(
+    cfg: RunConfig, locations: pd.DataFrame
+) -> tuple[xr.Dataset, xr.Dataset, dict[str, np.ndarray]]:
+    """Predictors at every location: time-varying (time, site) and static (site); outside flags per entry."""
+    from fluxmap.catalog import load_catalog
+
+    ex = cfg.extract
+    path, params = _catalog_location(cfg)
+    cat = load_catalog(path, **params)
+    timed, static, outside = [], [], {}
+    for entry in ex.entries:
+        ds = cat.open(entry)
+        where = locate_sites(ds, locations.index.values, locations.lat.values, locations.lon.values)
+        outside[entry] = ~where.inside
+        picked = extract_at_sites(ds, where, window=ex.window)
+        if "time" in picked.dims:
+            step = pd.Series(picked.time.values).diff().median()
+            if step < pd.Timedelta(days=8):
+                picked = to_periods(picked)
+            timed.append(picked)
+        else:
+            static.append(picked.drop_dims([d for d in picked.dims if d != "site"], errors="ignore"))
+    computed = dask.compute(*timed, *static)
+    tv = (
+        xr.merge(computed[: len(timed)], join="outer", compat="override", combine_attrs="drop")
+        if timed
+        else xr.Dataset()
+    )
+    st = xr.merge(computed[len(timed) :], compat="override", combine_attrs="drop") if static else xr.Dataset()
+    return tv, st, outside
+
+
+def _catalog_location(cfg: RunConfig) -> tuple[Path, dict[str, str]]:
+    from fluxmap.catalog import builtin_catalog
+
+    ex = cfg.extract
+    params = dict(ex.catalog_params)
+    if ex.catalog == "demo" and "DEMO_ROOT" not in params:
+        params["DEMO_ROOT"] = str(Path(cfg.workdir) / "demo-world")
+    path = Path(ex.catalog) if ex.catalog.endswith((".yaml", ".yml")) else builtin_catalog(ex.catalog)
+    return path, params
+
+
+def _frame(ds: xr.Dataset, dims: list[str]) -> pd.DataFrame:
+    return ds.to_dataframe().reset_index() if ds.data_vars else pd.DataFrame(columns=dims)
+
+
+def extract_stage(cfg: RunConfig, table: sites.SiteTable, *, log=print) -> dict[str, pd.DataFrame]:
+    """Align observations to 8-day periods, extract predictors at the sites, add derived features.
+
+    Writes ``extract/training_8day.parquet`` (one row per site, flux and period),
+    ``extract/training_annual.parquet`` (site-years, for annual-mode models),
+    ``extract/quarantine.parquet`` and ``extract/provenance.json``.
+    """
+    out = Path(cfg.workdir) / "extract"
+    out.mkdir(parents=True, exist_ok=True)
+    sites_prov = Path(cfg.workdir) / "sites" / "provenance.json"
+    inputs = {"sites": json.loads(sites_prov.read_text())["cache_key"] if sites_prov.is_file() else "none"}
+    catalog_path, params = _catalog_location(cfg)
+    inputs["catalog"] = _sha256(catalog_path)
+    # Local stores are identified by their own checksum lists (the demo world's world.json).
+    world = Path(params.get("DEMO_ROOT", "")) / "world.json"
+    if "DEMO_ROOT" in params and world.is_file():
+        inputs["demo_world"] = _sha256(world)
+    settings = {"extract": dataclasses.asdict(cfg.extract), "min_coverage": cfg.sites.min_coverage}
+    key = _key(settings, inputs)
+    files = ["training_8day.parquet", "training_annual.parquet", "quarantine.parquet"]
+    if _cached(out, key, files):
+        log(f"extract: cached in {out}")
+        return {f.split(".")[0]: pd.read_parquet(out / f) for f in files}
+    t0 = time.perf_counter()
+    quarantine: list[pd.DataFrame] = []
+    annual_obs, short_obs = _split_modes(table.observations)
+    periods_ok, low = aggregate_to_periods(
+        short_obs, keys=_KEYS, value_cols=_VALUES, min_coverage=cfg.sites.min_coverage
+    )
+    quarantine.append(
+        low.assign(
+            reason=f"coverage below {cfg.sites.min_coverage:g} of the 8-day period",
+            detail="coverage=" + low.coverage.round(3).astype(str),
+        )
+    )
+    locs = pd.concat([periods_ok[["lat", "lon"]], annual_obs[["lat", "lon"]]]).drop_duplicates().reset_index(drop=True)
+    locs.index = pd.Index([f"L{i:05d}" for i in range(len(locs))], name="location")
+    tv, st, outside = _extract_predictors(cfg, locs)
+    loc_of = {(a, b): i for i, (a, b) in zip(locs.index, zip(locs.lat, locs.lon))}
+
+    def with_location(df: pd.DataFrame) -> pd.DataFrame:
+        return df.assign(location=[loc_of[(a, b)] for a, b in zip(df.lat, df.lon)])
+
+    periods_ok, annual_obs = with_location(periods_ok), with_location(annual_obs)
+    off = {entry: set(locs.index[mask]) for entry, mask in outside.items()}
+
+    def drop_outside(df: pd.DataFrame) -> pd.DataFrame:
+        for entry, bad in off.items():
+            m = df.location.isin(bad)
+            quarantine.append(df[m].assign(reason=f"outside the predictor grid ({entry})", detail=""))
+            df = df[~m]
+        return df
+
+    periods_ok, annual_obs = drop_outside(periods_ok), drop_outside(annual_obs)
+    static = _frame(st, ["site"]).rename(columns={"site": "location"})
+    static = static[[c for c in static.columns if c != "igbp"]].drop_duplicates("location") if len(static) else static
+
+    # 8-day table: time-varying predictors, their annual statistics, the seasonal transform.
+    if tv.data_vars:
+        feats = xr.merge([tv, annual_stats(tv), doy_features(tv.time)])
+        pred = feats.to_dataframe().reset_index().rename(columns={"site": "location", "time": "start"})
+        predictor_cols = [c for c in pred.columns if c not in ("location", "start")]
+        eight = periods_ok.merge(pred, on=["location", "start"], how="left", indicator=True)
+        no_time = eight["_merge"] == "left_only"
+        quarantine.append(eight[no_time].assign(reason="no predictors for the period", detail=""))
+        eight = eight[~no_time].drop(columns="_merge")
+        dynamic = [c for c in tv.data_vars]
+        masked = eight[dynamic].isna().all(axis=1)
+        quarantine.append(
+            eight[masked].assign(reason="masked cell: no valid predictor at the site and period", detail="")
+        )
+        eight = eight[~masked]
+    else:
+        eight, predictor_cols = periods_ok, []
+    eight = eight.merge(static, on="location", how="left")
+
+    # Annual table: site-year means/max/min of the time-varying predictors.
+    annual = _annual_table(annual_obs, tv, quarantine)
+    annual = annual.merge(static, on="location", how="left")
+    q = (
+        pd.concat(
+            [
+                d.reindex(columns=["site_id", "variable", "source", "start", "end", "location", "reason", "detail"])
+                for d in quarantine
+                if len(d)
+            ],
+            ignore_index=True,
+        )
+        if any(len(d) for d in quarantine)
+        else pd.DataFrame(columns=["site_id", "variable", "source", "start", "end", "location", "reason", "detail"])
+    )
+    eight.to_parquet(out / files[0], index=False)
+    annual.to_parquet(out / files[1], index=False)
+    q.to_parquet(out / files[2], index=False)
+    counts = {
+        "periods_in": int(len(periods_ok) + len(low)),
+        "training_8day": int(len(eight)),
+        "training_annual": int(len(annual)),
+        "quarantined": q.reason.value_counts().to_dict(),
+        "locations": int(len(locs)),
+        "predictors": predictor_cols + list(static.columns.drop("location", errors="ignore")),
+    }
+    _write_provenance(out, key, inputs=inputs, settings=settings, counts=counts)
+    log(
+        f"extract: {len(eight)} 8-day records, {len(annual)} site-years, {len(q)} quarantined, "
+        f"{len(locs)} locations, {len(counts['predictors'])} predictors ({time.perf_counter() - t0:.1f} s)"
+    )
+    for reason, n in q.reason.value_counts().items():
+        log(f"    quarantined: {n:7d}  {reason}")
+    return {"training_8day": eight, "training_annual": annual, "quarantine": q}
+
+
+def _annual_table(obs: pd.DataFrame, tv: xr.Dataset, quarantine: list[pd.DataFrame]) -> pd.DataFrame:
+    if not len(obs):
+        return obs.assign(location=pd.Series(dtype="object"))
+    if not tv.data_vars:
+        return obs
+    by_year = tv.groupby("time.year")
+    stats = xr.merge(
+        [
+            by_year.mean().rename({v: f"{v}_ann_mean" for v in tv.data_vars}),
+            by_year.max().rename({v: f"{v}_ann_max" for v in tv.data_vars}),
+            by_year.min().rename({v: f"{v}_ann_min" for v in tv.data_vars}),
+        ]
+    )
+    frame = stats.to_dataframe().reset_index().rename(columns={"site": "location"})
+    years = [list(range(s.year, max(e.year, s.year + 1))) for s, e in zip(obs.start, obs.end)]
+    exploded = obs.assign(year=years).explode("year").astype({"year": "int64"})
+    merged = exploded.merge(frame, on=["location", "year"], how="left", indicator=True)
+    cols = [c for c in frame.columns if c not in ("location", "year")]
+    merged["_row"] = np.repeat(np.arange(len(obs)), [len(y) for y in years])
+    has_all = merged.groupby("_row")["_merge"].agg(lambda m: (m == "both").all())
+    agg = merged.groupby("_row")[cols].mean()
+    result = obs.reset_index(drop=True).join(agg)
+    no_years = ~has_all.reindex(range(len(obs)), fill_value=False).to_numpy()
+    quarantine.append(result[no_years].assign(reason="no predictors for every study year", detail=""))
+    return result[~no_years].reset_index(drop=True)
