@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import dask.array as da
@@ -156,3 +157,39 @@ def test_sites_and_extract_stages_on_the_demo(tiny_world, tmp_path):
     sites_stage(cfg, demo_sources(tiny_world.root), log=logs.append)
     extract_stage(cfg, table, log=logs.append)
     assert any("sites: cached" in m for m in logs) and any("extract: cached" in m for m in logs)
+
+
+def test_sites_outside_the_grid_or_on_masked_cells_are_quarantined(tiny_world, tmp_path):
+    from fluxmap.config import RunConfig
+    from fluxmap.sites import read_generic_csv
+
+    csv = tmp_path / "obs.csv"
+    rows = ["site,lat,lon,t,flux"]
+    for d in range(1, 20):
+        rows += [
+            f"INSIDE,{47.3},{8.5},2020-03-{d:02d},2.0",
+            f"OUTSIDE,{-30.0},{140.0},2020-03-{d:02d},2.0",
+            f"SEA,{38.0},{5.0},2020-03-{d:02d},2.0",
+        ]
+    csv.write_text("\n".join(rows) + "\n")
+    mapping = {
+        "site_id": "site",
+        "lat": "lat",
+        "lon": "lon",
+        "start": "t",
+        "step": "1D",
+        "value": "flux",
+        "units_name": "g C m-2 d-1",
+        "variable_name": "sr",
+    }
+    table = read_generic_csv(csv, mapping)
+    cfg = RunConfig(workdir=str(tmp_path / "w"), demo=None)
+    cfg = dataclasses.replace(
+        cfg, extract=dataclasses.replace(cfg.extract, catalog_params=(("DEMO_ROOT", str(tiny_world.root)),))
+    )
+    out = extract_stage(cfg, table, log=lambda m: None)
+    q = out["quarantine"]
+    reasons = q.groupby("site_id").reason.first().to_dict()
+    assert reasons["OUTSIDE"].startswith("outside the predictor grid")
+    assert reasons["SEA"].startswith("masked cell")
+    assert set(out["training_8day"].site_id) == {"INSIDE"}

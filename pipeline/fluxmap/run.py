@@ -182,14 +182,16 @@ def _split_modes(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _extract_predictors(
     cfg: RunConfig, locations: pd.DataFrame
-) -> tuple[xr.Dataset, xr.Dataset, dict[str, np.ndarray]]:
-    """Predictors at every location: time-varying (time, site) and static (site); outside flags per entry."""
+) -> tuple[xr.Dataset, xr.Dataset, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Predictors at every location: time-varying (time, site) and static (site); per entry, which
+    locations are outside its grid and which sit on cells it masks throughout."""
     from fluxmap.catalog import load_catalog
 
     ex = cfg.extract
     path, params = _catalog_location(cfg)
     cat = load_catalog(path, **params)
     timed, static, outside = [], [], {}
+    timed_names: list[str] = []
     for entry in ex.entries:
         ds = cat.open(entry)
         where = locate_sites(ds, locations.index.values, locations.lat.values, locations.lon.values)
@@ -200,16 +202,23 @@ def _extract_predictors(
             if step < pd.Timedelta(days=8):
                 picked = to_periods(picked)
             timed.append(picked)
+            timed_names.append(entry)
         else:
             static.append(picked.drop_dims([d for d in picked.dims if d != "site"], errors="ignore"))
     computed = dask.compute(*timed, *static)
+    # A site whose cell has no valid value of an entry at any time (ocean, permanent
+    # snow, QC-masked throughout) cannot be trained on with that entry.
+    masked = {}
+    for entry, ds in zip(timed_names, computed[: len(timed)]):
+        arr = ds.to_array()
+        masked[entry] = arr.isnull().all([d for d in arr.dims if d != "site"]).values
     tv = (
         xr.merge(computed[: len(timed)], join="outer", compat="override", combine_attrs="drop")
         if timed
         else xr.Dataset()
     )
     st = xr.merge(computed[len(timed) :], compat="override", combine_attrs="drop") if static else xr.Dataset()
-    return tv, st, outside
+    return tv, st, outside, masked
 
 
 def _catalog_location(cfg: RunConfig) -> tuple[Path, dict[str, str]]:
@@ -264,7 +273,7 @@ def extract_stage(cfg: RunConfig, table: sites.SiteTable, *, log=print) -> dict[
     )
     locs = pd.concat([periods_ok[["lat", "lon"]], annual_obs[["lat", "lon"]]]).drop_duplicates().reset_index(drop=True)
     locs.index = pd.Index([f"L{i:05d}" for i in range(len(locs))], name="location")
-    tv, st, outside = _extract_predictors(cfg, locs)
+    tv, st, outside, masked = _extract_predictors(cfg, locs)
     loc_of = {(a, b): i for i, (a, b) in zip(locs.index, zip(locs.lat, locs.lon))}
 
     def with_location(df: pd.DataFrame) -> pd.DataFrame:
@@ -281,6 +290,15 @@ def extract_stage(cfg: RunConfig, table: sites.SiteTable, *, log=print) -> dict[
         return df
 
     periods_ok, annual_obs = drop_outside(periods_ok), drop_outside(annual_obs)
+    for entry, mask in masked.items():
+        bad = set(locs.index[mask])
+        for name, df in (("periods", periods_ok), ("annual", annual_obs)):
+            m = df.location.isin(bad)
+            quarantine.append(df[m].assign(reason=f"masked cell: no valid {entry} data at the site", detail=""))
+            if name == "periods":
+                periods_ok = df[~m]
+            else:
+                annual_obs = df[~m]
     static = _frame(st, ["site"]).rename(columns={"site": "location"})
     static = static[[c for c in static.columns if c != "igbp"]].drop_duplicates("location") if len(static) else static
 
