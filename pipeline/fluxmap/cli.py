@@ -154,9 +154,35 @@ def build_parser() -> argparse.ArgumentParser:
         "2019 land cover, site files in SRDB/COSORE/FLUXNET formats, and the ground truth.",
     )
     d.add_argument("--root", default="fluxmap-demo", help="where to write it (default: %(default)s)")
-    d.add_argument("--config", help="YAML file of DemoConfig fields (seed, resolution, bbox, years, ...)")
+    d.add_argument(
+        "--config", help="run YAML whose demo: block sets DemoConfig fields (seed, resolution, bbox, years, ...)"
+    )
     d.add_argument("--force", action="store_true", help="regenerate even if the world there is current")
     d.set_defaults(func=cmd_demo)
+
+    for name, func, text in (
+        (
+            "sites",
+            cmd_sites,
+            "read site observations (SRDB, COSORE, FLUXNET, CSV) into one tidy table "
+            "in g C m-2 d-1, with every rejected row quarantined with its reason",
+        ),
+        (
+            "extract",
+            cmd_extract,
+            "align observations to the MODIS 8-day calendar, extract predictors at the "
+            "sites from the catalog (vectorized), add derived features, write the training tables",
+        ),
+    ):
+        sp = sub.add_parser(
+            name,
+            help=text,
+            description=text[0].upper() + text[1:] + ". Cached: reruns with "
+            "the same inputs and settings reuse the outputs.",
+        )
+        sp.add_argument("--config", help="run YAML (default: the embedded demo world's sites)")
+        sp.add_argument("--workdir", help="output folder (default: the config's, else fluxmap-output)")
+        sp.set_defaults(func=func)
 
     c = sub.add_parser(
         "catalog",

@@ -255,7 +255,7 @@ def extract_stage(cfg: RunConfig, table: sites.SiteTable, *, log=print) -> dict[
         inputs["demo_world"] = _sha256(world)
     settings = {"extract": dataclasses.asdict(cfg.extract), "min_coverage": cfg.sites.min_coverage}
     key = _key(settings, inputs)
-    files = ["training_8day.parquet", "training_annual.parquet", "quarantine.parquet"]
+    files = ["training_8day.parquet", "training_annual.parquet", "quarantine.parquet", "site_factors.parquet"]
     if _cached(out, key, files):
         log(f"extract: cached in {out}")
         return {f.split(".")[0]: pd.read_parquet(out / f) for f in files}
@@ -336,6 +336,8 @@ def extract_stage(cfg: RunConfig, table: sites.SiteTable, *, log=print) -> dict[
         if any(len(d) for d in quarantine)
         else pd.DataFrame(columns=["site_id", "variable", "source", "start", "end", "location", "reason", "detail"])
     )
+    factors = _site_factors(tv, static, locs)
+    factors.to_parquet(out / files[3], index=True)
     eight.to_parquet(out / files[0], index=False)
     annual.to_parquet(out / files[1], index=False)
     q.to_parquet(out / files[2], index=False)
@@ -354,7 +356,25 @@ def extract_stage(cfg: RunConfig, table: sites.SiteTable, *, log=print) -> dict[
     )
     for reason, n in q.reason.value_counts().items():
         log(f"    quarantined: {n:7d}  {reason}")
-    return {"training_8day": eight, "training_annual": annual, "quarantine": q}
+    return {"training_8day": eight, "training_annual": annual, "quarantine": q, "site_factors": factors}
+
+
+def _site_factors(tv: xr.Dataset, static: pd.DataFrame, locs: pd.DataFrame) -> pd.DataFrame:
+    """Long-term environment of every location (for zoning): means over the whole record,
+    growing-season LSWI, and the static layers."""
+    from fluxmap.features import growing_season_mean, long_term_means
+
+    parts = [locs]
+    if tv.data_vars:
+        lt = long_term_means(tv)
+        if "lswi" in tv and "t2m" in tv:
+            lt = lt.assign(lswi_growing_season=growing_season_mean(tv.lswi, tv.t2m))
+        parts.append(lt.to_dataframe().rename_axis("location"))
+    if len(static):
+        parts.append(static.set_index("location"))
+    out = pd.concat(parts, axis=1)
+    out.index.name = "location"
+    return out
 
 
 def _annual_table(obs: pd.DataFrame, tv: xr.Dataset, quarantine: list[pd.DataFrame]) -> pd.DataFrame:
