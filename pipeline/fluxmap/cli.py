@@ -12,8 +12,9 @@ from fluxmap import __version__
 
 EPILOG = """\
 Stages so far: demo world -> catalog (lazy cubes) -> sites (observations, quarantine)
--> extract (8-day and annual training tables). Later stages (zones, train, validate,
-predict, write, aggregate, report) are added as they land.
+-> extract (8-day and annual training tables) -> models (zones, selection, zone and
+unified models, leave-one-site-out validation, uncertainty). Later stages (predict,
+write, aggregate, report) are added as they land.
 """
 
 
@@ -90,13 +91,15 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0 if _summarize_catalog(args.catalog, params, args.entry) else 1
 
 
-def _site_stages(cfg, *, extract: bool) -> None:
-    from fluxmap.run import demo_sources, extract_stage, sites_stage
+def _site_stages(cfg, *, extract: bool, model: bool = False) -> None:
+    from fluxmap.run import demo_sources, extract_stage, model_stage, sites_stage
 
     specs = cfg.sites.sources or demo_sources(Path(cfg.workdir) / "demo-world")
     table = sites_stage(cfg, specs)
-    if extract:
-        extract_stage(cfg, table)
+    if extract or model:
+        tables = extract_stage(cfg, table)
+        if model:
+            model_stage(cfg, tables)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -122,6 +125,11 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     _site_stages(_run_config(args.config, args.workdir), extract=True)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    _site_stages(_run_config(args.config, args.workdir), extract=True, model=True)
     return 0
 
 
@@ -172,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_extract,
             "align observations to the MODIS 8-day calendar, extract predictors at the "
             "sites from the catalog (vectorized), add derived features, write the training tables",
+        ),
+        (
+            "models",
+            cmd_models,
+            "fit environmental zones, select predictors, validate zone and unified models "
+            "leave-one-site-out, fit the final models and uncertainty ensembles, write tables and figures",
         ),
     ):
         sp = sub.add_parser(

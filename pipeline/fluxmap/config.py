@@ -12,6 +12,7 @@ import yaml
 __all__ = [
     "DemoConfig",
     "ExtractConfig",
+    "ModelConfig",
     "RunConfig",
     "SitesConfig",
     "SourceSpec",
@@ -35,11 +36,11 @@ class DemoConfig:
     """Calendar years covered by the 8-day and ERA5 cubes (2020 is a leap year)."""
     era5_resolution: float = 0.25
     """Grid spacing of the ERA5-like cube, degrees (ERA5 is 0.25)."""
-    n_srdb_sites: int = 90
+    n_srdb_sites: int = 100
     """Sites with SRDB-like annual records."""
-    n_cosore_sites: int = 14
+    n_cosore_sites: int = 60
     """Sites with COSORE-like continuous chamber series."""
-    n_fluxnet_sites: int = 30
+    n_fluxnet_sites: int = 40
     """Sites with FLUXNET-like eddy-covariance files."""
     n_halfhourly: int = 3
     """COSORE-like sites also written at half-hourly resolution."""
@@ -127,6 +128,62 @@ class ExtractConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Zones, feature selection, models, validation and uncertainty."""
+
+    targets: tuple[str, ...] = ("sr:8day", "rh:8day", "nee:8day", "sr:annual")
+    """What to model, as ``variable:table`` (table ``8day`` or ``annual``)."""
+    zone_factors: tuple[str, ...] = ("t2m_mean", "tp_mean", "ndvi_mean", "lswi_growing_season", "elevation", "soc")
+    """Site-level long-term factors the zones are built from."""
+    k_candidates: tuple[int, ...] = (2, 3, 4, 5, 6)
+    """Numbers of zones tried."""
+    min_sites: int = 5
+    """Smallest number of sites a zone may hold."""
+    min_obs: int = 30
+    """Smallest number of observations a zone may hold."""
+    restarts: int = 100
+    """k-means restarts (global search of the objective)."""
+    kind: str = "xgboost"
+    """Model family: xgboost, rf or qrf."""
+    predictors: tuple[str, ...] = (
+        "lst_day",
+        "lst_night",
+        "ndvi",
+        "evi",
+        "lswi",
+        "lai",
+        "fpar",
+        "gpp",
+        "et",
+        "t2m",
+        "tp",
+        "doy_sin",
+        "doy_cos",
+        "elevation",
+        "soc",
+    )
+    """Candidate predictors; the annual max/min/mean of each time-varying one are added."""
+    site_meteo: tuple[str, ...] = ("tsoil_c", "swc")
+    """Site meteorology for the remote-sensing-only vs remote sensing + site comparison."""
+    correlation_threshold: float = 0.9
+    """Drop one of each predictor pair with |r| above this."""
+    backward_elimination: bool = True
+    """Also eliminate predictors by importance, keeping the best leave-one-site-out set."""
+    selection_params: tuple[tuple[str, Any], ...] = (("n_estimators", 60),)
+    """Lighter model settings used only while selecting predictors."""
+    params: tuple[tuple[str, Any], ...] = (("n_estimators", 200),)
+    """Model settings (over the defaults of fluxmap.train)."""
+    bootstrap_members: int = 10
+    """Bootstrap ensemble size (0 to skip)."""
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+    """Quantiles of the quantile regression forest."""
+    seed: int = 0
+    """Seed of every model and split."""
+    n_jobs: int = 2
+    """Parallel folds."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole fluxmap run."""
 
@@ -138,13 +195,15 @@ class RunConfig:
     """Sites stage settings."""
     extract: ExtractConfig = dataclasses.field(default_factory=ExtractConfig)
     """Extract stage settings."""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    """Zones, models, validation and uncertainty settings."""
 
 
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
-    unknown = sorted(set(data) - {"workdir", "demo", "sites", "extract"})
+    unknown = sorted(set(data) - {"workdir", "demo", "sites", "extract", "model"})
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: ['demo', 'extract', 'sites', 'workdir']")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: ['demo', 'extract', 'model', 'sites', 'workdir']")
     demo = data.get("demo", {})
     sites = dict(data.get("sites") or {})
     sources = tuple(
@@ -154,7 +213,12 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
     extract = dict(data.get("extract") or {})
     if "catalog_params" in extract:
         extract["catalog_params"] = tuple(sorted(extract["catalog_params"].items()))
+    model = dict(data.get("model") or {})
+    for k in ("params", "selection_params"):
+        if k in model:
+            model[k] = tuple(sorted(model[k].items()))
     return RunConfig(
+        model=from_mapping(ModelConfig, model, where=f"{where}: model"),
         workdir=data.get("workdir", "fluxmap-output"),
         demo=None if demo is None else from_mapping(DemoConfig, demo, where=f"{where}: demo"),
         sites=from_mapping(SitesConfig, {**sites, "sources": sources}, where=f"{where}: sites"),

@@ -26,7 +26,7 @@ from fluxmap.extract import extract_at_sites, locate_sites, to_periods
 from fluxmap.features import annual_stats, doy_features
 from fluxmap.periods import aggregate_to_periods
 
-__all__ = ["demo_sources", "extract_stage", "sites_stage"]
+__all__ = ["demo_sources", "extract_stage", "model_stage", "sites_stage"]
 
 
 # --- caching and provenance ----------------------------------------------------------------
@@ -402,3 +402,57 @@ def _annual_table(obs: pd.DataFrame, tv: xr.Dataset, quarantine: list[pd.DataFra
     no_years = ~has_all.reindex(range(len(obs)), fill_value=False).to_numpy()
     quarantine.append(result[no_years].assign(reason="no predictors for every study year", detail=""))
     return result[~no_years].reset_index(drop=True)
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def _demo_truth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.Series] | None:
+    """Noise-free truth at each training row, when the catalog has a ``truth`` entry (the demo)."""
+    from fluxmap.catalog import load_catalog
+
+    path, params = _catalog_location(cfg)
+    cat = load_catalog(path, **params)
+    if "truth" not in cat.entries:
+        return None
+    locs = tables["site_factors"][["lat", "lon"]]
+    ds = cat.open("truth")
+    where = locate_sites(ds, locs.index.values, locs.lat.values, locs.lon.values)
+    tr = extract_at_sites(ds[[v for v in ds.data_vars if "time" in ds[v].dims]], where).compute()
+    frame = tr.to_dataframe().reset_index().rename(columns={"site": "location", "time": "start"})
+    out = {}
+    for target in cfg.model.targets:
+        var, _, tab = target.partition(":")
+        if var not in frame:
+            continue
+        if tab == "annual":
+            df = tables["training_annual"]
+            per_year = frame.assign(year=frame.start.dt.year).groupby(["location", "year"])[var].mean()
+            vals = [
+                np.nanmean([per_year.get((loc, y), np.nan) for y in range(s.year, max(e.year, s.year + 1))])
+                for loc, s, e in zip(df.location, df.start, df.end)
+            ]
+            out[target] = pd.Series(vals, index=df.index)
+        else:
+            df = tables["training_8day"]
+            m = df[["location", "start"]].merge(frame[["location", "start", var]], on=["location", "start"], how="left")
+            out[target] = pd.Series(m[var].to_numpy(), index=df.index)
+    return out
+
+
+def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log=print) -> pd.DataFrame:
+    """Zones, selection, zone vs unified models with LOSO validation, uncertainty; cached."""
+    from fluxmap.modelling import model_stage_tables, settings
+
+    out = Path(cfg.workdir) / "models"
+    out.mkdir(parents=True, exist_ok=True)
+    prov = Path(cfg.workdir) / "extract" / "provenance.json"
+    inputs = {"extract": json.loads(prov.read_text())["cache_key"] if prov.is_file() else "none"}
+    key = _key(settings(cfg), inputs)
+    if _cached(out, key, ["summary.csv"]):
+        log(f"models: cached in {out}")
+        return pd.read_csv(out / "summary.csv")
+    truth = _demo_truth(cfg, tables)
+    summary = model_stage_tables(cfg, tables, out, truth=truth, log=log)
+    _write_provenance(out, key, inputs=inputs, settings=settings(cfg), summary=summary.to_dict(orient="records"))
+    return summary

@@ -135,9 +135,10 @@ def fit_xgboost_dask(
     The returned model is a plain single-machine XGBRegressor (same file format).
     """
     import xgboost as xgb
+    import xgboost.dask as xgb_dask
 
     p = {**DEFAULT_PARAMS["xgboost"], **(params or {})}
-    reg = xgb.dask.DaskXGBRegressor(random_state=seed, **p)
+    reg = xgb_dask.DaskXGBRegressor(random_state=seed, **p)
     reg.client = client
     reg.fit(x[features], y)
     local = xgb.XGBRegressor()
