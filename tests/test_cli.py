@@ -48,7 +48,17 @@ def test_run_on_a_tiny_world_then_reuses_it(tmp_path, capsys):
                     "n_cosore_sites": 2,
                     "n_fluxnet_sites": 2,
                     "n_halfhourly": 1,
-                }
+                },
+                "model": {
+                    "targets": ["sr:annual"],
+                    "k_candidates": [2],
+                    "min_sites": 2,
+                    "min_obs": 1,
+                    "restarts": 3,
+                    "params": {"n_estimators": 10},
+                    "backward_elimination": False,
+                    "bootstrap_members": 0,
+                },
             }
         )
     )
@@ -56,6 +66,7 @@ def test_run_on_a_tiny_world_then_reuses_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "opened 8 of 8 entries lazily; dask computes while opening: 0" in out
     assert "lst_day" in out and "era5" in out
+    assert "model sr:annual" in out and "LOSO R2 zone" in out
     assert main(["run", "--workdir", str(tmp_path / "out"), "--config", str(cfg)]) == 0
     assert "up to date" in capsys.readouterr().out
 

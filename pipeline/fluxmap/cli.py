@@ -110,10 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _ensure_world(root, cfg.demo, args.force)
         if not _summarize_catalog("demo", {"DEMO_ROOT": str(root)}, None):
             return 1
-    _site_stages(cfg, extract=True)
+    _site_stages(cfg, extract=True, model=True)
     print(
-        f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/ "
-        "(sites/, extract/ with Parquet tables, quarantine and provenance.json)"
+        f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/: sites/ and extract/ "
+        "(Parquet tables, quarantine, provenance.json), models/ (zones, models, leave-one-site-out tables, "
+        "figures; summary.md)"
     )
     return 0
 
