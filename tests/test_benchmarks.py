@@ -21,3 +21,16 @@ def test_bench_extract_tiny(tmp_path):
     )
     assert result["sites"] == 20 and result["periods"] == 46
     assert result["vectorized_s"] > 0 and result["naive_loop_s"] > 0 and result["ratio"] > 0
+
+
+def test_skill_real_data_pieces(shared_data):
+    import numpy as np
+
+    mod = _load("skill_real_data")
+    lat, lon = np.array([47.0, 0.5, -3.5]), np.array([8.0, 10.0, -62.5])
+    annual, monthly = mod.grid_climate(shared_data, lat, lon)
+    assert annual.t_mean.between(250, 310).all() and annual.p_mean.between(0, 15).all()
+    assert len(monthly) == 36
+    assert mod.landcover_at(lat, lon)[2] == 2  # central Amazon: evergreen broadleaf
+    result = mod.run(shared_data, ["fluxnet_nee"], params={"n_estimators": 5, "max_depth": 2})[0]
+    assert result["sites"] == 204 and -1 < result["r2_unified"] < 1

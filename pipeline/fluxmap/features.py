@@ -14,7 +14,14 @@ import xarray as xr
 
 from fluxmap import periods
 
-__all__ = ["annual_stats", "doy_features", "growing_season_mean", "long_term_means"]
+__all__ = [
+    "annual_stats",
+    "doy_features",
+    "grid_zone_factors",
+    "growing_season_mean",
+    "long_term_means",
+    "regrid_nearest",
+]
 
 
 def annual_stats(ds: xr.Dataset, *, stats: tuple[str, ...] = ("max", "min", "mean")) -> xr.Dataset:
@@ -67,3 +74,46 @@ def long_term_means(ds: xr.Dataset) -> xr.Dataset:
     """Mean over time of every time-varying variable (site- or pixel-level climate for zoning)."""
     timed = [v for v in ds.data_vars if "time" in ds[v].dims]
     return ds[timed].mean("time", skipna=True).rename({v: f"{v}_mean" for v in timed})
+
+
+def regrid_nearest(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataArray:
+    """Nearest-neighbour values of a lat/lon field at other cell centres (lazy; 0-360 aware).
+
+    Used to bring ERA5's 0.25 deg points onto the MODIS-like grid for zoning and
+    prediction; ERA5 is smooth at that scale, so nearest is within its own error.
+    """
+    src_lon = da["lon"].values
+    tgt_lon = np.asarray(lon) % 360.0 if src_lon.max() > 180 else np.asarray(lon)
+    out = da.sel(lat=xr.DataArray(lat, dims="lat"), method="nearest").sel(
+        lon=xr.DataArray(tgt_lon, dims="lon"), method="nearest"
+    )
+    return out.assign_coords(lat=("lat", np.asarray(lat)), lon=("lon", np.asarray(lon)))
+
+
+def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
+    """Long-term zoning factors of every cell of the MODIS-like grid, lazily.
+
+    ``cubes`` holds decoded, canonical Datasets by catalog entry: ``era5`` (t2m, tp on
+    its own grid), ``mod09a1`` (ndvi, lswi), ``static`` (elevation, soc). Names match
+    the site factors of the extract stage (``t2m_mean``, ``tp_mean``, ``ndvi_mean``,
+    ``lswi_growing_season``, ``elevation``, ``soc``).
+    """
+    from fluxmap.extract import to_periods
+
+    modis = cubes["mod09a1"]
+    lat, lon = modis["lat"].values, modis["lon"].values
+    era_p = to_periods(cubes["era5"][["t2m", "tp"]])
+    t2m_8day = regrid_nearest(era_p["t2m"], lat, lon).sel(time=modis["time"])
+    out = xr.Dataset(
+        {
+            "t2m_mean": regrid_nearest(cubes["era5"]["t2m"].mean("time"), lat, lon),
+            "tp_mean": regrid_nearest(cubes["era5"]["tp"].mean("time"), lat, lon),
+            "ndvi_mean": modis["ndvi"].mean("time", skipna=True),
+            "lswi_growing_season": growing_season_mean(modis["lswi"], t2m_8day),
+            "elevation": cubes["static"]["elevation"],
+            "soc": cubes["static"]["soc"],
+        }
+    )
+    if "land_fraction" in cubes["static"]:
+        out = out.where(cubes["static"]["land_fraction"] > 0.5)
+    return out.drop_vars([c for c in out.coords if c not in ("lat", "lon")])

@@ -271,6 +271,7 @@ def model_target(
                 "bootstrap_members": len(members),
                 "bootstrap_r2_median": float(scores.r2.median()),
                 "bootstrap_sd_median": float(np.median(preds.std(axis=0, ddof=1))),
+                "bootstrap_mad_median": float(np.median(np.median(np.abs(preds - np.median(preds, axis=0)), axis=0))),
                 "bootstrap_cv_median": float(
                     np.median(preds.std(axis=0, ddof=1) / np.maximum(np.abs(preds.mean(axis=0)), 1e-9))
                 ),
@@ -280,7 +281,8 @@ def model_target(
             "",
             f"Bootstrap ensemble ({len(members)} members, 80 % of sites each, rows stratified by IGBP class "
             f"in proportion to its global land area): held-out R2 median {scores.r2.median():.3f}; "
-            f"prediction SD median {summary['bootstrap_sd_median']:.3f} g C m-2 d-1, "
+            f"prediction SD median {summary['bootstrap_sd_median']:.3f}, MAD median "
+            f"{summary['bootstrap_mad_median']:.3f} g C m-2 d-1, "
             f"CV median {summary['bootstrap_cv_median']:.2f}.",
         ]
     (out / "report.md").write_text("\n".join(md) + "\n")
@@ -319,6 +321,7 @@ def model_stage_tables(
     zone_of = pd.Series(zone_array(zmodel, factors[list(mc.zone_factors)].to_numpy()), index=factors.index)
     prof = factors.assign(zone=zone_of).loc[fs.index].groupby("zone")[list(mc.zone_factors)].mean()
     prof.insert(0, "sites", factors.assign(zone=zone_of).loc[fs.index].groupby("zone").size())
+    prof.insert(1, "observations", counts.groupby(zone_of.reindex(counts.index)).sum())
     prof.to_csv(out / "zone_profiles.csv")
     log(
         f"zones: k = {zmodel.k} (silhouette {candidates[candidates.chosen].silhouette.item():.3f}, "

@@ -440,6 +440,56 @@ def _demo_truth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd
     return out
 
 
+def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
+    """The fitted zones applied to every cell of the catalog's grid (lazy, then written)."""
+    from fluxmap.catalog import load_catalog
+    from fluxmap.features import grid_zone_factors
+    from fluxmap.zones import ZoneModel, assign_zones
+
+    path, params = _catalog_location(cfg)
+    cat = load_catalog(path, **params)
+    needed = ("era5", "mod09a1", "static")
+    if not set(needed) <= set(cat.entries):
+        log(f"zone map: skipped, the catalog lacks {sorted(set(needed) - set(cat.entries))}")
+        return
+    model = ZoneModel.from_json(out / "zones.json")
+    zmap = assign_zones(model, grid_zone_factors({e: cat.open(e) for e in needed})).compute()
+    zmap.to_dataset().to_netcdf(out / "zone_map.nc")
+    _plot_zone_map(zmap, out / "zone_map.png")
+    counts = {int(k): int(v) for k, v in zip(*np.unique(zmap.values, return_counts=True))}
+    msg = f"zone map: cells per zone {counts} (0 = not land)"
+    if "truth" in cat.entries:
+        from sklearn.metrics import adjusted_rand_score
+
+        true = cat.open("truth")["zone"].values
+        land = zmap.values > 0
+        ari = adjusted_rand_score(true[land], zmap.values[land])
+        (out / "zone_map_vs_truth.json").write_text(json.dumps({"adjusted_rand_index": ari, "cells": int(land.sum())}))
+        msg += f"; agreement with the demo world's true zones: adjusted Rand index {ari:.2f}"
+    log(msg)
+
+
+def _plot_zone_map(zmap: xr.DataArray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    k = int(zmap.max())
+    cmap = plt.get_cmap("tab10", k + 1)
+    im = ax.pcolormesh(zmap.lon, zmap.lat, zmap.where(zmap > 0), cmap=cmap, vmin=-0.5, vmax=k + 0.5, shading="auto")
+    fig.colorbar(im, ax=ax, ticks=range(1, k + 1), label="zone")
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title(
+        "environmental zones (PCA + k-means on long-term climate, vegetation, elevation, soil carbon)", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log=print) -> pd.DataFrame:
     """Zones, selection, zone vs unified models with LOSO validation, uncertainty; cached."""
     from fluxmap.modelling import model_stage_tables, settings
@@ -454,5 +504,6 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log=print) -
         return pd.read_csv(out / "summary.csv")
     truth = _demo_truth(cfg, tables)
     summary = model_stage_tables(cfg, tables, out, truth=truth, log=log)
+    _zone_map(cfg, out, log=log)
     _write_provenance(out, key, inputs=inputs, settings=settings(cfg), summary=summary.to_dict(orient="records"))
     return summary
