@@ -158,3 +158,21 @@ def test_model_stage_on_the_demo(tiny_world, tmp_path):
     logs.clear()
     model_stage(cfg, tables, log=logs.append)
     assert any("models: cached" in m for m in logs)
+
+
+def test_final_models_train_on_the_cluster_when_the_table_is_large():
+    from distributed import Client, LocalCluster
+
+    from fluxmap.config import ModelConfig
+    from fluxmap.modelling import _final_fit
+
+    df = _table(n_sites=10)
+    cfg = ModelConfig(distributed_rows=50)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster),
+    ):
+        m = _final_fit(cfg, df, ["x1", "x2"], {"n_estimators": 30}, {"zone": "unified"})
+    assert m.metadata["distributed"] is True and m.metadata["zone"] == "unified"
+    small = _final_fit(ModelConfig(), df, ["x1", "x2"], {"n_estimators": 30}, {})
+    assert "distributed" not in small.metadata

@@ -177,6 +177,8 @@ class ModelConfig:
     """Bootstrap ensemble size (0 to skip)."""
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
     """Quantiles of the quantile regression forest."""
+    distributed_rows: int = 200_000
+    """Final XGBoost models train with xgboost.dask on the active Dask client from this many rows."""
     seed: int = 0
     """Seed of every model and split."""
     n_jobs: int = 2

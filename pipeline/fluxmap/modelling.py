@@ -64,6 +64,28 @@ def _strata(df: pd.DataFrame) -> pd.Series:
     return df["ecosystem"].map(_ABBREV_TO_CODE).astype("Int64")
 
 
+def _final_fit(cfg: ModelConfig, df: pd.DataFrame, features: list[str], params: dict, meta: dict):
+    """Fit a final model; large tables train on the active Dask cluster with xgboost.dask."""
+    if cfg.kind == "xgboost" and len(df) >= cfg.distributed_rows:
+        try:
+            from distributed import get_client
+
+            client = get_client()
+        except ValueError:
+            client = None
+        if client is not None:
+            import dask.dataframe as dd
+
+            from fluxmap.train import fit_xgboost_dask
+
+            parts = max(1, len(client.scheduler_info()["workers"]))
+            ddf = dd.from_pandas(df[[*features, "value"]], npartitions=parts)
+            return fit_xgboost_dask(
+                client, ddf, ddf["value"], features=features, seed=cfg.seed, params=params, metadata=meta
+            )
+    return fit(cfg.kind, df, df.value, features=features, seed=cfg.seed, params=params, metadata=meta)
+
+
 def model_target(
     df: pd.DataFrame,
     *,
@@ -203,31 +225,11 @@ def model_target(
 
     # Final models on every row, saved with metadata.
     meta = {"target": name, "zones": summary["zones"]}
-    save_model(
-        fit(
-            cfg.kind,
-            d,
-            d.value,
-            features=selected["unified"],
-            seed=cfg.seed,
-            params=params,
-            metadata={**meta, "zone": "unified", "loso": metrics(d.value.to_numpy(), d.pred_unified.to_numpy())},
-        ),
-        out / "model_unified",
-    )
+    unified_meta = {**meta, "zone": "unified", "loso": metrics(d.value.to_numpy(), d.pred_unified.to_numpy())}
+    save_model(_final_fit(cfg, d, selected["unified"], params, unified_meta), out / "model_unified")
     for z, part in d.groupby("zone"):
-        save_model(
-            fit(
-                cfg.kind,
-                part,
-                part.value,
-                features=selected[f"zone_{z}"],
-                seed=cfg.seed,
-                params=params,
-                metadata={**meta, "zone": int(z), "loso": metrics(part.value.to_numpy(), part.pred_zone.to_numpy())},
-            ),
-            out / f"model_zone_{z}",
-        )
+        zone_meta = {**meta, "zone": int(z), "loso": metrics(part.value.to_numpy(), part.pred_zone.to_numpy())}
+        save_model(_final_fit(cfg, part, selected[f"zone_{z}"], params, zone_meta), out / f"model_zone_{z}")
 
     # Uncertainty: quantile forest (non-crossing quantiles, LOSO coverage) and a bootstrap ensemble.
     qpred = pd.DataFrame(np.nan, index=d.index, columns=[f"q{q:g}" for q in cfg.quantiles])

@@ -477,8 +477,8 @@ def _plot_zone_map(zmap: xr.DataArray, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 4))
     k = int(zmap.max())
-    cmap = plt.get_cmap("tab10", k + 1)
-    im = ax.pcolormesh(zmap.lon, zmap.lat, zmap.where(zmap > 0), cmap=cmap, vmin=-0.5, vmax=k + 0.5, shading="auto")
+    cmap = plt.get_cmap("tab10", k)
+    im = ax.pcolormesh(zmap.lon, zmap.lat, zmap.where(zmap > 0), cmap=cmap, vmin=0.5, vmax=k + 0.5, shading="auto")
     fig.colorbar(im, ax=ax, ticks=range(1, k + 1), label="zone")
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
