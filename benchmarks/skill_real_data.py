@@ -71,6 +71,17 @@ def grid_climate(data: Path, lat: np.ndarray, lon: np.ndarray) -> tuple[pd.DataF
     return annual, monthly
 
 
+def with_site_climate(data: Path, frame: pd.DataFrame, *, month: pd.Series) -> pd.DataFrame:
+    """Join each row's site climate (annual and of its calendar month), land cover and year."""
+    locs = frame[["lat", "lon"]].drop_duplicates().reset_index(drop=True)
+    clim, monthly = grid_climate(data, locs.lat.to_numpy(), locs.lon.to_numpy())
+    locs = pd.concat([locs, clim], axis=1).assign(site=np.arange(len(locs)))
+    out = frame.assign(month=month.to_numpy()).merge(locs, on=["lat", "lon"]).merge(monthly, on=["site", "month"])
+    out["landcover"] = landcover_at(out.lat.to_numpy(), out.lon.to_numpy())
+    out["year"] = out.start.dt.year
+    return out.dropna(subset=ZONE_FACTORS)
+
+
 def landcover_at(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     lc = read_mcd12c1()
     row = np.clip(np.floor((90 - lat) / 0.05).astype(int), 0, 3599)
@@ -168,17 +179,9 @@ def cosore_case(data: Path, variable: str, params: dict) -> dict:
     o = t.observations[t.observations.variable == variable]
     keys = ["site_id", "lat", "lon", "variable", "method"]
     per, _ = aggregate_to_periods(o, keys=keys, value_cols=["value", "tsoil_c", "swc"], min_coverage=0.5)
-    locs = per[["lat", "lon"]].drop_duplicates().reset_index(drop=True)
-    clim, monthly = grid_climate(data, locs.lat.to_numpy(), locs.lon.to_numpy())
-    locs = pd.concat([locs, clim], axis=1).assign(site=np.arange(len(locs)))
-    per = per.merge(locs, on=["lat", "lon"])
-    per["month"] = (per.start + pd.Timedelta(days=4)).dt.month
-    per = per.merge(monthly, on=["site", "month"])
+    per = with_site_climate(data, per, month=(per.start + pd.Timedelta(days=4)).dt.month)
     doy = (per.start + pd.Timedelta(days=4)).dt.day_of_year
     per["doy_sin"], per["doy_cos"] = np.sin(2 * np.pi * doy / 365.25), np.cos(2 * np.pi * doy / 365.25)
-    per["landcover"] = landcover_at(per.lat.to_numpy(), per.lon.to_numpy())
-    per["year"] = per.start.dt.year
-    per = per.dropna(subset=ZONE_FACTORS)
     features = [
         "t_month",
         "p_month",
@@ -205,16 +208,8 @@ def fluxnet_case(data: Path, params: dict) -> dict:
         data / "fluxnet" / "fluxnet2015_monthly_GPP_NEE_ET_204sites.csv", variables=("NEE",)
     )
     o = t.observations.copy()
-    locs = o[["lat", "lon"]].drop_duplicates().reset_index(drop=True)
-    clim, monthly = grid_climate(data, locs.lat.to_numpy(), locs.lon.to_numpy())
-    locs = pd.concat([locs, clim], axis=1).assign(site=np.arange(len(locs)))
-    o = o.merge(locs, on=["lat", "lon"])
-    o["month"] = o.start.dt.month
-    o = o.merge(monthly, on=["site", "month"])
+    o = with_site_climate(data, o, month=o.start.dt.month)
     o["m_sin"], o["m_cos"] = np.sin(2 * np.pi * o.month / 12), np.cos(2 * np.pi * o.month / 12)
-    o["landcover"] = landcover_at(o.lat.to_numpy(), o.lon.to_numpy())
-    o["year"] = o.start.dt.year
-    o = o.dropna(subset=ZONE_FACTORS)
     features = [
         "t_month",
         "p_month",

@@ -32,7 +32,6 @@ whole world.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap import periods, products
+from fluxmap._files import sha256
 from fluxmap.config import DemoConfig
 from fluxmap.grids import LatLonGrid, class_fractions, era5_grid, majority_class
 
@@ -696,7 +696,7 @@ def build_world(root: str | Path, config: DemoConfig | None = None, *, progress:
         np.random.default_rng([cfg.seed, 3]),
     )
     files = {
-        str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != "world.json"
+        str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != "world.json"
     }
     world = DemoWorld(root=root, config=cfg, files=files)
     (root / "world.json").write_text(
@@ -723,14 +723,6 @@ def world_is_current(root: str | Path, config: DemoConfig) -> bool:
         return False
     saved = json.loads(meta.read_text()).get("config", {})
     return saved == json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- ERA5-like daily cube -------------------------------------------------------------

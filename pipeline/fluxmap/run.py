@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap import __version__, sites
+from fluxmap._files import sha256
 from fluxmap.config import RunConfig, SourceSpec
 from fluxmap.extract import extract_at_sites, locate_sites, to_periods
 from fluxmap.features import annual_stats, doy_features
@@ -30,14 +31,6 @@ __all__ = ["demo_sources", "extract_stage", "model_stage", "sites_stage"]
 
 
 # --- caching and provenance ----------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -144,7 +137,7 @@ def sites_stage(cfg: RunConfig, specs: tuple[SourceSpec, ...], *, log=print) -> 
     """Read every site source into ``sites/observations.parquet`` and ``sites/quarantine.parquet``."""
     out = Path(cfg.workdir) / "sites"
     out.mkdir(parents=True, exist_ok=True)
-    inputs = {str(p): _sha256(p) for p in _input_files(specs)}
+    inputs = {str(p): sha256(p) for p in _input_files(specs)}
     settings = {"sources": [dataclasses.asdict(s) for s in specs], "srdb_min_year": cfg.sites.srdb_min_year}
     key = _key(settings, inputs)
     files = ["observations.parquet", "quarantine.parquet"]
@@ -248,11 +241,11 @@ def extract_stage(cfg: RunConfig, table: sites.SiteTable, *, log=print) -> dict[
     sites_prov = Path(cfg.workdir) / "sites" / "provenance.json"
     inputs = {"sites": json.loads(sites_prov.read_text())["cache_key"] if sites_prov.is_file() else "none"}
     catalog_path, params = _catalog_location(cfg)
-    inputs["catalog"] = _sha256(catalog_path)
+    inputs["catalog"] = sha256(catalog_path)
     # Local stores are identified by their own checksum lists (the demo world's world.json).
     world = Path(params.get("DEMO_ROOT", "")) / "world.json"
     if "DEMO_ROOT" in params and world.is_file():
-        inputs["demo_world"] = _sha256(world)
+        inputs["demo_world"] = sha256(world)
     settings = {"extract": dataclasses.asdict(cfg.extract), "min_coverage": cfg.sites.min_coverage}
     key = _key(settings, inputs)
     files = ["training_8day.parquet", "training_annual.parquet", "quarantine.parquet", "site_factors.parquet"]
