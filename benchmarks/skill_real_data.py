@@ -38,6 +38,8 @@ from fluxmap.validate import compare, loso_predict, metrics, metrics_table
 from fluxmap.zones import fit_zones, zone_array
 
 ZONE_FACTORS = ["t_mean", "p_mean", "t_range", "p_range"]
+MONTHLY_CLIMATE = ["t_month", "p_month", "t_mean", "p_mean", "t_range", "p_range"]
+"""Grid climate of the observation's calendar month, and the site's annual climate."""
 
 
 def grid_climate(data: Path, lat: np.ndarray, lon: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -182,18 +184,7 @@ def cosore_case(data: Path, variable: str, params: dict) -> dict:
     per = with_site_climate(data, per, month=(per.start + pd.Timedelta(days=4)).dt.month)
     doy = (per.start + pd.Timedelta(days=4)).dt.day_of_year
     per["doy_sin"], per["doy_cos"] = np.sin(2 * np.pi * doy / 365.25), np.cos(2 * np.pi * doy / 365.25)
-    features = [
-        "t_month",
-        "p_month",
-        "t_mean",
-        "p_mean",
-        "t_range",
-        "p_range",
-        "doy_sin",
-        "doy_cos",
-        "landcover",
-        "year",
-    ]
+    features = [*MONTHLY_CLIMATE, "doy_sin", "doy_cos", "landcover", "year"]
     return compare_models(
         per,
         features,
@@ -210,19 +201,7 @@ def fluxnet_case(data: Path, params: dict) -> dict:
     o = t.observations.copy()
     o = with_site_climate(data, o, month=o.start.dt.month)
     o["m_sin"], o["m_cos"] = np.sin(2 * np.pi * o.month / 12), np.cos(2 * np.pi * o.month / 12)
-    features = [
-        "t_month",
-        "p_month",
-        "t_mean",
-        "p_mean",
-        "t_range",
-        "p_range",
-        "m_sin",
-        "m_cos",
-        "landcover",
-        "year",
-        "lat",
-    ]
+    features = [*MONTHLY_CLIMATE, "m_sin", "m_cos", "landcover", "year", "lat"]
     return compare_models(o, features, min_sites=8, params=params)
 
 
