@@ -34,3 +34,13 @@ def test_skill_real_data_pieces(shared_data):
     assert mod.landcover_at(lat, lon)[2] == 2  # central Amazon: evergreen broadleaf
     result = mod.run(shared_data, ["fluxnet_nee"], params={"n_estimators": 5, "max_depth": 2})[0]
     assert result["sites"] == 204 and -1 < result["r2_unified"] < 1
+
+
+def test_full_500m_graph_builds_without_computing_in_bounded_memory():
+    """The whole one-year 500 m global prediction graph: no compute (the counting scheduler inside
+    raises on any), Python memory far below one block's data, a bounded number of tasks per block."""
+    result = _load("bench_graph500").run()
+    assert result["cells"] == [86400, 43200] and result["periods"] == 46
+    assert result["blocks"] == 18 * 36
+    assert result["tasks"] <= 40 * result["blocks"]
+    assert result["peak_python_mb"] < 300  # one 46 x 2400 x 2400 float32 block alone is 1,060 MB

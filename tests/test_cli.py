@@ -15,13 +15,13 @@ def test_help_lists_only_existing_stages(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("run", "demo", "catalog", "sites", "extract", "models"):
+    for cmd in ("run", "demo", "catalog", "sites", "extract", "models", "predict"):
         assert cmd in out
-    for later in ("predict", "report"):
+    for later in ("cluster", "benchmark"):
         assert f"  {later} " not in out
 
 
-@pytest.mark.parametrize("cmd", ["run", "demo", "catalog", "sites", "extract", "models"])
+@pytest.mark.parametrize("cmd", ["run", "demo", "catalog", "sites", "extract", "models", "predict"])
 def test_each_command_explains_itself(cmd, capsys):
     with pytest.raises(SystemExit):
         main([cmd, "--help"])

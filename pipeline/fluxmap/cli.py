@@ -13,8 +13,9 @@ from fluxmap import __version__
 EPILOG = """\
 Stages so far: demo world -> catalog (lazy cubes) -> sites (observations, quarantine)
 -> extract (8-day and annual training tables) -> models (zones, selection, zone and
-unified models, leave-one-site-out validation, uncertainty). Later stages (predict,
-write, aggregate, report) are added as they land.
+unified models, leave-one-site-out validation, uncertainty) -> predict (map_blocks over
+the grid, CF Zarr, totals, maps, report). Earlier stages are cached and skipped when
+their inputs have not changed.
 """
 
 
@@ -91,15 +92,17 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0 if _summarize_catalog(args.catalog, params, args.entry) else 1
 
 
-def _site_stages(cfg, *, extract: bool, model: bool = False) -> None:
-    from fluxmap.run import demo_sources, extract_stage, model_stage, sites_stage
+def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = False) -> None:
+    from fluxmap.run import demo_sources, extract_stage, model_stage, predict_stage, sites_stage
 
     specs = cfg.sites.sources or demo_sources(Path(cfg.workdir) / "demo-world")
     table = sites_stage(cfg, specs)
-    if extract or model:
+    if extract or model or predict:
         tables = extract_stage(cfg, table)
-        if model:
+        if model or predict:
             model_stage(cfg, tables)
+        if predict:
+            predict_stage(cfg)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -110,11 +113,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _ensure_world(root, cfg.demo, args.force)
         if not _summarize_catalog("demo", {"DEMO_ROOT": str(root)}, None):
             return 1
-    _site_stages(cfg, extract=True, model=True)
+    _site_stages(cfg, extract=True, model=True, predict=True)
     print(
         f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/: sites/ and extract/ "
         "(Parquet tables, quarantine, provenance.json), models/ (zones, models, leave-one-site-out tables, "
-        "figures; summary.md)"
+        "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md)"
     )
     return 0
 
@@ -131,6 +134,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     _site_stages(_run_config(args.config, args.workdir), extract=True, model=True)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    _site_stages(_run_config(args.config, args.workdir), extract=True, model=True, predict=True)
     return 0
 
 
@@ -187,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_models,
             "fit environmental zones, select predictors, validate zone and unified models "
             "leave-one-site-out, fit the final models and uncertainty ensembles, write tables and figures",
+        ),
+        (
+            "predict",
+            cmd_predict,
+            "apply the zone models over the grid with map_blocks, write the CF Zarr store (resumable; "
+            "blocks without land skipped), global totals, latitudinal profiles, maps and the report",
         ),
     ):
         sp = sub.add_parser(

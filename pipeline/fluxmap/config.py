@@ -13,6 +13,7 @@ __all__ = [
     "DemoConfig",
     "ExtractConfig",
     "ModelConfig",
+    "PredictConfig",
     "RunConfig",
     "SitesConfig",
     "SourceSpec",
@@ -29,7 +30,7 @@ class DemoConfig:
     seed: int = 20240501
     """Seed of every random draw; the same seed gives byte-identical stores."""
     resolution: float = 1.0
-    """Cell size of the MODIS-like lat/lon grid, degrees (must divide 0.05-deg blocks)."""
+    """Cell size of the MODIS-like lat/lon grid, degrees: a multiple of 0.05 or a divisor (1/240 = 500 m)."""
     bbox: tuple[float, float, float, float] = (-180.0, -60.0, 180.0, 80.0)
     """Domain (west, south, east, north) in degrees; edges on multiples of ``resolution``."""
     years: tuple[int, ...] = (2019, 2020)
@@ -52,8 +53,13 @@ class DemoConfig:
     """Cells per chunk along lat and lon of the MODIS-like cubes."""
 
     def __post_init__(self) -> None:
-        if self.resolution <= 0 or round(self.resolution / 0.05, 6) % 1:
-            raise ValueError(f"DemoConfig.resolution {self.resolution} must be a positive multiple of 0.05")
+        coarse = round(self.resolution / 0.05, 6) % 1 == 0
+        fine = self.resolution > 0 and abs(0.05 / self.resolution - round(0.05 / self.resolution)) < 1e-6
+        if self.resolution <= 0 or not (coarse or fine):
+            raise ValueError(
+                f"DemoConfig.resolution {self.resolution} must be a multiple of 0.05 deg or divide it "
+                "(e.g. 1/240 deg, the 500 m MODIS cell size)"
+            )
         w, s, e, n = self.bbox
         if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
             raise ValueError(f"DemoConfig.bbox {self.bbox} is not (west, south, east, north) in degrees")
@@ -186,6 +192,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    """Global prediction, the Zarr output, totals and the report."""
+
+    zarr_format: int = 2
+    """2 (GDAL 3.6 and netCDF-C 4.9 read it) or 3."""
+    regions_per_batch: int = 4
+    """Regions computed in parallel before their completion is recorded (restart granularity)."""
+    ensemble: bool = True
+    """Also predict with the bootstrap members (spread, 5th and 95th percentiles)."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole fluxmap run."""
 
@@ -199,13 +217,16 @@ class RunConfig:
     """Extract stage settings."""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     """Zones, models, validation and uncertainty settings."""
+    predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
+    """Prediction, output and report settings."""
 
 
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
-    unknown = sorted(set(data) - {"workdir", "demo", "sites", "extract", "model"})
+    known = {"workdir", "demo", "sites", "extract", "model", "predict"}
+    unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: ['demo', 'extract', 'model', 'sites', 'workdir']")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     demo = data.get("demo", {})
     sites = dict(data.get("sites") or {})
     sources = tuple(
@@ -220,6 +241,7 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
         if k in model:
             model[k] = tuple(sorted(model[k].items()))
     return RunConfig(
+        predict=from_mapping(PredictConfig, dict(data.get("predict") or {}), where=f"{where}: predict"),
         model=from_mapping(ModelConfig, model, where=f"{where}: model"),
         workdir=data.get("workdir", "fluxmap-output"),
         demo=None if demo is None else from_mapping(DemoConfig, demo, where=f"{where}: demo"),

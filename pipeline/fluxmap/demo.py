@@ -137,10 +137,15 @@ def read_mcd12c1() -> np.ndarray:
 
 def _landcover_on_grid(lc005: np.ndarray, grid: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
     """Class fractions (17, ny, nx) and majority class of the 0.05 deg map on ``grid``."""
+    ny, nx = grid.shape
+    if grid.resolution < 0.05 - 1e-9:
+        # Finer than the map (500 m): each cell takes the class of the 0.05 deg cell it lies in.
+        cls = _landcover_at_points(lc005, *np.meshgrid(grid.lat, grid.lon, indexing="ij"))
+        frac = np.stack([(cls == c) for c in IGBP]).astype("float32")
+        return frac, majority_class(frac, IGBP, fill=products.LANDCOVER_FILL)
     factor = round(grid.resolution / 0.05)
     r0 = round((90 - grid.north) / 0.05)
     c0 = round((grid.west + 180) / 0.05)
-    ny, nx = grid.shape
     sub = lc005[r0 : r0 + ny * factor, c0 : c0 + nx * factor]
     frac = class_fractions(sub, factor, IGBP, missing=products.LANDCOVER_FILL)
     return frac, majority_class(frac, IGBP, fill=products.LANDCOVER_FILL)

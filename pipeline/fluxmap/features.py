@@ -27,17 +27,27 @@ __all__ = [
 def annual_stats(ds: xr.Dataset, *, stats: tuple[str, ...] = ("max", "min", "mean")) -> xr.Dataset:
     """For each variable ``v`` with a time axis: ``v_ann_max``, ``v_ann_min``, ``v_ann_mean``
     over its calendar year, broadcast back to every period of that year (NaN-skipping).
+
+    Each year's statistic is broadcast with ``expand_dims`` and the years concatenated,
+    so the graph stays a few tasks per chunk even on the 500 m global grid.
     """
     timed = [v for v in ds.data_vars if "time" in ds[v].dims and np.issubdtype(ds[v].dtype, np.floating)]
-    year = ds["time"].dt.year
-    grouped = ds[timed].groupby(year)
+    year = ds["time"].dt.year.values
     out = {}
     for stat in stats:
-        agg = getattr(grouped, stat)(skipna=True)
-        back = agg.sel(year=year).drop_vars("year")
+        pieces = []
+        for y in np.unique(year):
+            part = ds[timed].isel(time=np.flatnonzero(year == y))
+            agg = getattr(part, stat)("time", skipna=True)
+            pieces.append(agg.expand_dims(time=part["time"].values).transpose(*part[timed[0]].dims) if timed else agg)
+        back = xr.concat(pieces, dim="time") if pieces else ds[timed]
         for v in timed:
-            out[f"{v}_ann_{stat}"] = back[v].assign_attrs(
-                long_name=f"annual {stat} of {ds[v].attrs.get('long_name', v)}", units=ds[v].attrs.get("units", "")
+            out[f"{v}_ann_{stat}"] = (
+                back[v]
+                .transpose(*ds[v].dims)
+                .assign_attrs(
+                    long_name=f"annual {stat} of {ds[v].attrs.get('long_name', v)}", units=ds[v].attrs.get("units", "")
+                )
             )
     return xr.Dataset(out, coords={"time": ds["time"]})
 
@@ -76,18 +86,61 @@ def long_term_means(ds: xr.Dataset) -> xr.Dataset:
     return ds[timed].mean("time", skipna=True).rename({v: f"{v}_mean" for v in timed})
 
 
-def regrid_nearest(da: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> xr.DataArray:
+def regrid_nearest(
+    da: xr.DataArray, lat: np.ndarray, lon: np.ndarray, *, chunks: tuple[int, int] | None = None
+) -> xr.DataArray:
     """Nearest-neighbour values of a lat/lon field at other cell centres (lazy; 0-360 aware).
 
     Used to bring ERA5's 0.25 deg points onto the MODIS-like grid for zoning and
     prediction; ERA5 is smooth at that scale, so nearest is within its own error.
+    For dask-backed input every output block (``chunks`` = lat, lon sizes) is one
+    task that depends on the source (which should be small: one chunk in lat/lon)
+    and picks its cells with integer indices, so the graph grows with the number
+    of output blocks, not cells.
     """
+    lat, lon = np.asarray(lat), np.asarray(lon)
     src_lon = da["lon"].values
-    tgt_lon = np.asarray(lon) % 360.0 if src_lon.max() > 180 else np.asarray(lon)
-    out = da.sel(lat=xr.DataArray(lat, dims="lat"), method="nearest").sel(
-        lon=xr.DataArray(tgt_lon, dims="lon"), method="nearest"
+    tgt_lon = lon % 360.0 if src_lon.max() > 180 else lon
+    iy = pd.Index(da["lat"].values).get_indexer(lat, method="nearest")
+    ix = pd.Index(src_lon).get_indexer(tgt_lon, method="nearest")
+    coords = {"lat": ("lat", lat), "lon": ("lon", lon)}
+    if not da.chunks:
+        out = da.isel(lat=xr.DataArray(iy, dims="lat"), lon=xr.DataArray(ix, dims="lon"))
+        return out.drop_vars(["lat", "lon"], errors="ignore").assign_coords(coords)
+    import warnings
+
+    import dask.array as dsa
+    from dask.array.core import PerformanceWarning
+
+    other = [d for d in da.dims if d not in ("lat", "lon")]
+    src = da.transpose(*other, "lat", "lon").chunk({"lat": -1, "lon": -1}).data
+    cy, cx = chunks or (len(lat), len(lon))
+    letters = "".join(chr(ord("t") + i) for i in range(len(other)))
+    with warnings.catch_warnings():
+        # Many output blocks from one small source block is the point here, not a mistake.
+        warnings.simplefilter("ignore", PerformanceWarning)
+        data = dsa.blockwise(
+            _pick,
+            letters + "yx",
+            src,
+            letters + "ab",
+            dsa.from_array(iy, chunks=cy),
+            "y",
+            dsa.from_array(ix, chunks=cx),
+            "x",
+            concatenate=True,
+            dtype=da.dtype,
+        )
+    return xr.DataArray(
+        data,
+        dims=(*other, "lat", "lon"),
+        coords={**{d: da[d] for d in other if d in da.coords}, **coords},
+        attrs=da.attrs,
     )
-    return out.assign_coords(lat=("lat", np.asarray(lat)), lon=("lon", np.asarray(lon)))
+
+
+def _pick(src: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    return src[..., iy, :][..., ix]
 
 
 def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
@@ -102,12 +155,14 @@ def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
 
     modis = cubes["mod09a1"]
     lat, lon = modis["lat"].values, modis["lon"].values
-    era_p = to_periods(cubes["era5"][["t2m", "tp"]])
-    t2m_8day = regrid_nearest(era_p["t2m"], lat, lon).sel(time=modis["time"])
+    era = cubes["era5"][["t2m", "tp"]]
+    era_p = to_periods(era) if pd.Series(era.time.values).diff().median() < pd.Timedelta(days=8) else era
+    space = (modis.chunksizes["lat"][0], modis.chunksizes["lon"][0]) if modis.chunks else None
+    t2m_8day = regrid_nearest(era_p["t2m"], lat, lon, chunks=space).sel(time=modis["time"])
     out = xr.Dataset(
         {
-            "t2m_mean": regrid_nearest(cubes["era5"]["t2m"].mean("time"), lat, lon),
-            "tp_mean": regrid_nearest(cubes["era5"]["tp"].mean("time"), lat, lon),
+            "t2m_mean": regrid_nearest(era["t2m"].mean("time"), lat, lon, chunks=space),
+            "tp_mean": regrid_nearest(era["tp"].mean("time"), lat, lon, chunks=space),
             "ndvi_mean": modis["ndvi"].mean("time", skipna=True),
             "lswi_growing_season": growing_season_mean(modis["lswi"], t2m_8day),
             "elevation": cubes["static"]["elevation"],

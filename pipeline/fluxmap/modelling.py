@@ -267,6 +267,8 @@ def model_target(
             params=params,
         )
         scores.to_csv(out / "bootstrap_scores.csv", index=False)
+        for i, member in enumerate(members):
+            save_model(member, out / f"ensemble_{i:02d}")
         preds = np.stack([m.predict(d) for m in members])
         summary.update(
             {

@@ -27,7 +27,7 @@ from fluxmap.extract import extract_at_sites, locate_sites, to_periods
 from fluxmap.features import annual_stats, doy_features
 from fluxmap.periods import aggregate_to_periods
 
-__all__ = ["demo_sources", "extract_stage", "model_stage", "sites_stage"]
+__all__ = ["demo_sources", "extract_stage", "model_stage", "predict_stage", "sites_stage"]
 
 
 # --- caching and provenance ----------------------------------------------------------------
@@ -500,3 +500,264 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log=print) -
     _zone_map(cfg, out, log=log)
     _write_provenance(out, key, inputs=inputs, settings=settings(cfg), summary=summary.to_dict(orient="records"))
     return summary
+
+
+# --- predict, write, aggregate, report -------------------------------------------------------------
+
+
+def _model_set(target: str, folder: Path, *, ensemble: bool):
+    from fluxmap.predict import ModelSet
+    from fluxmap.train import load_model
+
+    zones = {int(p.stem.split("_")[-1]): load_model(p) for p in sorted(folder.glob("model_zone_*.ubj"))}
+    members = [load_model(p) for p in sorted(folder.glob("ensemble_*.ubj"))] if ensemble else []
+    return ModelSet(
+        target=target, zone_models=zones, unified=load_model(folder / "model_unified.ubj"), ensemble=members
+    )
+
+
+def _git_revision() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
+    """Predict every 8-day target over the grid, write the CF Zarr (resumable), totals and the report."""
+    from fluxmap.catalog import load_catalog
+    from fluxmap.features import grid_zone_factors
+    from fluxmap.predict import predict_cube, predictor_cube
+    from fluxmap.write import cf_dataset, create_store, done_regions, fill_regions, land_regions, region_slices
+    from fluxmap.zones import ZoneModel, assign_zones
+
+    models_dir = Path(cfg.workdir) / "models"
+    out = Path(cfg.workdir) / "predict"
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [
+        t
+        for t in cfg.model.targets
+        if t.endswith(":8day") and (models_dir / t.replace(":", "_") / "model_unified.ubj").is_file()
+    ]
+    if not targets:
+        log(f"predict: skipped, no 8-day models in {models_dir} (targets {list(cfg.model.targets)})")
+        return {}
+    path, params = _catalog_location(cfg)
+    cat = load_catalog(path, **params)
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    # Sub-period sources (ERA5) are averaged to the 8-day periods once, on their own grid, which
+    # is small next to the MODIS grid; every block then reads them instead of the daily cube.
+    t0 = time.perf_counter()
+    for e, c in cubes.items():
+        if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8):
+            cubes[e] = to_periods(c).persist()
+    predictors = predictor_cube(cubes)
+    land_fraction = cubes["static"]["land_fraction"].load()
+    land = (land_fraction > 0.5).values
+    chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
+    # The zone map is written once, chunk by chunk, and read back lazily by every block.
+    zone = assign_zones(ZoneModel.from_json(models_dir / "zones.json"), grid_zone_factors(cubes))
+    zone = zone.where(land_fraction > 0.5, 0).astype("uint8").chunk({"lat": chunks["lat"], "lon": chunks["lon"]})
+    zone.to_dataset(name="zone").to_zarr(out / "zone.zarr", mode="w", zarr_format=2, consolidated=True)
+    zone = xr.open_zarr(out / "zone.zarr", consolidated=True)["zone"]
+    log(f"predict: 8-day sub-period sources and the zone map ready in {time.perf_counter() - t0:.1f} s")
+    client = _client()
+    preds = []
+    for t in targets:
+        ms = _model_set(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble)
+        ref = client.scatter(ms, broadcast=True) if client is not None else ms
+        preds.append(predict_cube(predictors, zone, ref))
+    pred = xr.merge(preds, combine_attrs="drop")
+    model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(models_dir.rglob("*.ubj"))}
+    key = _key(
+        {"predict": dataclasses.asdict(cfg.predict), "targets": targets},
+        {
+            "models": model_files,
+            "catalog": sha256(path),
+            **({"demo_world": sha256(Path(params["DEMO_ROOT"]) / "world.json")} if "DEMO_ROOT" in params else {}),
+        },
+    )
+    attrs = {
+        "title": "fluxmap gridded carbon fluxes",
+        "institution": "fluxmap",
+        "source": "fluxmap " + __version__,
+        "history": f"fluxmap {__version__} predict",
+        "references": "https://github.com/ (fluxmap README)",
+        "fluxmap_run_key": key,
+        "fluxmap_config": json.dumps(dataclasses.asdict(cfg), default=str, sort_keys=True),
+        "fluxmap_versions": json.dumps(_versions(), sort_keys=True),
+        "fluxmap_model_sha256": json.dumps(model_files, sort_keys=True),
+        "fluxmap_git_revision": _git_revision(),
+    }
+    ds = cf_dataset(pred, zone=zone, attrs=attrs)
+    store = out / "fluxmap.zarr"
+    fresh = True
+    if store.exists():
+        try:
+            fresh = xr.open_zarr(store, consolidated=True).attrs.get("fluxmap_run_key") != key
+        except (OSError, ValueError, KeyError):
+            fresh = True
+    if fresh:
+        create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
+    regions = land_regions(region_slices(dict(ds.sizes), chunks), land)
+    all_regions = region_slices(dict(ds.sizes), chunks)
+    before = len(done_regions(store))
+    t0 = time.perf_counter()
+    with _progress(len(regions), "predict + write regions", log) as bar:
+        n = fill_regions(
+            store, ds, regions, batch=cfg.predict.regions_per_batch, progress=lambda done, total: bar(done)
+        )
+    log(
+        f"predict: {n} regions written ({before} already done, {len(all_regions) - len(regions)} without land "
+        f"skipped) in {time.perf_counter() - t0:.1f} s -> {store}"
+    )
+    return _aggregate_and_report(cfg, store, land_fraction, targets, cat, log=log)
+
+
+def _client():
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+class _progress:
+    """A tqdm bar when installed and the output is a terminal, else log lines every 10 %."""
+
+    def __init__(self, total: int, desc: str, log) -> None:
+        self.total, self.desc, self.log, self.bar, self.last = total, desc, log, None, -1
+
+    def __enter__(self):
+        import sys
+
+        try:
+            from tqdm import tqdm
+
+            if sys.stderr.isatty():
+                self.bar = tqdm(total=self.total, desc=self.desc)
+        except ImportError:
+            pass
+        return self.update
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.refresh()
+        elif self.total and (10 * done // self.total) > self.last:
+            self.last = 10 * done // self.total
+            self.log(f"  {self.desc}: {done}/{self.total}")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _aggregate_and_report(
+    cfg: RunConfig, store: Path, land_fraction: xr.DataArray, targets: list[str], cat, *, log=print
+) -> dict[str, Any]:
+    from fluxmap import aggregate, report
+
+    out = store.parent
+    ds = xr.open_zarr(store, consolidated=True)
+    names = [t.split(":")[0] for t in targets]
+    totals, profiles, figures = {}, {}, {}
+    for v in names:
+        flux = ds[v].load()
+        totals[v] = aggregate.annual_totals(flux, land_fraction)
+        profiles[v] = aggregate.latitudinal_profile(flux, land_fraction)
+        profiles[v].to_csv(out / f"latitudinal_profile_{v}.csv")
+        figures[f"{v} annual mean"] = report.map_figure(
+            aggregate.annual_mean(flux),
+            out / f"map_{v}_mean.png",
+            title=f"{v}: mean over the run (zone models)",
+            units="g C m-2 d-1",
+            cmap="RdBu_r" if v == "nee" else "viridis",
+        ).name
+        if f"{v}_sd" in ds:
+            figures[f"{v} uncertainty"] = report.map_figure(
+                aggregate.annual_mean(ds[f"{v}_sd"].load()),
+                out / f"map_{v}_sd.png",
+                title=f"{v}: bootstrap ensemble standard deviation",
+                units="g C m-2 d-1",
+                cmap="magma",
+            ).name
+    z = ds["zone"].load()
+    figures["zones"] = report.map_figure(
+        z.where(z > 0),
+        out / "map_zones.png",
+        title="environmental zones",
+        units="zone",
+        cmap="tab10",
+        vmin=0.5,
+        vmax=float(z.max()) + 0.5,
+    ).name
+    figures["latitudinal profiles"] = report.profile_figure(profiles, out / "latitudinal_profiles.png").name
+    table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
+    table["covered_fraction_min"] = pd.concat([t.covered_fraction for t in totals.values()], axis=1).min(axis=1)
+    table.to_csv(out / "totals.csv")
+    part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(totals) else None
+    if part is not None:
+        part.to_csv(out / "partition.csv")
+    truth_table = None
+    if "truth" in cat.entries:
+        truth = cat.open("truth")
+        rows = []
+        for v in names:
+            if v not in truth:
+                continue
+            t_v = truth[v].load()
+            p_v = ds[v].load()
+            ok = np.isfinite(t_v.values) & np.isfinite(p_v.values)
+            from fluxmap.validate import metrics
+
+            m = metrics(t_v.values[ok], p_v.values[ok])
+            tt = aggregate.annual_totals(t_v.where(np.isfinite(p_v)), land_fraction)
+            rows.append(
+                {
+                    "target": v,
+                    "r2": m["r2"],
+                    "rmse_g_c_m2_d": m["rmse"],
+                    "bias_g_c_m2_d": m["bias"],
+                    "cells_x_periods": m["n"],
+                    "predicted_total_pg_c_yr": float(totals[v].total_pg_c_yr.mean()),
+                    "truth_total_pg_c_yr": float(tt.total_pg_c_yr.mean()),
+                }
+            )
+        truth_table = pd.DataFrame(rows).set_index("target")
+        truth_table.to_csv(out / "error_vs_truth.csv")
+    models_dir = Path(cfg.workdir) / "models"
+    validation = (models_dir / "summary.md").read_text() if (models_dir / "summary.md").is_file() else ""
+    for t in targets:
+        rep = models_dir / t.replace(":", "_") / "report.md"
+        if rep.is_file():
+            validation += "\n" + rep.read_text().replace("# ", "### ", 1)
+    fmt = f"Zarr v{cfg.predict.zarr_format}, consolidated metadata, CF-1.10"
+    path = report.write_report(
+        out / "report.md",
+        totals=table,
+        partition=part,
+        figures=figures,
+        validation=validation,
+        truth=truth_table,
+        store=str(store),
+        formats=fmt,
+    )
+    log(
+        "totals (Pg C yr-1, mean over years): "
+        + ", ".join(f"{v} {t.total_pg_c_yr.mean():.1f}" for v, t in totals.items())
+    )
+    if truth_table is not None:
+        for v, r in truth_table.iterrows():
+            log(
+                f"  {v} vs the demo truth: R2 {r.r2:.3f}, RMSE {r.rmse_g_c_m2_d:.3f} g C m-2 d-1, total "
+                f"{r.predicted_total_pg_c_yr:.1f} vs {r.truth_total_pg_c_yr:.1f} Pg C yr-1"
+            )
+    log(f"report: {path}")
+    return {"store": store, "report": path, "totals": table, "error_vs_truth": truth_table}

@@ -1,0 +1,215 @@
+"""CF-compliant, resumable Zarr output.
+
+The store is created from a lazy template (``to_zarr(compute=False)``: metadata only),
+then filled region by region. Each finished region is recorded in the store's
+``fluxmap_regions_done`` attribute list only after its chunks are written, so a rerun
+after an interruption writes only the unfinished regions; chunks are deterministic,
+so the final store is byte-identical to an uninterrupted run. Regions without land
+are never computed or written: readers see the fill value (NaN) there.
+
+Zarr format 2 is the default because GDAL 3.6 and netCDF-C 4.9 (Debian 12) read it;
+both fail on format 3 (GDAL: "not recognized as a supported file format"; ncdump
+shows an empty dataset). Consolidated metadata is written in both formats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap import periods, products
+from fluxmap.grids import LatLonGrid
+
+__all__ = ["cf_dataset", "create_store", "done_regions", "fill_regions", "land_regions", "region_slices"]
+
+WGS84_WKT = (
+    'GEOGCRS["WGS 84",DATUM["World Geodetic System 1984",ELLIPSOID["WGS 84",6378137,298.257223563,'
+    'LENGTHUNIT["metre",1]]],PRIMEM["Greenwich",0,ANGLEUNIT["degree",0.0174532925199433]],CS[ellipsoidal,2],'
+    'AXIS["geodetic latitude (Lat)",north,ORDER[1],ANGLEUNIT["degree",0.0174532925199433]],'
+    'AXIS["geodetic longitude (Lon)",east,ORDER[2],ANGLEUNIT["degree",0.0174532925199433]],'
+    'ID["EPSG",4326]]'
+)
+_DONE = "fluxmap_regions_done"
+
+
+def _bounds(centres: np.ndarray) -> np.ndarray:
+    step = np.diff(centres).mean() if centres.size > 1 else 1.0
+    return np.stack([centres - step / 2, centres + step / 2], axis=1)
+
+
+def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, Any]) -> xr.Dataset:
+    """Add CF metadata: units, standard/long names, cell_methods, grid mapping, bounds, fill values."""
+    ds = pred.copy()
+    for v in list(ds.data_vars):
+        base, _, suffix = v.partition("_")
+        if base in products.VARIABLES and suffix in ("", "sd", "p05", "p95"):
+            spec = products.spec(base)
+            a = {"units": spec.units, "grid_mapping": "crs", "cell_methods": "time: mean"}
+            if suffix == "":
+                a.update(spec.attrs())
+                a.update(
+                    {
+                        "grid_mapping": "crs",
+                        "cell_methods": "time: mean",
+                        "long_name": spec.long_name + ", 8-day mean, zone models",
+                    }
+                )
+            else:
+                what = {"sd": "standard deviation", "p05": "5th percentile", "p95": "95th percentile"}[suffix]
+                a["long_name"] = f"{what} of the bootstrap ensemble for {base}"
+            ds[v].attrs = {k: val for k, val in a.items() if k not in ("valid_min", "valid_max")}
+            ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
+        elif v.endswith("_missing_predictors"):
+            ds[v].attrs = {
+                "long_name": f"1 where a predictor of {v.split('_')[0]} was missing (model default used)",
+                "flag_values": np.array([0, 1], "uint8"),
+                "flag_meanings": "complete missing",
+                "grid_mapping": "crs",
+            }
+            ds[v].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
+    if zone is not None:
+        ds["zone"] = zone.astype("uint8").assign_attrs(
+            long_name="environmental zone of the cell (0 = not land)",
+            grid_mapping="crs",
+            flag_values=np.arange(0, int(zone.max()) + 1 if not zone.chunks else 16, dtype="uint8"),
+        )
+        ds["zone"].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
+    starts = pd.DatetimeIndex(ds.time.values)
+    bounds = periods.period_bounds(starts)
+    ds = ds.assign_coords(
+        time_bnds=(("time", "nv"), bounds),
+        lat_bnds=(("lat", "nv"), _bounds(ds.lat.values)),
+        lon_bnds=(("lon", "nv"), _bounds(ds.lon.values)),
+    )
+    ds["time"].attrs = {
+        "standard_name": "time",
+        "long_name": "start of the MODIS 8-day period",
+        "axis": "T",
+        "bounds": "time_bnds",
+    }
+    ds["lat"].attrs = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y", "bounds": "lat_bnds"}
+    ds["lon"].attrs = {"standard_name": "longitude", "units": "degrees_east", "axis": "X", "bounds": "lon_bnds"}
+    for v in ds.data_vars:
+        if {"lat", "lon"} <= set(ds[v].dims):
+            # GDAL's Zarr driver takes the CRS from this attribute (it does not read CF grid_mapping).
+            ds[v].attrs["_CRS"] = {"wkt": WGS84_WKT}
+    ds["crs"] = xr.DataArray(
+        np.int32(0),
+        attrs={
+            "grid_mapping_name": "latitude_longitude",
+            "crs_wkt": WGS84_WKT,
+            "spatial_ref": WGS84_WKT,
+            "semi_major_axis": 6378137.0,
+            "inverse_flattening": 298.257223563,
+            "longitude_of_prime_meridian": 0.0,
+        },
+    )
+    ds.attrs = {"Conventions": "CF-1.10", **attrs}
+    return ds
+
+
+def region_slices(sizes: dict[str, int], chunks: dict[str, int]) -> list[dict[str, slice]]:
+    """Every chunk-aligned region of the (time, lat, lon) cube."""
+    axes = [
+        [slice(a, min(a + chunks[d], sizes[d])) for a in range(0, sizes[d], chunks[d])] for d in ("time", "lat", "lon")
+    ]
+    return [dict(zip(("time", "lat", "lon"), combo)) for combo in itertools.product(*axes)]
+
+
+def land_regions(regions: list[dict[str, slice]], land: np.ndarray) -> list[dict[str, slice]]:
+    """Regions whose (lat, lon) block holds any land cell."""
+    return [r for r in regions if land[r["lat"], r["lon"]].any()]
+
+
+def _key(region: dict[str, slice]) -> str:
+    return ",".join(f"{d}={s.start}:{s.stop}" for d, s in region.items())
+
+
+def create_store(path: str | Path, template: xr.Dataset, *, zarr_format: int = 2, chunks: dict[str, int]) -> None:
+    """Write the store's metadata (and the small static variables) from a lazy template."""
+    enc = {}
+    template = template.copy()  # the caller's encodings stay as they are
+    for v in template.data_vars:
+        e = dict(template[v].encoding)
+        e["chunks"] = tuple(chunks.get(d, template.sizes[d]) for d in template[v].dims)
+        enc[v] = e
+        template[v].encoding = {}
+    template = template.assign_attrs({_DONE: "[]"})
+    template.to_zarr(path, mode="w", compute=False, zarr_format=zarr_format, consolidated=True, encoding=enc)
+    # Variables without a time axis (zone) and the coordinates are small: write them now.
+    small = template[[v for v in template.data_vars if "time" not in template[v].dims]]
+    if small.data_vars:
+        small.drop_vars([c for c in small.coords if c in ("time", "time_bnds")], errors="ignore").to_zarr(
+            path, mode="a", zarr_format=zarr_format, consolidated=True
+        )
+
+
+def done_regions(path: str | Path) -> set[str]:
+    """Regions already complete in the store."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return set()
+    return set(json.loads(group.attrs.get(_DONE, "[]")))
+
+
+def _mark_done(path: str | Path, keys: list[str]) -> None:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    done = sorted(set(json.loads(group.attrs.get(_DONE, "[]"))) | set(keys))
+    group.attrs[_DONE] = json.dumps(done)
+    zarr.consolidate_metadata(str(path))
+
+
+def fill_regions(
+    path: str | Path,
+    result: xr.Dataset,
+    regions: list[dict[str, slice]],
+    *,
+    batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Compute and write the regions not yet done, ``batch`` at a time; return how many were written."""
+    import dask
+
+    done = done_regions(path)
+    todo = [r for r in regions if _key(r) not in done]
+    timed = [v for v in result.data_vars if "time" in result[v].dims]
+    written = 0
+    for i in range(0, len(todo), batch):
+        part = todo[i : i + batch]
+        writes = [
+            result[timed]
+            .isel(r)
+            .drop_vars([c for c in result.coords if c not in ("time", "lat", "lon")], errors="ignore")
+            .to_zarr(path, region=r, compute=False, consolidated=False)
+            for r in part
+        ]
+        dask.compute(*writes)
+        _mark_done(path, [_key(r) for r in part])
+        written += len(part)
+        if progress:
+            progress(written + (len(regions) - len(todo)), len(regions))
+    return written
+
+
+def grid_of(ds: xr.Dataset) -> LatLonGrid:
+    """The regular grid of a Dataset with cell-centre ``lat``/``lon`` (north to south)."""
+    res = float(abs(ds.lat[0] - ds.lat[1]))
+    return LatLonGrid(
+        res,
+        west=float(ds.lon[0]) - res / 2,
+        south=float(ds.lat[-1]) - res / 2,
+        east=float(ds.lon[-1]) + res / 2,
+        north=float(ds.lat[0]) + res / 2,
+    )

@@ -1,0 +1,263 @@
+"""Global prediction, the CF Zarr store (GDAL, netCDF-C, cf-xarray), resumable writes, totals, report."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from fluxmap import aggregate
+from fluxmap.grids import cell_area
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_world, tmp_path_factory):
+    """The whole pipeline on the tiny world, through prediction."""
+    from fluxmap.config import run_config_from_mapping
+    from fluxmap.run import demo_sources, extract_stage, model_stage, predict_stage, sites_stage
+
+    work = tmp_path_factory.mktemp("run")
+    cfg = run_config_from_mapping(
+        {
+            "workdir": str(work),
+            "demo": None,
+            "extract": {"catalog_params": {"DEMO_ROOT": str(tiny_world.root)}},
+            "model": {
+                "targets": ["sr:8day", "nee:8day"],
+                "k_candidates": [2, 3],
+                "min_sites": 2,
+                "min_obs": 1,
+                "restarts": 5,
+                "params": {"n_estimators": 40},
+                "selection_params": {"n_estimators": 15},
+                "bootstrap_members": 3,
+                "backward_elimination": False,
+            },
+        }
+    )
+    log = []
+    tables = extract_stage(cfg, sites_stage(cfg, demo_sources(tiny_world.root), log=log.append), log=log.append)
+    model_stage(cfg, tables, log=log.append)
+    result = predict_stage(cfg, log=log.append)
+    return cfg, result, log
+
+
+def test_store_has_cf_metadata(run_dir):
+    import cf_xarray  # noqa: F401
+
+    _, result, _ = run_dir
+    ds = xr.open_zarr(result["store"], consolidated=True)
+    assert ds.attrs["Conventions"] == "CF-1.10"
+    for key in ("fluxmap_config", "fluxmap_versions", "fluxmap_model_sha256", "fluxmap_git_revision"):
+        assert ds.attrs[key]
+    assert ds.cf["latitude"].name == "lat" and ds.cf["longitude"].name == "lon" and ds.cf["time"].name == "time"
+    assert ds.cf.bounds["lat"] == ["lat_bnds"] and ds.cf.bounds["time"] == ["time_bnds"]
+    assert ds.sr.attrs["grid_mapping"] == "crs" and ds.sr.attrs["cell_methods"] == "time: mean"
+    assert ds.sr.attrs["units"] == "g m-2 d-1" and ds.crs.attrs["grid_mapping_name"] == "latitude_longitude"
+    assert 'EPSG",4326' in ds.crs.attrs["crs_wkt"]
+    b = ds.time_bnds.values
+    days = (b[:, 1] - b[:, 0]) / np.timedelta64(1, "D")
+    assert (days[:-1] == 8).all() and days[-1] == 6  # 2020: the leap-year last period
+    for v in ("sr", "sr_sd", "sr_p05", "sr_p95", "nee", "zone", "sr_missing_predictors"):
+        assert v in ds, v
+    assert float((ds.sr_p95 >= ds.sr_p05).where(ds.sr.notnull()).mean()) == 1.0
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is missing; .ci/run installs gdal-bin and netcdf-bin")
+        pytest.skip(f"{tool} not installed (apt-get install gdal-bin netcdf-bin)")
+
+
+def test_gdal_reads_the_store(run_dir):
+    _need("gdalinfo")
+    store = run_dir[1]["store"]
+    out = subprocess.run(["gdalinfo", f'ZARR:"{store}":/sr:0'], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ds = xr.open_zarr(store, consolidated=True)
+    assert f"Size is {ds.sizes['lon']}, {ds.sizes['lat']}" in out.stdout
+    assert 'ID["EPSG",4326]' in out.stdout
+    assert "Origin = (-10.000000000000000,60.000000000000000)" in out.stdout
+
+
+def test_netcdf_c_reads_the_store(run_dir):
+    _need("ncdump")
+    store = Path(run_dir[1]["store"]).resolve()
+    out = subprocess.run(["ncdump", "-h", f"file://{store}#mode=nczarr,file"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "float sr(time, lat, lon)" in out.stdout and 'sr:units = "g m-2 d-1"' in out.stdout
+    assert "time_bnds(time, nv)" in out.stdout and 'crs:grid_mapping_name = "latitude_longitude"' in out.stdout
+
+
+def test_predictions_equal_the_models_at_cells(run_dir):
+    from fluxmap.run import _model_set
+
+    cfg, result, _ = run_dir
+    ds = xr.open_zarr(result["store"], consolidated=True)
+    ms = _model_set("sr", Path(cfg.workdir) / "models" / "sr_8day", ensemble=False)
+    from fluxmap.catalog import builtin_catalog, load_catalog
+    from fluxmap.extract import to_periods
+    from fluxmap.predict import predictor_cube
+
+    cat = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params))
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    cubes["era5"] = to_periods(cubes["era5"])
+    pc = predictor_cube(cubes)
+    zone = ds.zone.load()
+    cells = np.argwhere(zone.values > 0)[:: max(1, len(np.argwhere(zone.values > 0)) // 5)][:5]
+    for r, c in cells:
+        z = int(zone.values[r, c])
+        model = ms.zone_models.get(z, ms.unified)
+        x = pc[model.features].isel(lat=r, lon=c, time=[3, 30]).compute()
+        cols = [np.broadcast_to(x[f].values, (2,)) for f in model.features]
+        expect = model.predict(np.stack(cols, axis=1))
+        np.testing.assert_allclose(ds.sr.isel(lat=r, lon=c, time=[3, 30]).values, expect, rtol=1e-5)
+    assert np.isnan(ds.sr.values[:, zone.values == 0]).all()
+
+
+def test_blocks_without_land_are_never_written(run_dir):
+    store = Path(run_dir[1]["store"])
+    ds = xr.open_zarr(store, consolidated=True)
+    land = ds.zone.values > 0
+    ch = ds.sr.encoding["chunks"]
+    written = {p.name for p in (store / "sr").iterdir() if not p.name.startswith(".")}
+    for j in range(0, land.shape[0], ch[1]):
+        for k in range(0, land.shape[1], ch[2]):
+            name = f"0.{j // ch[1]}.{k // ch[2]}"
+            assert (name in written) == bool(land[j : j + ch[1], k : k + ch[2]].any()), name
+
+
+def _digest(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_interrupted_write_resumes_to_an_identical_store(run_dir, tmp_path):
+    from fluxmap.write import create_store, done_regions, fill_regions, land_regions, region_slices
+
+    store = Path(run_dir[1]["store"])
+    src = xr.open_zarr(store, consolidated=True)
+    # The gridded variables stay lazy (read back from the finished store); the small ones load.
+    template = src.assign_coords({c: src[c].load() for c in src.coords})
+    for v in list(template.variables):
+        gridded = template[v].dims == ("time", "lat", "lon")
+        if not gridded:
+            template[v] = template[v].load()
+        keep = ("_FillValue", "dtype") if gridded else ()
+        template[v].encoding = {k: template[v].encoding[k] for k in keep if k in template[v].encoding}
+    chunks = {"time": 23, "lat": 8, "lon": 8}  # small regions, so the write can be cut in the middle
+    regions = land_regions(region_slices(dict(src.sizes), chunks), src.zone.values > 0)
+
+    clean = tmp_path / "clean.zarr"
+    create_store(clean, template, chunks=chunks)
+    fill_regions(clean, template, regions, batch=2)
+
+    broken = tmp_path / "broken.zarr"
+    create_store(broken, template, chunks=chunks)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_batch(done, total):
+        raise Killed
+
+    with pytest.raises(Killed):
+        fill_regions(broken, template, regions, batch=2, progress=kill_after_first_batch)
+    assert 0 < len(done_regions(broken)) < len(regions)
+    assert len(regions) > 4
+    rerun = fill_regions(broken, template, regions, batch=2)
+    assert rerun == len(regions) - 2
+    assert _digest(broken) == _digest(clean)
+    assert xr.open_zarr(broken, consolidated=True).nee_missing_predictors.dtype == src.nee_missing_predictors.dtype
+
+
+def test_totals_by_hand_on_a_tiny_grid():
+    lat = np.array([0.5, -0.5])
+    lon = np.array([10.5, 11.5])
+    t = pd.DatetimeIndex(["2019-12-19", "2019-12-27"])  # an 8-day and the 5-day last period of 2019
+    flux = xr.DataArray(
+        np.array([[[1.0, 2.0], [3.0, np.nan]], [[1.0, 1.0], [1.0, 1.0]]]),
+        dims=("time", "lat", "lon"),
+        coords={"time": t, "lat": lat, "lon": lon},
+    )
+    land = xr.DataArray(np.array([[1.0, 0.5], [1.0, 1.0]]), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    r = 6_371_007.181
+    a = r**2 * np.deg2rad(1.0) * (np.sin(np.deg2rad(1.0)) - np.sin(0.0))  # both rows have the same area
+    grams = 8 * a * (1.0 * 1 + 2.0 * 0.5 + 3.0 * 1) + 5 * a * (1 + 0.5 + 1 + 1)
+    tot = aggregate.annual_totals(flux, land)
+    assert tot.total_pg_c_yr.loc[2019] == pytest.approx(grams / 1e15, rel=1e-12)
+    assert cell_area(lat, 1.0)[0] == pytest.approx(a)
+    covered = (8 * a * 2.5 + 5 * a * 3.5) / (8 * a * 3.5 + 5 * a * 3.5)
+    assert tot.covered_fraction.loc[2019] == pytest.approx(covered)
+    part = aggregate.partition(tot, tot.assign(total_pg_c_yr=tot.total_pg_c_yr * 0.6))
+    assert part.ra.loc[2019] == pytest.approx(0.4 * tot.total_pg_c_yr.loc[2019])
+    assert part.rh_sr_ratio.loc[2019] == pytest.approx(0.6)
+
+
+def test_report_and_totals(run_dir):
+    cfg, result, log = run_dir
+    out = Path(cfg.workdir) / "predict"
+    report = (out / "report.md").read_text()
+    assert "Global totals" in report and "known truth" in report and "map_sr_mean.png" in report
+    for f in (
+        "map_sr_mean.png",
+        "map_sr_sd.png",
+        "map_zones.png",
+        "latitudinal_profiles.png",
+        "totals.csv",
+        "latitudinal_profile_sr.csv",
+        "error_vs_truth.csv",
+    ):
+        assert (out / f).is_file(), f
+    err = pd.read_csv(out / "error_vs_truth.csv").set_index("target")
+    assert np.isfinite(err.loc["sr", "r2"]) and err.loc["sr", "truth_total_pg_c_yr"] > 0
+    assert any(m.startswith("predict:") for m in log)
+
+
+def test_500m_subregion_end_to_end(run_dir, tmp_path):
+    """The models trained on the 1 deg world predict a 500 m (1/240 deg) sub-region with the same code."""
+    import dataclasses
+
+    from fluxmap.config import DemoConfig
+    from fluxmap.demo import build_world
+    from fluxmap.run import predict_stage
+
+    cfg, _, _ = run_dir
+    world = build_world(
+        tmp_path / "w500",
+        DemoConfig(
+            resolution=1 / 240,
+            bbox=(8.0, 46.5, 9.0, 47.0),
+            years=(2020,),
+            n_srdb_sites=4,
+            n_cosore_sites=2,
+            n_fluxnet_sites=2,
+            n_halfhourly=1,
+        ),
+    )
+    work = tmp_path / "work"
+    shutil.copytree(Path(cfg.workdir) / "models", work / "models")
+    cfg500 = dataclasses.replace(
+        cfg,
+        workdir=str(work),
+        extract=dataclasses.replace(cfg.extract, catalog_params=(("DEMO_ROOT", str(world.root)),)),
+    )
+    result = predict_stage(cfg500, log=lambda m: None)
+    ds = xr.open_zarr(result["store"], consolidated=True)
+    assert ds.sizes["lat"] == 120 and ds.sizes["lon"] == 240
+    assert float(ds.lat[0] - ds.lat[1]) == pytest.approx(1 / 240)
+    land = ds.zone.values > 0
+    assert land.mean() > 0.5 and np.isfinite(ds.sr.values[:, land]).mean() > 0.99
+    err = pd.read_csv(work / "predict" / "error_vs_truth.csv").set_index("target")
+    assert np.isfinite(err.loc["sr", "rmse_g_c_m2_d"])
