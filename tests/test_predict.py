@@ -55,7 +55,13 @@ def test_store_has_cf_metadata(run_dir):
     _, result, _ = run_dir
     ds = xr.open_zarr(result["store"], consolidated=True)
     assert ds.attrs["Conventions"] == "CF-1.10"
-    for key in ("fluxmap_config", "fluxmap_versions", "fluxmap_model_sha256", "fluxmap_git_revision"):
+    for key in (
+        "fluxmap_config",
+        "fluxmap_versions",
+        "fluxmap_model_sha256",
+        "fluxmap_git_revision",
+        "fluxmap_input_sha256",
+    ):
         assert ds.attrs[key]
     assert ds.cf["latitude"].name == "lat" and ds.cf["longitude"].name == "lon" and ds.cf["time"].name == "time"
     assert ds.cf.bounds["lat"] == ["lat_bnds"] and ds.cf.bounds["time"] == ["time_bnds"]
@@ -261,3 +267,53 @@ def test_500m_subregion_end_to_end(run_dir, tmp_path):
     assert land.mean() > 0.5 and np.isfinite(ds.sr.values[:, land]).mean() > 0.99
     err = pd.read_csv(work / "predict" / "error_vs_truth.csv").set_index("target")
     assert np.isfinite(err.loc["sr", "rmse_g_c_m2_d"])
+
+
+def test_rerun_resumes_instead_of_rewriting(run_dir):
+    from fluxmap.run import predict_stage
+
+    cfg, result, _ = run_dir
+    before = {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")}
+    log: list[str] = []
+    predict_stage(cfg, log=log.append)
+    assert any("0 regions written" in m for m in log), log
+    assert {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")} == before
+
+
+def test_scattered_models_on_a_cluster_predict_the_same(run_dir):
+    from distributed import Client, LocalCluster
+
+    from fluxmap.catalog import builtin_catalog, load_catalog
+    from fluxmap.extract import to_periods
+    from fluxmap.predict import predict_cube, predictor_cube
+    from fluxmap.run import _model_set
+
+    cfg, result, _ = run_dir
+    cat = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params))
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    cubes["era5"] = to_periods(cubes["era5"])
+    pc = predictor_cube(cubes).isel(time=slice(0, 23))
+    zone = xr.open_zarr(result["store"], consolidated=True).zone
+    ms = _model_set("nee", Path(cfg.workdir) / "models" / "nee_8day", ensemble=True)
+    local_lazy = predict_cube(pc, zone, ms)
+    local = local_lazy.compute()
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c,
+        Client(c) as client,
+    ):
+        ref = client.scatter(ms, broadcast=True)
+        remote = predict_cube(pc, zone, ref)
+        graph = remote.__dask_graph__()
+        remote = remote.compute()
+    xr.testing.assert_identical(local, remote)
+    # Locally every block task carries the models; on the cluster no task does (they hold the
+    # scattered key, and each worker receives the models once).
+    import cloudpickle
+
+    model_bytes = len(cloudpickle.dumps(ms))
+
+    def biggest_task(g):
+        return max(len(cloudpickle.dumps(task)) for task in dict(g).values())
+
+    assert biggest_task(local_lazy.__dask_graph__()) >= model_bytes
+    assert biggest_task(graph) < model_bytes / 10

@@ -574,14 +574,11 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
         preds.append(predict_cube(predictors, zone, ref))
     pred = xr.merge(preds, combine_attrs="drop")
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(models_dir.rglob("*.ubj"))}
-    key = _key(
-        {"predict": dataclasses.asdict(cfg.predict), "targets": targets},
-        {
-            "models": model_files,
-            "catalog": sha256(path),
-            **({"demo_world": sha256(Path(params["DEMO_ROOT"]) / "world.json")} if "DEMO_ROOT" in params else {}),
-        },
-    )
+    inputs = {
+        "catalog": sha256(path),
+        **({"demo_world": sha256(Path(params["DEMO_ROOT"]) / "world.json")} if "DEMO_ROOT" in params else {}),
+    }
+    key = _key({"predict": dataclasses.asdict(cfg.predict), "targets": targets}, {"models": model_files, **inputs})
     attrs = {
         "title": "fluxmap gridded carbon fluxes",
         "institution": "fluxmap",
@@ -592,6 +589,7 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
         "fluxmap_config": json.dumps(dataclasses.asdict(cfg), default=str, sort_keys=True),
         "fluxmap_versions": json.dumps(_versions(), sort_keys=True),
         "fluxmap_model_sha256": json.dumps(model_files, sort_keys=True),
+        "fluxmap_input_sha256": json.dumps(inputs, sort_keys=True),
         "fluxmap_git_revision": _git_revision(),
     }
     ds = cf_dataset(pred, zone=zone, attrs=attrs)
