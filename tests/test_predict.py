@@ -317,3 +317,84 @@ def test_scattered_models_on_a_cluster_predict_the_same(run_dir):
 
     assert biggest_task(local_lazy.__dask_graph__()) >= model_bytes
     assert biggest_task(graph) < model_bytes / 10
+
+
+def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_path):
+    """A `dask scheduler` and two `dask worker` processes on 127.0.0.1, launched here; the
+    prediction stage runs on them and writes the same store as the local run."""
+    import dataclasses
+    import json
+    import sys
+    import time
+
+    from fluxmap.cluster import client_for
+    from fluxmap.config import ClusterConfig
+    from fluxmap.run import predict_stage
+
+    cfg, result, _ = run_dir
+    sf = tmp_path / "scheduler.json"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sf),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        for _ in range(100):
+            if sf.is_file() and sf.stat().st_size:
+                break
+            time.sleep(0.2)
+        address = json.loads(sf.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        for i in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                        "--memory-limit",
+                        "3GB",
+                        "--name",
+                        f"w{i}",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        work = tmp_path / "work"
+        shutil.copytree(Path(cfg.workdir) / "models", work / "models")
+        remote_cfg = dataclasses.replace(cfg, workdir=str(work))
+        with client_for(ClusterConfig(kind="address", address=address)) as client:
+            client.wait_for_workers(2, timeout=60)
+            assert len(client.scheduler_info()["workers"]) == 2
+            remote = predict_stage(remote_cfg, log=lambda m: None)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    a = xr.open_zarr(result["store"], consolidated=True)
+    b = xr.open_zarr(remote["store"], consolidated=True)
+    for v in ("sr", "nee", "sr_sd", "zone"):
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)

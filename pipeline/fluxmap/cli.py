@@ -29,13 +29,35 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _run_config(path: str | None, workdir: str | None = None):
+def _run_config(path: str | None, workdir: str | None = None, args: argparse.Namespace | None = None):
     from fluxmap.config import RunConfig, load_yaml, run_config_from_mapping
 
     cfg = RunConfig() if path is None else run_config_from_mapping(load_yaml(path), where=str(path))
     if workdir is not None:
         cfg = dataclasses.replace(cfg, workdir=workdir)
+    kind = getattr(args, "cluster", None)
+    address = getattr(args, "scheduler", None)
+    if kind or address:
+        cfg = dataclasses.replace(
+            cfg,
+            cluster=dataclasses.replace(cfg.cluster, kind=kind or "address", address=address or cfg.cluster.address),
+        )
     return cfg
+
+
+def _on_cluster(cfg, func) -> None:
+    """Run ``func`` with the configured cluster's client active (``threads``: no cluster)."""
+    if cfg.cluster.kind == "threads":
+        func()
+        return
+    from fluxmap.cluster import client_for
+
+    with client_for(cfg.cluster) as client:
+        print(
+            f"cluster: {cfg.cluster.kind}, {len(client.scheduler_info()['workers'])} workers at "
+            f"{client.scheduler.address}"
+        )
+        func()
 
 
 def _ensure_world(root: Path, cfg, force: bool) -> Path:
@@ -106,14 +128,14 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _run_config(args.config, args.workdir)
+    cfg = _run_config(args.config, args.workdir, args)
     t = time.perf_counter()
     if cfg.demo is not None:
         root = Path(cfg.workdir) / "demo-world"
         _ensure_world(root, cfg.demo, args.force)
         if not _summarize_catalog("demo", {"DEMO_ROOT": str(root)}, None):
             return 1
-    _site_stages(cfg, extract=True, model=True, predict=True)
+    _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True, predict=True))
     print(
         f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/: sites/ and extract/ "
         "(Parquet tables, quarantine, provenance.json), models/ (zones, models, leave-one-site-out tables, "
@@ -123,23 +145,49 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sites(args: argparse.Namespace) -> int:
-    _site_stages(_run_config(args.config, args.workdir), extract=False)
+    cfg = _run_config(args.config, args.workdir, args)
+    _on_cluster(cfg, lambda: _site_stages(cfg, extract=False))
     return 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    _site_stages(_run_config(args.config, args.workdir), extract=True)
+    cfg = _run_config(args.config, args.workdir, args)
+    _on_cluster(cfg, lambda: _site_stages(cfg, extract=True))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    _site_stages(_run_config(args.config, args.workdir), extract=True, model=True)
+    cfg = _run_config(args.config, args.workdir, args)
+    _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    _site_stages(_run_config(args.config, args.workdir), extract=True, model=True, predict=True)
+    cfg = _run_config(args.config, args.workdir, args)
+    _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True, predict=True))
     return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fluxmap.cluster import render_jobqueue_script, render_kubernetes
+
+    cfg = dataclasses.replace(_run_config(args.config).cluster, kind=args.kind)
+    if args.kind == "kubernetes":
+        print(yaml.safe_dump(render_kubernetes(cfg), sort_keys=False))
+    else:
+        print(render_jobqueue_script(cfg))
+    return 0
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cluster",
+        choices=["threads", "local", "address", "slurm", "pbs", "kubernetes"],
+        help="where the Dask work runs (default: the config's, else local)",
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", help="connect to an existing scheduler (tcp:// or tls://)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,7 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", help="folder for every output (default: the config's, else fluxmap-output)")
     r.add_argument("--config", help="run YAML: workdir, demo, sites, extract blocks (see README)")
     r.add_argument("--force", action="store_true", help="regenerate even if the cached world is current")
+    _cluster_args(r)
     r.set_defaults(func=cmd_run)
+
+    k = sub.add_parser(
+        "cluster",
+        help="render HPC job scripts or the Kubernetes DaskCluster manifest (submits nothing)",
+        description="Print what fluxmap would submit: the SLURM or PBS worker job script "
+        "(dask-jobqueue) or the DaskCluster resource for the Dask operator (dask-kubernetes), "
+        "from the run config's cluster block.",
+    )
+    k.add_argument("kind", choices=["slurm", "pbs", "kubernetes"])
+    k.add_argument("--config", help="run YAML with a cluster: block")
+    k.set_defaults(func=cmd_cluster)
 
     d = sub.add_parser(
         "demo",
@@ -211,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--config", help="run YAML (default: the embedded demo world's sites)")
         sp.add_argument("--workdir", help="output folder (default: the config's, else fluxmap-output)")
+        _cluster_args(sp)
         sp.set_defaults(func=func)
 
     c = sub.add_parser(

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "ClusterConfig",
     "DemoConfig",
     "ExtractConfig",
     "ModelConfig",
@@ -204,6 +205,47 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Where the Dask work runs."""
+
+    kind: str = "local"
+    """local (a LocalCluster sized to the machine), threads (no cluster: dask's threaded scheduler),
+    address (an existing scheduler), slurm, pbs or kubernetes."""
+    address: str | None = None
+    """Scheduler address for kind=address (tcp://host:8786 or tls://host:8786)."""
+    n_workers: int | None = None
+    """Workers (local: one per core by default; HPC and Kubernetes: jobs or pods)."""
+    threads_per_worker: int = 1
+    """Threads per worker (XGBoost runs with one thread inside map_blocks)."""
+    memory_limit: str = "auto"
+    """Per-worker memory limit; auto = 80 % of RAM divided by the workers (spill before the OOM killer)."""
+    cores: int = 4
+    """HPC: cores per job."""
+    memory: str = "16GB"
+    """HPC: memory per job; Kubernetes: per pod."""
+    queue: str | None = None
+    """HPC: partition or queue."""
+    account: str | None = None
+    """HPC: account or project to charge."""
+    walltime: str = "02:00:00"
+    """HPC: job wall time."""
+    python: str = "python"
+    """HPC: the Python of the environment fluxmap is installed in, on the compute nodes."""
+    image: str = "ghcr.io/fluxmap/fluxmap:0.1.0"
+    """Kubernetes: the worker image (deploy/Dockerfile)."""
+    namespace: str = "default"
+    """Kubernetes: namespace of the DaskCluster."""
+    tls_ca_file: str | None = None
+    """TLS: CA certificate (all three TLS files together turn TLS on)."""
+    tls_cert: str | None = None
+    """TLS: this client's certificate."""
+    tls_key: str | None = None
+    """TLS: this client's private key."""
+    dashboard: bool = False
+    """Serve the dashboard (on 127.0.0.1 only for local clusters)."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole fluxmap run."""
 
@@ -219,11 +261,13 @@ class RunConfig:
     """Zones, models, validation and uncertainty settings."""
     predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
     """Prediction, output and report settings."""
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
+    """Where the Dask work runs."""
 
 
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
-    known = {"workdir", "demo", "sites", "extract", "model", "predict"}
+    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -241,6 +285,7 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
         if k in model:
             model[k] = tuple(sorted(model[k].items()))
     return RunConfig(
+        cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
         predict=from_mapping(PredictConfig, dict(data.get("predict") or {}), where=f"{where}: predict"),
         model=from_mapping(ModelConfig, model, where=f"{where}: model"),
         workdir=data.get("workdir", "fluxmap-output"),

@@ -1,0 +1,166 @@
+"""Where the Dask work runs: a local cluster, an existing scheduler, SLURM/PBS through
+dask-jobqueue, or Kubernetes through the Dask operator (dask-kubernetes).
+
+Secure by default for remote clusters: TLS when the three TLS files are given (and
+``tls://`` addresses then refuse plain clients); dashboards off unless asked for, and
+local ones bound to 127.0.0.1; the Kubernetes scheduler service is ClusterIP, reachable
+from outside only through ``kubectl port-forward``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from fluxmap.config import ClusterConfig
+
+__all__ = ["client_for", "render_jobqueue_script", "render_kubernetes", "security"]
+
+
+def security(cfg: ClusterConfig):
+    """A distributed Security object when TLS files are configured, else None."""
+    files = (cfg.tls_ca_file, cfg.tls_cert, cfg.tls_key)
+    if not any(files):
+        return None
+    if not all(files):
+        raise ValueError("TLS needs tls_ca_file, tls_cert and tls_key together")
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=cfg.tls_ca_file, tls_client_cert=cfg.tls_cert, tls_client_key=cfg.tls_key, require_encryption=True
+    )
+
+
+def _memory_limit(cfg: ClusterConfig, n_workers: int) -> str | int:
+    if cfg.memory_limit != "auto":
+        return cfg.memory_limit
+    import psutil
+
+    # 80 % of RAM shared out, so workers spill to disk before the kernel kills one (no swap here).
+    return int(psutil.virtual_memory().total * 0.8 / n_workers)
+
+
+def _jobqueue_cluster(cfg: ClusterConfig):
+    if cfg.kind == "slurm":
+        from dask_jobqueue import SLURMCluster as Cls
+    elif cfg.kind == "pbs":
+        from dask_jobqueue import PBSCluster as Cls
+    else:
+        raise ValueError(f"not a batch-system kind: {cfg.kind!r}")
+    opts: dict[str, Any] = {
+        "cores": cfg.cores,
+        "memory": cfg.memory,
+        "processes": max(1, cfg.cores // cfg.threads_per_worker),
+        "walltime": cfg.walltime,
+        "python": cfg.python,
+        "scheduler_options": {"dashboard_address": ":8787" if cfg.dashboard else None},
+    }
+    if cfg.queue:
+        opts["queue"] = cfg.queue
+    if cfg.account:
+        opts["account"] = cfg.account
+    sec = security(cfg)
+    if sec is not None:
+        opts["security"] = sec
+        opts["protocol"] = "tls://"
+    return Cls, opts
+
+
+def render_jobqueue_script(cfg: ClusterConfig) -> str:
+    """The batch script dask-jobqueue would submit for one worker job (nothing is submitted).
+
+    The rendering scheduler listens on 127.0.0.1 only and is closed at once.
+    """
+    cls, opts = _jobqueue_cluster(cfg)
+    opts["scheduler_options"] = {**opts["scheduler_options"], "host": "127.0.0.1"}
+    with cls(**opts) as cluster:
+        return cluster.job_script()
+
+
+def render_kubernetes(cfg: ClusterConfig) -> dict[str, Any]:
+    """The DaskCluster resource for the Dask operator: scheduler and worker pods from the fluxmap image."""
+    from dask_kubernetes.operator import make_cluster_spec
+
+    resources = {
+        "requests": {"cpu": str(cfg.cores), "memory": cfg.memory.replace("GB", "Gi")},
+        "limits": {"cpu": str(cfg.cores), "memory": cfg.memory.replace("GB", "Gi")},
+    }
+    spec = make_cluster_spec(
+        name="fluxmap",
+        image=cfg.image,
+        n_workers=cfg.n_workers or 2,
+        resources=resources,
+        env={"OMP_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": "65536"},
+    )
+    spec["metadata"]["namespace"] = cfg.namespace
+    worker = spec["spec"]["worker"]["spec"]["containers"][0]
+    worker["args"] = [
+        "dask",
+        "worker",
+        "--name",
+        "$(DASK_WORKER_NAME)",
+        "--nthreads",
+        str(cfg.threads_per_worker),
+        "--no-dashboard",
+    ]
+    worker.pop("ports", None)
+    sched = spec["spec"]["scheduler"]
+    sched["service"]["type"] = "ClusterIP"  # never a LoadBalancer or NodePort: no public dashboard
+    if not cfg.dashboard:
+        ports = sched["service"]["ports"]
+        sched["service"]["ports"] = [p for p in ports if p["name"] != "http-dashboard"]
+    return spec
+
+
+@contextlib.contextmanager
+def client_for(cfg: ClusterConfig) -> Iterator[Any]:
+    """A connected ``distributed.Client`` for the configured cluster, closed (and the cluster torn
+    down, for the kinds fluxmap starts) on exit."""
+    from distributed import Client
+
+    sec = security(cfg)
+    if cfg.kind == "address":
+        if not cfg.address:
+            raise ValueError("cluster kind 'address' needs cluster.address (tcp://host:8786)")
+        if cfg.address.startswith("tls://") and sec is None:
+            raise ValueError(f"{cfg.address} is a TLS scheduler: give tls_ca_file, tls_cert and tls_key")
+        with Client(cfg.address, security=sec) as client:
+            yield client
+        return
+    if cfg.kind == "local":
+        from distributed import LocalCluster
+
+        n = cfg.n_workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_worker)
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=cfg.threads_per_worker,
+                host="127.0.0.1",
+                memory_limit=_memory_limit(cfg, n),
+                security=sec,
+                dashboard_address="127.0.0.1:8787" if cfg.dashboard else None,
+                protocol="tls://" if sec else None,
+            ) as cluster,
+            Client(cluster, security=sec) as client,
+        ):
+            yield client
+        return
+    if cfg.kind in ("slurm", "pbs"):
+        cls, opts = _jobqueue_cluster(cfg)
+        with cls(**opts) as cluster:
+            cluster.scale(jobs=cfg.n_workers or 2)
+            with Client(cluster, security=sec) as client:
+                yield client
+        return
+    if cfg.kind == "kubernetes":
+        from dask_kubernetes.operator import KubeCluster
+
+        with (
+            KubeCluster(custom_cluster_spec=render_kubernetes(cfg), namespace=cfg.namespace) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    raise ValueError(f"unknown cluster kind {cfg.kind!r}: local, address, slurm, pbs or kubernetes")
