@@ -398,3 +398,49 @@ def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_p
     b = xr.open_zarr(remote["store"], consolidated=True)
     for v in ("sr", "nee", "sr_sd", "zone"):
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+
+
+def test_a_corrupt_input_chunk_is_masked_and_reported(run_dir, tmp_path):
+    """The first time chunk of every MODIS-like product overwritten with its fill value: the run
+    finishes, the cells are flagged in *_missing_predictors, and the blocks are reported by position."""
+    import dataclasses
+
+    import zarr
+
+    from fluxmap.run import predict_stage
+
+    cfg, _, _ = run_dir
+    world = Path(dict(cfg.extract.catalog_params)["DEMO_ROOT"])
+    broken = tmp_path / "world"
+    shutil.copytree(world, broken)
+    fills = {
+        "mod11a2": {"LST_Day_1km": 0, "LST_Night_1km": 0},
+        "mod09a1": {f"sur_refl_b0{b}": -28672 for b in range(1, 8)},
+        "mod15a2h": {"Lai_500m": 255, "Fpar_500m": 255},
+        "mod17a2h": {"Gpp_500m": 32767},
+        "mod16a2": {"ET_500m": 32767},
+    }
+    for product, variables in fills.items():
+        for var, fill in variables.items():
+            arr = zarr.open_array(str(broken / "modis" / f"{product}.zarr" / var), mode="r+")
+            arr[0:23] = fill
+    work = tmp_path / "work"
+    shutil.copytree(Path(cfg.workdir) / "models", work / "models")
+    cfg2 = dataclasses.replace(
+        cfg, workdir=str(work), extract=dataclasses.replace(cfg.extract, catalog_params=(("DEMO_ROOT", str(broken)),))
+    )
+    log: list[str] = []
+    result = predict_stage(cfg2, log=log.append)
+    ds = xr.open_zarr(result["store"], consolidated=True)
+    land = ds.zone.values > 0
+    assert np.isfinite(ds.sr.values[:, land]).all()  # the run finished and predicted every land cell
+    assert ds.sr_missing_predictors.isel(time=slice(0, 23)).values[:, land].mean() > 0.95
+    clean = xr.open_zarr(run_dir[1]["store"], consolidated=True)
+    np.testing.assert_array_equal(
+        ds.sr_missing_predictors.isel(time=slice(23, 46)).values,
+        clean.sr_missing_predictors.isel(time=slice(23, 46)).values,
+    )
+    assert clean.sr_missing_predictors.values[:, land].mean() < 0.9  # ordinary cloud gaps stay below the bar
+    suspect = pd.read_csv(work / "predict" / "suspect_blocks.csv")
+    assert set(suspect.time) == {"0:23"} and {"sr:8day", "nee:8day"} <= set(suspect.target)
+    assert any("WARNING" in m and "time 0:23" in m for m in log)

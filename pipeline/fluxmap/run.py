@@ -614,7 +614,50 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
         f"predict: {n} regions written ({before} already done, {len(all_regions) - len(regions)} without land "
         f"skipped) in {time.perf_counter() - t0:.1f} s -> {store}"
     )
+    _suspect_blocks(store, regions, targets, land, out, log=log)
     return _aggregate_and_report(cfg, store, land_fraction, targets, cat, log=log)
+
+
+def _suspect_blocks(
+    store: Path,
+    regions: list[dict[str, slice]],
+    targets: list[str],
+    land: np.ndarray,
+    out: Path,
+    *,
+    threshold: float = 0.9,
+    log=print,
+) -> pd.DataFrame:
+    """Blocks where predictors were missing over most land cells: a corrupt or empty input chunk
+    (fill values everywhere, a NaN storm) shows up here with its position, instead of silently
+    lowering the map's quality. Written to ``suspect_blocks.csv``."""
+    ds = xr.open_zarr(store, consolidated=True)
+    rows = []
+    for t in targets:
+        flag = ds[f"{t.split(':')[0]}_missing_predictors"]
+        for r in regions:
+            block_land = land[r["lat"], r["lon"]]
+            values = flag.isel(r).values[:, block_land]
+            frac = float((values == 1).mean()) if values.size else 0.0
+            if frac > threshold:
+                rows.append(
+                    {
+                        "target": t,
+                        "time": f"{r['time'].start}:{r['time'].stop}",
+                        "lat": f"{r['lat'].start}:{r['lat'].stop}",
+                        "lon": f"{r['lon'].start}:{r['lon'].stop}",
+                        "missing_fraction": round(frac, 3),
+                    }
+                )
+    table = pd.DataFrame(rows, columns=["target", "time", "lat", "lon", "missing_fraction"])
+    table.to_csv(out / "suspect_blocks.csv", index=False)
+    for _, r in table.iterrows():
+        log(
+            f"predict: WARNING {r.target} block time {r.time}, lat {r.lat}, lon {r.lon}: predictors missing in "
+            f"{r.missing_fraction:.0%} of land cells (corrupt or empty input chunk?); predicted with the models' "
+            "defaults and flagged in *_missing_predictors"
+        )
+    return table
 
 
 def _client():
