@@ -444,4 +444,3 @@ def test_a_corrupt_input_chunk_is_masked_and_reported(run_dir, tmp_path):
     suspect = pd.read_csv(work / "predict" / "suspect_blocks.csv")
     assert set(suspect.time) == {"0:23"} and {"sr:8day", "nee:8day"} <= set(suspect.target)
     assert any("WARNING" in m and "time 0:23" in m for m in log)
-
