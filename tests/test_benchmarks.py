@@ -44,3 +44,16 @@ def test_full_500m_graph_builds_without_computing_in_bounded_memory():
     assert result["blocks"] == 18 * 36
     assert result["tasks"] <= 40 * result["blocks"]
     assert result["peak_python_mb"] < 300  # one 46 x 2400 x 2400 float32 block alone is 1,060 MB
+
+
+def test_bench_predict_tiny(tmp_path):
+    result = _load("bench_predict").run(tiny=True, workdir=str(tmp_path))
+    assert result["pixel_predictions"] > 0 and result["periods"] == 46
+    assert result["kernel_per_core_per_s"] > 0 and result["end_to_end_per_core_per_s"] > 0
+    assert -1 < result["rf_loso_r2"] <= 1 and -1 < result["xgboost_loso_r2"] <= 1
+    assert result["xgboost_over_rf_predict_speed"] > 0
+
+
+def test_bench_write_tiny(tmp_path):
+    result = _load("bench_write").run(shape=(4, 20, 40), chunks=(2, 10, 20), workdir=str(tmp_path))
+    assert result["regions"] == 8 and result["fluxmap_mb_s"] > 0 and result["fluxmap_over_raw"] > 0
