@@ -16,6 +16,7 @@ Prints one JSON line. ``--tiny`` runs the same on a small world (as the test sui
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -26,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from fluxmap.config import DemoConfig, run_config_from_mapping
+from fluxmap.config import DemoConfig
 from fluxmap.demo import build_world
 from fluxmap.run import demo_sources, extract_stage, model_stage, predict_stage, sites_stage
+from fluxmap.testing import small_run_config
 from fluxmap.train import fit, load_model
 from fluxmap.validate import loso_predict, metrics
 
@@ -62,24 +64,17 @@ def run(tiny: bool = False, workdir: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp)
         world = build_world(root / "world", _world(tiny))
-        cfg = run_config_from_mapping(
-            {
-                "workdir": str(root / "work"),
-                "demo": None,
-                "extract": {"catalog_params": {"DEMO_ROOT": str(world.root)}},
-                "model": {
-                    "targets": ["sr:8day"],
-                    "k_candidates": [2],
-                    "min_sites": 3,
-                    "min_obs": 1,
-                    "restarts": 5,
-                    "backward_elimination": False,
-                    "bootstrap_members": 0,
-                    "params": {"n_estimators": 200},
-                },
-                "predict": {"ensemble": False},
-            }
+        cfg = small_run_config(
+            root / "work",
+            world.root,
+            targets=["sr:8day"],
+            k_candidates=[2],
+            min_sites=3,
+            backward_elimination=False,
+            bootstrap_members=0,
+            params={"n_estimators": 200},
         )
+        cfg = dataclasses.replace(cfg, predict=dataclasses.replace(cfg.predict, ensemble=False))
         log = []
         tables = extract_stage(cfg, sites_stage(cfg, demo_sources(world.root), log=log.append), log=log.append)
         model_stage(cfg, tables, log=log.append)

@@ -98,26 +98,10 @@ def test_distributed_xgboost_on_a_local_cluster():
 
 
 def test_model_stage_on_the_demo(tiny_world, tmp_path):
-    from fluxmap.config import run_config_from_mapping
     from fluxmap.run import demo_sources, extract_stage, model_stage, sites_stage
+    from fluxmap.testing import small_run_config
 
-    cfg = run_config_from_mapping(
-        {
-            "workdir": str(tmp_path),
-            "demo": None,
-            "extract": {"catalog_params": {"DEMO_ROOT": str(tiny_world.root)}},
-            "model": {
-                "targets": ["sr:annual", "nee:8day"],
-                "k_candidates": [2, 3],
-                "min_sites": 2,
-                "min_obs": 1,
-                "restarts": 5,
-                "params": {"n_estimators": 30},
-                "selection_params": {"n_estimators": 15},
-                "bootstrap_members": 3,
-            },
-        }
-    )
+    cfg = small_run_config(tmp_path, tiny_world.root, targets=["sr:annual", "nee:8day"], params={"n_estimators": 30})
     logs: list[str] = []
     tables = extract_stage(cfg, sites_stage(cfg, demo_sources(tiny_world.root), log=logs.append), log=logs.append)
     summary = model_stage(cfg, tables, log=logs.append).set_index("target")

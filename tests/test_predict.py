@@ -20,28 +20,11 @@ from fluxmap.grids import cell_area
 @pytest.fixture(scope="module")
 def run_dir(tiny_world, tmp_path_factory):
     """The whole pipeline on the tiny world, through prediction."""
-    from fluxmap.config import run_config_from_mapping
     from fluxmap.run import demo_sources, extract_stage, model_stage, predict_stage, sites_stage
+    from fluxmap.testing import small_run_config
 
     work = tmp_path_factory.mktemp("run")
-    cfg = run_config_from_mapping(
-        {
-            "workdir": str(work),
-            "demo": None,
-            "extract": {"catalog_params": {"DEMO_ROOT": str(tiny_world.root)}},
-            "model": {
-                "targets": ["sr:8day", "nee:8day"],
-                "k_candidates": [2, 3],
-                "min_sites": 2,
-                "min_obs": 1,
-                "restarts": 5,
-                "params": {"n_estimators": 40},
-                "selection_params": {"n_estimators": 15},
-                "bootstrap_members": 3,
-                "backward_elimination": False,
-            },
-        }
-    )
+    cfg = small_run_config(work, tiny_world.root, targets=["sr:8day", "nee:8day"], backward_elimination=False)
     log = []
     tables = extract_stage(cfg, sites_stage(cfg, demo_sources(tiny_world.root), log=log.append), log=log.append)
     model_stage(cfg, tables, log=log.append)

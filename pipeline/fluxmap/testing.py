@@ -9,7 +9,7 @@ import dask
 
 from fluxmap.config import DemoConfig
 
-__all__ = ["CountingScheduler", "raise_if_dask_computes", "tiny_demo_config"]
+__all__ = ["CountingScheduler", "raise_if_dask_computes", "small_run_config", "tiny_demo_config"]
 
 
 class CountingScheduler:
@@ -54,3 +54,27 @@ def tiny_demo_config(**overrides: object) -> DemoConfig:
     )
     base.update(overrides)
     return DemoConfig(**base)  # type: ignore[arg-type]
+
+
+def small_run_config(workdir: str, demo_root: str, **model: object):
+    """A RunConfig for the whole pipeline on an existing demo world with light model settings
+    (few restarts, small forests): for tests and benchmarks. ``model`` overrides ModelConfig fields."""
+    from fluxmap.config import run_config_from_mapping
+
+    light = {
+        "k_candidates": [2, 3],
+        "min_sites": 2,
+        "min_obs": 1,
+        "restarts": 5,
+        "params": {"n_estimators": 40},
+        "selection_params": {"n_estimators": 15},
+        "bootstrap_members": 3,
+    }
+    return run_config_from_mapping(
+        {
+            "workdir": str(workdir),
+            "demo": None,
+            "extract": {"catalog_params": {"DEMO_ROOT": str(demo_root)}},
+            "model": {**light, **model},
+        }
+    )
