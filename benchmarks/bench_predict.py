@@ -30,32 +30,21 @@ import xarray as xr
 from fluxmap.config import DemoConfig
 from fluxmap.demo import build_world
 from fluxmap.run import demo_sources, extract_stage, model_stage, predict_stage, sites_stage
-from fluxmap.testing import small_run_config
+from fluxmap.testing import small_run_config, tiny_demo_config
 from fluxmap.train import fit, load_model
 from fluxmap.validate import loso_predict, metrics
 
 
 def _world(tiny: bool) -> DemoConfig:
+    sites = (
+        {"n_srdb_sites": 10, "n_cosore_sites": 12, "n_fluxnet_sites": 4}
+        if tiny
+        else {"n_srdb_sites": 20, "n_cosore_sites": 40, "n_fluxnet_sites": 10}
+    )
     if tiny:
-        return DemoConfig(
-            resolution=1.0,
-            bbox=(-10.0, 36.0, 30.0, 60.0),
-            years=(2020,),
-            era5_resolution=0.5,
-            n_srdb_sites=10,
-            n_cosore_sites=12,
-            n_fluxnet_sites=4,
-            n_halfhourly=1,
-        )
-    return DemoConfig(
-        resolution=0.5,
-        bbox=(-10.0, 35.0, 40.0, 70.0),
-        years=(2020,),
-        era5_resolution=0.25,
-        n_srdb_sites=20,
-        n_cosore_sites=40,
-        n_fluxnet_sites=10,
-        n_halfhourly=1,
+        return tiny_demo_config(space_chunk=64, **sites)
+    return tiny_demo_config(
+        resolution=0.5, bbox=(-10.0, 35.0, 40.0, 70.0), era5_resolution=0.25, space_chunk=64, **sites
     )
 
 

@@ -121,9 +121,9 @@ def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | 
     ``models`` is a :class:`ModelSet`, or a distributed Future of one (scattered to
     every worker once, so no task carries the models).
     """
-    ms = models if isinstance(models, ModelSet) else None
-    target = ms.target if ms else models.result().target  # a Future: look at it once
-    features = ms.features if ms else models.result().features
+    # A Future is fetched once, here, for its names; the tasks keep only the Future.
+    ms = models if isinstance(models, ModelSet) else models.result()
+    target, features = ms.target, ms.features
     ds = predictors[features].assign(zone=zone)
     like = predictors[features[0]]
     if "time" not in like.dims:
@@ -131,8 +131,7 @@ def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | 
     like = like.transpose("time", "lat", "lon")
     f32 = xr.zeros_like(like, dtype="float32")
     template = xr.Dataset({target: f32, f"{target}_missing_predictors": xr.zeros_like(like, dtype="uint8")})
-    has_ensemble = bool(ms.ensemble) if ms else bool(models.result().ensemble)
-    if has_ensemble:
+    if ms.ensemble:
         template = template.assign({f"{target}_{s}": f32 for s in ("sd", "p05", "p95")})
     ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "lat", "lon")])
     if like.chunks:
