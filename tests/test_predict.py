@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -87,11 +88,11 @@ def test_netcdf_c_reads_the_store(run_dir):
 
 
 def test_predictions_equal_the_models_at_cells(run_dir):
-    from fluxmap.run import _model_set
+    from fluxmap.predict import load_model_set
 
     cfg, result, _ = run_dir
     ds = xr.open_zarr(result["store"], consolidated=True)
-    ms = _model_set("sr", Path(cfg.workdir) / "models" / "sr_8day", ensemble=False)
+    ms = load_model_set("sr", Path(cfg.workdir) / "models" / "sr_8day", ensemble=False)
     from fluxmap.catalog import builtin_catalog, load_catalog
     from fluxmap.extract import to_periods
     from fluxmap.predict import predictor_cube
@@ -263,13 +264,12 @@ def test_rerun_resumes_instead_of_rewriting(run_dir):
     assert {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")} == before
 
 
-def test_scattered_models_on_a_cluster_predict_the_same(run_dir):
+def test_model_references_keep_tasks_small_and_predict_the_same(run_dir, tmp_path):
     from distributed import Client, LocalCluster
 
     from fluxmap.catalog import builtin_catalog, load_catalog
     from fluxmap.extract import to_periods
-    from fluxmap.predict import predict_cube, predictor_cube
-    from fluxmap.run import _model_set
+    from fluxmap.predict import ModelFiles, load_model_set, predict_cube, predictor_cube
 
     cfg, result, _ = run_dir
     cat = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params))
@@ -277,20 +277,20 @@ def test_scattered_models_on_a_cluster_predict_the_same(run_dir):
     cubes["era5"] = to_periods(cubes["era5"])
     pc = predictor_cube(cubes).isel(time=slice(0, 23))
     zone = xr.open_zarr(result["store"], consolidated=True).zone
-    ms = _model_set("nee", Path(cfg.workdir) / "models" / "nee_8day", ensemble=True)
+    folder = Path(cfg.workdir) / "models" / "nee_8day"
+    ms = load_model_set("nee", folder, ensemble=True)
+    ref = ModelFiles.of("nee", folder, ensemble=True)
     local_lazy = predict_cube(pc, zone, ms)
     local = local_lazy.compute()
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c,
-        Client(c) as client,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c,
+        Client(c),
     ):
-        ref = client.scatter(ms, broadcast=True)
         remote = predict_cube(pc, zone, ref)
         graph = remote.__dask_graph__()
         remote = remote.compute()
     xr.testing.assert_identical(local, remote)
-    # Locally every block task carries the models; on the cluster no task does (they hold the
-    # scattered key, and each worker receives the models once).
+    # With the models themselves every block task carries them; with the reference none does.
     import cloudpickle
 
     model_bytes = len(cloudpickle.dumps(ms))
@@ -300,86 +300,125 @@ def test_scattered_models_on_a_cluster_predict_the_same(run_dir):
 
     assert biggest_task(local_lazy.__dask_graph__()) >= model_bytes
     assert biggest_task(graph) < model_bytes / 10
+    # A model file changed after the graph was built is refused, not mixed in.
+    copy = tmp_path / "nee_8day"
+    shutil.copytree(folder, copy)
+    stale = ModelFiles.of("nee", copy, ensemble=True)
+    (copy / "model_unified.json").write_text((copy / "model_unified.json").read_text() + " ")
+    with pytest.raises(RuntimeError, match="changed after the prediction graph was built"):
+        stale.load()
 
 
-def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_path):
-    """A `dask scheduler` and two `dask worker` processes on 127.0.0.1, launched here; the
-    prediction stage runs on them and writes the same store as the local run."""
-    import dataclasses
+@contextlib.contextmanager
+def loopback_cluster(tmp_path: Path, n_workers: int = 2):
+    """A `dask scheduler` and ``n_workers`` `dask worker` processes (each under its nanny) on
+    127.0.0.1, launched as separate processes; yields the scheduler address."""
     import json
     import sys
     import time
 
-    from fluxmap.cluster import client_for
-    from fluxmap.config import ClusterConfig
-    from fluxmap.run import predict_stage
-
-    cfg, result, _ = run_dir
     sf = tmp_path / "scheduler.json"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(sf),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
+    procs = [subprocess.Popen([*scheduler, "--no-dashboard", "--scheduler-file", str(sf)], **quiet)]
     try:
-        for _ in range(100):
+        for _ in range(150):
             if sf.is_file() and sf.stat().st_size:
                 break
             time.sleep(0.2)
         address = json.loads(sf.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        for i in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "distributed.cli.dask_worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--nworkers",
-                        "1",
-                        "--no-dashboard",
-                        "--host",
-                        "127.0.0.1",
-                        "--memory-limit",
-                        "3GB",
-                        "--name",
-                        f"w{i}",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        work = tmp_path / "work"
-        shutil.copytree(Path(cfg.workdir) / "models", work / "models")
-        remote_cfg = dataclasses.replace(cfg, workdir=str(work))
-        with client_for(ClusterConfig(kind="address", address=address)) as client:
-            client.wait_for_workers(2, timeout=60)
-            assert len(client.scheduler_info()["workers"]) == 2
-            remote = predict_stage(remote_cfg, log=lambda m: None)
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1"]
+        for i in range(n_workers):
+            args = ["--no-dashboard", "--host", "127.0.0.1", "--memory-limit", "3GB", "--name", f"w{i}"]
+            procs.append(subprocess.Popen([*worker, *args], **quiet))
+        yield address
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def _remote_copy(cfg, tmp_path: Path):
+    import dataclasses
+
+    work = tmp_path / "work"
+    shutil.copytree(Path(cfg.workdir) / "models", work / "models")
+    return dataclasses.replace(cfg, workdir=str(work))
+
+
+def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_path):
+    """The prediction stage on a real multi-process cluster writes the same store as the local run."""
+    from fluxmap.cluster import client_for
+    from fluxmap.config import ClusterConfig
+    from fluxmap.run import predict_stage
+
+    cfg, result, _ = run_dir
+    remote_cfg = _remote_copy(cfg, tmp_path)
+    with loopback_cluster(tmp_path) as address, client_for(ClusterConfig(kind="address", address=address)) as client:
+        client.wait_for_workers(2, timeout=60)
+        assert len(client.scheduler_info()["workers"]) == 2
+        remote = predict_stage(remote_cfg, log=lambda m: None)
     a = xr.open_zarr(result["store"], consolidated=True)
     b = xr.open_zarr(remote["store"], consolidated=True)
     for v in ("sr", "nee", "sr_sd", "zone"):
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+
+
+def test_a_worker_killed_during_prediction_changes_nothing(run_dir, tmp_path):
+    """SIGKILL one worker process while it predicts blocks: its nanny starts a new one, the lost
+    blocks are recomputed from files, the run completes and the store equals the clean run's."""
+    import dataclasses
+    import signal
+    import threading
+    import time
+
+    from fluxmap.cluster import client_for
+    from fluxmap.config import ClusterConfig
+    from fluxmap.run import predict_stage
+    from fluxmap.write import done_regions
+
+    cfg, result, _ = run_dir
+    remote_cfg = _remote_copy(cfg, tmp_path)
+    remote_cfg = dataclasses.replace(remote_cfg, predict=dataclasses.replace(remote_cfg.predict, regions_per_batch=1))
+    store = Path(remote_cfg.workdir) / "predict" / "fluxmap.zarr"
+    n_regions = len(done_regions(result["store"]))
+    killed: dict[str, object] = {}
+
+    def kill_a_busy_worker(client, pids, stop):
+        while not stop.is_set() and not done_regions(store):  # the first region is written
+            time.sleep(0.05)
+        while not stop.is_set():
+            processing = client.processing()
+            busy = [w for w, tasks in processing.items() if any("predict_block" in str(k) for k in tasks)]
+            if busy:
+                killed["done_before"] = len(done_regions(store))
+                killed["tasks"] = [str(k) for k in processing[busy[0]]]
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed["worker"] = busy[0]
+                return
+            time.sleep(0.01)
+
+    with loopback_cluster(tmp_path) as address, client_for(ClusterConfig(kind="address", address=address)) as client:
+        client.wait_for_workers(2, timeout=60)
+        pids = client.run(os.getpid)
+        stop = threading.Event()
+        killer = threading.Thread(target=kill_a_busy_worker, args=(client, pids, stop), daemon=True)
+        killer.start()
+        try:
+            remote = predict_stage(remote_cfg, log=lambda m: None)
+        finally:
+            stop.set()
+            killer.join(timeout=10)
+        after = client.run(os.getpid)
+    assert "worker" in killed, "no worker was killed: the run finished before any block task was seen running"
+    assert 0 < killed["done_before"] < n_regions, killed
+    assert pids[killed["worker"]] not in after.values()  # that process is gone; its nanny started another
+    a = xr.open_zarr(result["store"], consolidated=True)
+    b = xr.open_zarr(remote["store"], consolidated=True)
+    assert done_regions(remote["store"]) == done_regions(result["store"])
+    for v in ("sr", "nee", "sr_sd", "sr_missing_predictors", "zone"):
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
 

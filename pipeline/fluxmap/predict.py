@@ -11,7 +11,10 @@ to evaluate (the writer skips blocks without land).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,9 +22,9 @@ import xarray as xr
 
 from fluxmap.extract import to_periods
 from fluxmap.features import annual_stats, doy_features, regrid_nearest
-from fluxmap.train import FittedModel
+from fluxmap.train import FittedModel, load_model
 
-__all__ = ["ModelSet", "predict_block", "predict_cube", "predictor_cube"]
+__all__ = ["ModelFiles", "ModelSet", "load_model_set", "predict_block", "predict_cube", "predictor_cube"]
 
 
 @dataclass
@@ -40,6 +43,71 @@ class ModelSet:
         for m in [*self.zone_models.values(), self.unified, *self.ensemble]:
             names += [f for f in m.features if f not in names]
         return names
+
+
+def _model_paths(folder: Path, *, ensemble: bool) -> tuple[list[Path], Path, list[Path]]:
+    zones = sorted(folder.glob("model_zone_*.ubj"))
+    members = sorted(folder.glob("ensemble_*.ubj")) if ensemble else []
+    unified = folder / "model_unified.ubj"
+    if not unified.is_file():
+        raise FileNotFoundError(f"{folder}: no model_unified.ubj (run the model stage first)")
+    return zones, unified, members
+
+
+def load_model_set(target: str, folder: str | Path, *, ensemble: bool) -> ModelSet:
+    """A target's zone models (``model_zone_<k>.ubj``), unified model and ensemble members."""
+    zones, unified, members = _model_paths(Path(folder), ensemble=ensemble)
+    return ModelSet(
+        target=target,
+        zone_models={int(p.stem.split("_")[-1]): load_model(p) for p in zones},
+        unified=load_model(unified),
+        ensemble=[load_model(p) for p in members],
+    )
+
+
+def _digest(folder: Path, *, ensemble: bool) -> str:
+    zones, unified, members = _model_paths(folder, ensemble=ensemble)
+    h = hashlib.sha256()
+    for p in [*zones, unified, *members]:
+        for f in (p, p.with_suffix(".json")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a target's models are, and the checksum of their files.
+
+    Prediction tasks carry this (a few hundred bytes) instead of the models; each
+    worker process loads the models from the (shared) model folder once and keeps
+    them. Nothing lives only in a worker's memory, so a worker that dies is
+    replaced and its blocks recomputed from files, and a model file changed after
+    the graph was built is refused instead of silently mixed in.
+    """
+
+    target: str
+    folder: str
+    ensemble: bool
+    digest: str
+
+    @classmethod
+    def of(cls, target: str, folder: str | Path, *, ensemble: bool) -> ModelFiles:
+        folder = Path(folder).resolve()
+        return cls(target, str(folder), ensemble, _digest(folder, ensemble=ensemble))
+
+    def load(self) -> ModelSet:
+        return _load_once(self)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_once(ref: ModelFiles) -> ModelSet:
+    folder = Path(ref.folder)
+    if _digest(folder, ensemble=ref.ensemble) != ref.digest:
+        raise RuntimeError(
+            f"{folder}: the model files changed after the prediction graph was built; rerun the predict stage"
+        )
+    return load_model_set(ref.target, folder, ensemble=ref.ensemble)
 
 
 def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2") -> xr.Dataset:
@@ -72,7 +140,7 @@ def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2")
     return out
 
 
-def predict_block(block: xr.Dataset, models: ModelSet) -> xr.Dataset:
+def predict_block(block: xr.Dataset, models: ModelSet | ModelFiles) -> xr.Dataset:
     """Predict one (time, lat, lon) block: each land cell by its zone's model.
 
     Cells whose zone has no model use the unified model; cells outside the land
@@ -80,6 +148,8 @@ def predict_block(block: xr.Dataset, models: ModelSet) -> xr.Dataset:
     range, and a flag of cells where a used predictor was missing (XGBoost still
     predicts through its learned default directions).
     """
+    if isinstance(models, ModelFiles):
+        models = models.load()
     t = models.target
     shape = (block.sizes["time"], block.sizes["lat"], block.sizes["lon"])
     zone = np.broadcast_to(block["zone"].values[None], shape)
@@ -115,14 +185,14 @@ def predict_block(block: xr.Dataset, models: ModelSet) -> xr.Dataset:
     return xr.Dataset(data, coords={c: block[c] for c in ("time", "lat", "lon")})
 
 
-def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | object) -> xr.Dataset:
+def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | ModelFiles) -> xr.Dataset:
     """Lazy prediction over the whole cube with ``xr.map_blocks`` and an explicit template.
 
-    ``models`` is a :class:`ModelSet`, or a distributed Future of one (scattered to
-    every worker once, so no task carries the models).
+    ``models`` is a :class:`ModelSet` (every task then carries the models: fine on
+    threads) or a :class:`ModelFiles` reference (for clusters: each worker loads the
+    models once from the model folder, which must be on storage the workers see).
     """
-    # A Future is fetched once, here, for its names; the tasks keep only the Future.
-    ms = models if isinstance(models, ModelSet) else models.result()
+    ms = models.load() if isinstance(models, ModelFiles) else models
     target, features = ms.target, ms.features
     ds = predictors[features].assign(zone=zone)
     like = predictors[features[0]]

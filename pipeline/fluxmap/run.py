@@ -505,17 +505,6 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log=print) -
 # --- predict, write, aggregate, report -------------------------------------------------------------
 
 
-def _model_set(target: str, folder: Path, *, ensemble: bool):
-    from fluxmap.predict import ModelSet
-    from fluxmap.train import load_model
-
-    zones = {int(p.stem.split("_")[-1]): load_model(p) for p in sorted(folder.glob("model_zone_*.ubj"))}
-    members = [load_model(p) for p in sorted(folder.glob("ensemble_*.ubj"))] if ensemble else []
-    return ModelSet(
-        target=target, zone_models=zones, unified=load_model(folder / "model_unified.ubj"), ensemble=members
-    )
-
-
 def _git_revision() -> str:
     import subprocess
 
@@ -532,7 +521,7 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     """Predict every 8-day target over the grid, write the CF Zarr (resumable), totals and the report."""
     from fluxmap.catalog import load_catalog
     from fluxmap.features import grid_zone_factors
-    from fluxmap.predict import predict_cube, predictor_cube
+    from fluxmap.predict import ModelFiles, predict_cube, predictor_cube
     from fluxmap.write import cf_dataset, create_store, done_regions, fill_regions, land_regions, region_slices
     from fluxmap.zones import ZoneModel, assign_zones
 
@@ -555,7 +544,13 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     t0 = time.perf_counter()
     for e, c in cubes.items():
         if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8):
-            cubes[e] = to_periods(c).persist()
+            # Written, not persisted: a worker lost later loses nothing that cannot be reread.
+            means = to_periods(c)
+            means = means.chunk({"time": max(means.chunksizes["time"])})  # Zarr wants regular chunks
+            for v in means.variables.values():
+                v.encoding = {}
+            means.to_zarr(out / f"{e}_8day.zarr", mode="w", zarr_format=2, consolidated=True)
+            cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
     predictors = predictor_cube(cubes)
     land_fraction = cubes["static"]["land_fraction"].load()
     land = (land_fraction > 0.5).values
@@ -566,11 +561,9 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     zone.to_dataset(name="zone").to_zarr(out / "zone.zarr", mode="w", zarr_format=2, consolidated=True)
     zone = xr.open_zarr(out / "zone.zarr", consolidated=True)["zone"]
     log(f"predict: 8-day sub-period sources and the zone map ready in {time.perf_counter() - t0:.1f} s")
-    client = _client()
     preds = []
     for t in targets:
-        ms = _model_set(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble)
-        ref = client.scatter(ms, broadcast=True) if client is not None else ms
+        ref = ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble)
         preds.append(predict_cube(predictors, zone, ref))
     pred = xr.merge(preds, combine_attrs="drop")
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(models_dir.rglob("*.ubj"))}
@@ -658,15 +651,6 @@ def _suspect_blocks(
             "defaults and flagged in *_missing_predictors"
         )
     return table
-
-
-def _client():
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
 
 
 class _progress:
