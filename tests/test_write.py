@@ -69,3 +69,22 @@ def test_killed_write_resumes_to_a_byte_identical_store(tmp_path, fmt):
     ds = xr.open_zarr(killed, consolidated=True)
     assert ds.sr.attrs["units"] == "g m-2 d-1" and float(ds.sr.isel(time=3, lat=7, lon=7)) == 1 + 1 + 1 + 1
     np.testing.assert_array_equal(ds.sr.values, xr.open_zarr(clean, consolidated=True).sr.values)
+
+
+def test_variables_that_regions_cannot_split_are_refused_by_name(tmp_path):
+    import dask.array as da
+
+    from fluxmap.write import create_store, fill_regions, region_slices
+
+    t = np.array(["2020-01-01", "2020-01-09"], dtype="datetime64[ns]")
+    ds = xr.Dataset(
+        {
+            "sr": (("time", "lat", "lon"), da.zeros((2, 4, 4), "float32", chunks=(1, 2, 2))),
+            "per_period": (("time", "band"), da.zeros((2, 3), "float32", chunks=(1, 3))),
+        },
+        coords={"time": t, "lat": np.arange(4.0), "lon": np.arange(4.0)},
+    )
+    chunks = {"time": 1, "lat": 2, "lon": 2, "band": 3}
+    create_store(tmp_path / "s.zarr", ds, chunks=chunks)
+    with pytest.raises(ValueError, match="'per_period'.*cannot be written by regions"):
+        fill_regions(tmp_path / "s.zarr", ds, region_slices(dict(ds.sizes), chunks))

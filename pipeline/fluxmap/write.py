@@ -179,23 +179,52 @@ def fill_regions(
     batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Compute and write the regions not yet done, ``batch`` at a time; return how many were written."""
-    import dask
+    """Compute and write the regions not yet done, ``batch`` at a time; return how many were written.
+
+    The store's arrays are opened once; each batch is one ``dask.array.store`` graph of whole
+    chunks (one task per region and variable writes exactly one Zarr chunk, so no two tasks
+    touch the same chunk and no lock is needed), then the batch is recorded as done.
+    """
+    import dask.array as da
+    import zarr
 
     done = done_regions(path)
     todo = [r for r in regions if _key(r) not in done]
-    timed = [v for v in result.data_vars if "time" in result[v].dims]
+    if not todo:
+        return 0
+    group = zarr.open_group(str(path), mode="r+")
+    targets = {}
+    region_dims = set(todo[0])
+    for v in (v for v in result.data_vars if "time" in result[v].dims):
+        # The same CF encoding xarray's writer applies (fill values, scale/offset, dtype).
+        data = xr.conventions.encode_cf_variable(result[v].variable, name=v).data
+        target = group[v]
+        if not isinstance(data, da.Array):
+            continue  # in memory: written with the store's metadata by create_store
+        dims = result[v].dims
+        if not region_dims <= set(dims) or any(
+            target.chunks[k] != target.shape[k] for k, d in enumerate(dims) if d not in region_dims
+        ):
+            raise ValueError(
+                f"{path}: variable {v!r} {dims} cannot be written by regions {sorted(region_dims)}: it needs those "
+                "dimensions, and one chunk along any other"
+            )
+        if data.dtype != target.dtype:
+            data = data.astype(target.dtype)
+        if data.shape != target.shape:
+            raise ValueError(f"{path}: variable {v!r} has shape {data.shape}, the store {target.shape}")
+        targets[v] = (data, target, result[v].dims)
     written = 0
     for i in range(0, len(todo), batch):
         part = todo[i : i + batch]
-        writes = [
-            result[timed]
-            .isel(r)
-            .drop_vars([c for c in result.coords if c not in ("time", "lat", "lon")], errors="ignore")
-            .to_zarr(path, region=r, compute=False, consolidated=False)
-            for r in part
-        ]
-        dask.compute(*writes)
+        sources, stores, where = [], [], []
+        for r in part:
+            for data, target, dims in targets.values():
+                idx = tuple(r.get(d, slice(None)) for d in dims)
+                sources.append(data[idx].rechunk(-1))  # one task, one chunk
+                stores.append(target)
+                where.append(idx)
+        da.store(sources, stores, regions=where, lock=False)
         _mark_done(path, [_key(r) for r in part])
         written += len(part)
         if progress:
