@@ -50,8 +50,42 @@ def test_bench_predict_tiny(tmp_path):
     result = _load("bench_predict").run(tiny=True, workdir=str(tmp_path))
     assert result["pixel_predictions"] > 0 and result["periods"] == 46
     assert result["kernel_per_core_per_s"] > 0 and result["end_to_end_per_core_per_s"] > 0
-    assert -1 < result["rf_loso_r2"] <= 1 and -1 < result["xgboost_loso_r2"] <= 1
+    assert result["kernel_rows"] == result["pixel_predictions"] // 2  # one of the two time chunks
+    assert result["xgboost_chosen"]["loso_r2"] >= result["skill_bar_r2"] <= result["rf_chosen"]["loso_r2"]
     assert result["xgboost_over_rf_predict_speed"] > 0
+
+
+def test_bench_scaling_tiny(tmp_path):
+    result = _load("bench_scaling").run((1, 2), tiny=True, workdir=str(tmp_path))
+    assert set(result["seconds"]) == {"1", "2"} and result["efficiency"]["1"] == 1.0
+    assert 0 < result["efficiency"]["2"] and result["land_cell_periods"] > 0
+
+
+def test_bench_memory_tiny(tmp_path):
+    result = _load("bench_memory").run(tiny=True, workdir=str(tmp_path))
+    assert result["cells_ratio"] == 4.0
+    for size in ("coarse", "fine"):
+        assert 100 < result[size]["baseline_mb"] < result[size]["peak_mb"]
+
+
+def test_benchmark_table_renders_targets():
+    bench = _load("run_all")
+    results = [
+        {"benchmark": "strong_scaling", "seconds": {"1": 10.0, "2": 6.0}, "efficiency": {"1": 1.0, "2": 0.833}},
+        {
+            "benchmark": "worker_memory",
+            "coarse": {"peak_mb": 400.0},
+            "fine": {"peak_mb": 420.0},
+            "cells_ratio": 4.0,
+            "peak_ratio": 1.05,
+            "above_baseline_ratio": 1.2,
+            "machine": {"cpus": 2, "python": "3.11", "platform": "Linux"},
+        },
+    ]
+    table = bench.render(results)
+    assert "| strong scaling efficiency at 2 workers | 0.833 | >= 0.85 | no |" in table
+    assert "| peak worker memory, grid x4.0 (400.0 -> 420.0 MB) | 1.05 | <= 1.2 | yes |" in table
+    assert "Machine: 2 CPUs, Python 3.11, Linux." in table and table.count('{"benchmark"') == 2
 
 
 def test_bench_write_tiny(tmp_path):

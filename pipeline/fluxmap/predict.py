@@ -54,14 +54,26 @@ def _model_paths(folder: Path, *, ensemble: bool) -> tuple[list[Path], Path, lis
     return zones, unified, members
 
 
+def _single_threaded(path: Path) -> FittedModel:
+    # Blocks are the unit of parallelism (one per worker thread): a model that starts its own
+    # threads on top would oversubscribe the cores.
+    m = load_model(path)
+    if m.kind == "xgboost":
+        m.estimator.get_booster().set_param({"nthread": 1})
+    elif hasattr(m.estimator, "n_jobs"):
+        m.estimator.n_jobs = 1
+    return m
+
+
 def load_model_set(target: str, folder: str | Path, *, ensemble: bool) -> ModelSet:
     """A target's zone models (``model_zone_<k>.ubj``), unified model and ensemble members."""
     zones, unified, members = _model_paths(Path(folder), ensemble=ensemble)
+
     return ModelSet(
         target=target,
-        zone_models={int(p.stem.split("_")[-1]): load_model(p) for p in zones},
-        unified=load_model(unified),
-        ensemble=[load_model(p) for p in members],
+        zone_models={int(p.stem.split("_")[-1]): _single_threaded(p) for p in zones},
+        unified=_single_threaded(unified),
+        ensemble=[_single_threaded(p) for p in members],
     )
 
 

@@ -27,7 +27,7 @@ from fluxmap.extract import extract_at_sites, locate_sites, to_periods
 from fluxmap.features import annual_stats, doy_features
 from fluxmap.periods import aggregate_to_periods
 
-__all__ = ["demo_sources", "extract_stage", "model_stage", "predict_stage", "sites_stage"]
+__all__ = ["demo_sources", "extract_stage", "model_stage", "predict_stage", "predict_to_zarr", "sites_stage"]
 
 
 # --- caching and provenance ----------------------------------------------------------------
@@ -519,6 +519,19 @@ def _git_revision() -> str:
 
 def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     """Predict every 8-day target over the grid, write the CF Zarr (resumable), totals and the report."""
+    written = predict_to_zarr(cfg, log=log)
+    if not written:
+        return {}
+    return _aggregate_and_report(cfg, written["store"], written["land_fraction"], written["targets"], log=log)
+
+
+def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
+    """The prediction itself: catalog -> predictors -> zones -> models -> the CF Zarr store (resumable).
+
+    Returns the store path, the targets written, the land fraction and ``cells``: the land
+    cell-periods of the grid, each predicted once per target (empty dict when there are no
+    8-day models).
+    """
     from fluxmap.catalog import load_catalog
     from fluxmap.features import grid_zone_factors
     from fluxmap.predict import ModelFiles, predict_cube, predictor_cube
@@ -608,7 +621,8 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
         f"skipped) in {time.perf_counter() - t0:.1f} s -> {store}"
     )
     _suspect_blocks(store, regions, targets, land, out, log=log)
-    return _aggregate_and_report(cfg, store, land_fraction, targets, cat, log=log)
+    cells = int(sum(land[r["lat"], r["lon"]].sum() * (r["time"].stop - r["time"].start) for r in regions))
+    return {"store": store, "targets": targets, "land_fraction": land_fraction, "cells": cells}
 
 
 def _suspect_blocks(
@@ -685,9 +699,13 @@ class _progress:
 
 
 def _aggregate_and_report(
-    cfg: RunConfig, store: Path, land_fraction: xr.DataArray, targets: list[str], cat, *, log=print
+    cfg: RunConfig, store: Path, land_fraction: xr.DataArray, targets: list[str], *, log=print
 ) -> dict[str, Any]:
     from fluxmap import aggregate, report
+    from fluxmap.catalog import load_catalog
+
+    path, params = _catalog_location(cfg)
+    cat = load_catalog(path, **params)
 
     out = store.parent
     ds = xr.open_zarr(store, consolidated=True)

@@ -9,7 +9,14 @@ import dask
 
 from fluxmap.config import DemoConfig
 
-__all__ = ["CountingScheduler", "raise_if_dask_computes", "small_run_config", "tiny_demo_config"]
+__all__ = [
+    "CountingScheduler",
+    "europe_demo_config",
+    "raise_if_dask_computes",
+    "small_run_config",
+    "tiny_demo_config",
+    "trained_world",
+]
 
 
 class CountingScheduler:
@@ -78,3 +85,51 @@ def small_run_config(workdir: str, demo_root: str, **model: object):
             "model": {**light, **model},
         }
     )
+
+
+def europe_demo_config(resolution: float = 0.1, **overrides: object) -> DemoConfig:
+    """The benchmarks' world: Europe (10 W-40 E, 35-70 N), one year, ERA5 at 0.25 deg, 70 sites;
+    ``resolution`` sets the grid (0.1 deg: 350 x 500 cells). Chunks of one year x 128 x 128 cells:
+    the annual statistics then stay inside a block and each input chunk is read once."""
+    base: dict[str, object] = dict(
+        resolution=resolution,
+        bbox=(-10.0, 35.0, 40.0, 70.0),
+        era5_resolution=0.25,
+        time_chunk=46,
+        space_chunk=128,
+        n_srdb_sites=20,
+        n_cosore_sites=40,
+        n_fluxnet_sites=10,
+    )
+    base.update(overrides)
+    return tiny_demo_config(**base)
+
+
+def trained_world(root, demo: DemoConfig, *, n_estimators: int = 200, log=None):
+    """Build a demo world under ``root/world`` and train light ``sr:8day`` models (two zones, no
+    ensemble) under ``root/work``; return ``(run_config, training_tables)``. For benchmarks."""
+    import dataclasses
+    from pathlib import Path
+
+    from fluxmap.demo import build_world
+    from fluxmap.run import demo_sources, extract_stage, model_stage, sites_stage
+
+    root = Path(root)
+    world = build_world(root / "world", demo)
+    cfg = small_run_config(
+        str(root / "work"),
+        str(world.root),
+        targets=["sr:8day"],
+        k_candidates=[2],
+        min_sites=3,
+        backward_elimination=False,
+        bootstrap_members=0,
+        params={"n_estimators": n_estimators},
+    )
+    cfg = dataclasses.replace(cfg, predict=dataclasses.replace(cfg.predict, ensemble=False))
+    log = log or (lambda m: None)
+    tables = extract_stage(cfg, sites_stage(cfg, demo_sources(world.root), log=log), log=log)
+    model_stage(cfg, tables, log=log)
+    if not (root / "work" / "models" / "sr_8day" / "model_unified.ubj").is_file():
+        raise RuntimeError(f"{root}: no sr:8day model was trained (too few COSORE-like sites in {demo})")
+    return cfg, tables

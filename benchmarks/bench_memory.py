@@ -1,0 +1,108 @@
+"""Peak worker memory of the prediction stage at two grid sizes 4x apart (half the grid spacing),
+same chunks: memory must follow the chunk size, not the grid size.
+
+Models are trained once on the coarse world and used for both. Each grid runs on a fresh
+LocalCluster with one single-threaded worker process; once the pipeline is imported there, the
+kernel's peak-RSS mark is reset (Linux only) and that resident memory is the baseline; the peak is
+the process's VmHWM after the run.
+Prints one JSON line; the result is peak(fine) / peak(coarse) (target <= 1.2), with the growth
+above the baseline alongside.
+
+    python benchmarks/bench_memory.py                      # Europe at 0.2 and 0.1 deg
+    python benchmarks/bench_memory.py --resolution 0.1     # 0.1 and 0.05 deg
+    python benchmarks/bench_memory.py --tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+from fluxmap.cluster import client_for
+from fluxmap.config import ClusterConfig
+from fluxmap.demo import build_world
+from fluxmap.run import predict_to_zarr
+from fluxmap.testing import europe_demo_config, tiny_demo_config, trained_world
+
+TINY_SITES = {"n_srdb_sites": 10, "n_cosore_sites": 12, "n_fluxnet_sites": 4}
+
+
+def _reset_peak() -> float:
+    """In the worker: import the pipeline, reset the kernel's peak-RSS mark (Linux
+    ``/proc/self/clear_refs`` = 5; a spawned process otherwise reports its parent's peak), and
+    return the resident memory now, in MB."""
+    import xgboost  # noqa: F401
+
+    import fluxmap.predict  # noqa: F401
+    import fluxmap.write  # noqa: F401
+
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
+
+
+def _status_mb(field: str = "VmHWM") -> float:
+    """A memory field of /proc/self/status in MB (VmHWM: peak resident memory since the reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1e3  # kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def run(resolution: float | None = None, tiny: bool = False, workdir: str | None = None) -> dict:
+    def demo(res: float):
+        return tiny_demo_config(resolution=res, space_chunk=8, **TINY_SITES) if tiny else europe_demo_config(res)
+
+    coarse = resolution or (1.0 if tiny else 0.2)
+    fine = coarse / 2
+    result = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        cfg, _ = trained_world(Path(tmp) / "coarse", demo(coarse), n_estimators=40 if tiny else 200)
+        fine_world = build_world(Path(tmp) / "fine" / "world", demo(fine))
+        fine_work = Path(tmp) / "fine" / "work"
+        shutil.copytree(Path(cfg.workdir) / "models", fine_work / "models")
+        fine_cfg = dataclasses.replace(
+            cfg,
+            workdir=str(fine_work),
+            extract=dataclasses.replace(cfg.extract, catalog_params=(("DEMO_ROOT", str(fine_world.root)),)),
+        )
+        for res, c in ((coarse, cfg), (fine, fine_cfg)):
+            with client_for(ClusterConfig(kind="local", n_workers=1, threads_per_worker=1)) as client:
+                client.wait_for_workers(1, timeout=120)
+                baseline = next(iter(client.run(_reset_peak).values()))
+                written = predict_to_zarr(c, log=lambda m: None)
+                peak = next(iter(client.run(_status_mb).values()))
+            result[res] = {
+                "grid_cells": int(written["land_fraction"].size),
+                "baseline_mb": round(baseline, 1),
+                "peak_mb": round(peak, 1),
+            }
+    a, b = result[coarse], result[fine]
+    return {
+        "benchmark": "worker_memory",
+        "tiny": tiny,
+        "chunk": [23, 8, 8] if tiny else [46, 128, 128],
+        "coarse": {"resolution": coarse, **a},
+        "fine": {"resolution": fine, **b},
+        "cells_ratio": round(b["grid_cells"] / a["grid_cells"], 2),
+        "peak_ratio": round(b["peak_mb"] / a["peak_mb"], 3),
+        "above_baseline_ratio": round((b["peak_mb"] - b["baseline_mb"]) / (a["peak_mb"] - a["baseline_mb"]), 3),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--resolution", type=float, help="coarse grid spacing (default 0.2, tiny 1.0); the fine one is half")
+    p.add_argument("--tiny", action="store_true")
+    a = p.parse_args()
+    print(json.dumps(run(a.resolution, tiny=a.tiny)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Run the benchmark suite and write a Markdown table of its figures against the targets.
+
+Each benchmark runs in its own process (so one's memory or worker pool cannot colour the
+next) with its default, full-size arguments, or with ``--tiny`` the small ones the test suite
+uses. The JSON lines are kept next to the table.
+
+    python benchmarks/run_all.py                       # full size: ~15 min on 2 cores
+    python benchmarks/run_all.py --tiny --out /tmp/bench.md
+    python benchmarks/run_all.py --only bench_scaling,bench_memory
+    python benchmarks/run_all.py --render results.jsonl   # table from earlier JSON lines
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# name: (full-size arguments, tiny arguments)
+SUITE: dict[str, tuple[list[str], list[str]]] = {
+    "bench_extract": ([], ["--sites", "20", "--res", "2.0", "--chunks", "23,30,30"]),
+    "bench_predict": ([], ["--tiny"]),
+    "bench_scaling": ([], ["--tiny"]),
+    "bench_memory": ([], ["--tiny"]),
+    "bench_write": ([], ["--shape", "4,20,40", "--chunks", "2,10,20"]),
+    "bench_graph500": ([], ["--resolution", "0.05", "--block", "600"]),
+}
+
+
+def _row(figure: str, value: float | int | str, target: str = "", ok: bool | None = None) -> dict:
+    return {"figure": figure, "value": value, "target": target, "met": "" if ok is None else ("yes" if ok else "no")}
+
+
+def figures(result: dict) -> list[dict]:
+    """The figures of one benchmark's JSON result, with the target where the issue sets one."""
+    kind = result.get("benchmark")
+    if kind == "extract_vs_naive_loop":
+        chunk_mb = 4 * result["chunks"][0] * result["chunks"][1] * result["chunks"][2] / 1e6
+        name = f"extraction vs per-site loop ({result['sites']} sites, {chunk_mb:.1f} MB chunks)"
+        return [_row(name, result["ratio"], ">= 100", result["ratio"] >= 100)]
+    if kind == "predict_throughput":
+        grid = "x".join(str(v) for v in result["grid"])
+        xgb, rf = result["xgboost_chosen"], result["rf_chosen"]
+        return [
+            _row(f"kernel pixel-predictions /s/core ({grid} grid)", result["kernel_per_core_per_s"]),
+            _row("end-to-end predict stage pixel-predictions /s/core", result["end_to_end_per_core_per_s"]),
+            _row(
+                "end-to-end / kernel",
+                result["end_to_end_over_kernel"],
+                ">= 0.8",
+                result["end_to_end_over_kernel"] >= 0.8,
+            ),
+            _row(
+                f"XGBoost / RF predict speed at equal LOSO skill (R2 {xgb['loso_r2']} vs {rf['loso_r2']})",
+                result["xgboost_over_rf_predict_speed"],
+                ">= 4",
+                result["xgboost_over_rf_predict_speed"] >= 4,
+            ),
+        ]
+    if kind == "strong_scaling":
+        n = max(result["efficiency"], key=int)
+        return [
+            _row(f"strong scaling 1 -> {n} workers: seconds", " -> ".join(str(s) for s in result["seconds"].values())),
+            _row(
+                f"strong scaling efficiency at {n} workers",
+                result["efficiency"][n],
+                ">= 0.85",
+                result["efficiency"][n] >= 0.85,
+            ),
+        ]
+    if kind == "worker_memory":
+        c, f = result["coarse"], result["fine"]
+        return [
+            _row(
+                f"peak worker memory, grid x{result['cells_ratio']} ({c['peak_mb']} -> {f['peak_mb']} MB)",
+                result["peak_ratio"],
+                "<= 1.2",
+                result["peak_ratio"] <= 1.2,
+            ),
+            _row("  growth above the imported-pipeline baseline, ratio", result["above_baseline_ratio"]),
+        ]
+    if kind == "zarr_write":
+        return [
+            _row(
+                f"Zarr write fluxmap / raw zarr ({result['fluxmap_mb_s']} vs {result['raw_zarr_mb_s']} MB/s)",
+                result["fluxmap_over_raw"],
+            ),
+        ]
+    if kind == "graph_500m_one_year":
+        cells = "x".join(str(v) for v in result["cells"])
+        return [
+            _row(f"global graph ({cells} cells, {result['blocks']} blocks): build s", result["build_s"]),
+            _row("  tasks", result["tasks"]),
+            _row("  peak Python memory MB", result["peak_python_mb"]),
+        ]
+    return [_row(f"{kind} (unknown benchmark)", json.dumps(result))]
+
+
+def render(results: list[dict], *, title: str = "fluxmap benchmarks") -> str:
+    machine = next((r["machine"] for r in results if "machine" in r), {})
+    lines = [
+        f"# {title}",
+        "",
+        f"Machine: {machine.get('cpus', '?')} CPUs, Python {machine.get('python', '?')}, "
+        f"{machine.get('platform', platform.platform())}.",
+        "",
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        for row in figures(r):
+            lines.append(f"| {row['figure']} | {row['value']} | {row['target']} | {row['met']} |")
+    lines += ["", "Raw results (one JSON line per benchmark run):", "", "```json"]
+    lines += [json.dumps(r) for r in results]
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def run_one(name: str, args: list[str]) -> list[dict]:
+    proc = subprocess.run(
+        [sys.executable, str(HERE / f"{name}.py"), *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode:
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tiny", action="store_true", help="the small sizes the test suite uses")
+    p.add_argument("--only", help="comma-separated benchmark names")
+    p.add_argument("--out", default="benchmark-results.md", help="Markdown file (JSON lines go next to it)")
+    p.add_argument("--render", metavar="JSONL", help="only render a table from an earlier JSON lines file")
+    a = p.parse_args()
+    out = Path(a.out)
+    if a.render:
+        results = [json.loads(line) for line in Path(a.render).read_text().splitlines() if line.strip()]
+    else:
+        names = a.only.split(",") if a.only else list(SUITE)
+        unknown = sorted(set(names) - set(SUITE))
+        if unknown:
+            p.error(f"unknown benchmark(s) {unknown}; known: {sorted(SUITE)}")
+        results = []
+        for name in names:
+            t0 = time.perf_counter()
+            results += run_one(name, SUITE[name][1] if a.tiny else SUITE[name][0])
+            print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    out.write_text(render(results, title="fluxmap benchmarks (tiny)" if a.tiny else "fluxmap benchmarks"))
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
