@@ -56,7 +56,7 @@ def _status_mb(field: str = "VmHWM") -> float:
 
 def run(resolution: float | None = None, tiny: bool = False, workdir: str | None = None) -> dict:
     def demo(res: float):
-        return tiny_demo_config(resolution=res, space_chunk=8, **TINY_SITES) if tiny else europe_demo_config(res)
+        return tiny_demo_config(resolution=res, space_chunk=16, **TINY_SITES) if tiny else europe_demo_config(res)
 
     coarse = resolution or (1.0 if tiny else 0.2)
     fine = coarse / 2
@@ -86,7 +86,7 @@ def run(resolution: float | None = None, tiny: bool = False, workdir: str | None
     return {
         "benchmark": "worker_memory",
         "tiny": tiny,
-        "chunk": [23, 8, 8] if tiny else [46, 128, 128],
+        "chunk": [23, 16, 16] if tiny else [46, 128, 128],
         "coarse": {"resolution": coarse, **a},
         "fine": {"resolution": fine, **b},
         "cells_ratio": round(b["grid_cells"] / a["grid_cells"], 2),

@@ -164,6 +164,10 @@ def run(tiny: bool = False, workdir: str | None = None, resolution: float = 0.1)
         "end_to_end_s": round(e2e_s, 2),
         "end_to_end_per_core_per_s": round(e2e_rate),
         "end_to_end_over_kernel": round(e2e_rate / kernel_rate, 3),
+        "phases_s": {k: round(v, 2) for k, v in written["seconds"].items()},
+        "predict_and_write_over_kernel": round(
+            written["cells"] / written["seconds"]["predict_and_write"] / kernel_rate, 3
+        ),
         **versus_rf,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }

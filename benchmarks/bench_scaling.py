@@ -39,7 +39,7 @@ def _warm() -> bool:
 
 
 def run(workers: tuple[int, ...] = (1, 2), tiny: bool = False, resolution: float = 0.1, workdir: str | None = None):
-    demo = tiny_demo_config(space_chunk=8, **TINY_SITES) if tiny else europe_demo_config(resolution)
+    demo = tiny_demo_config(space_chunk=16, **TINY_SITES) if tiny else europe_demo_config(resolution)
     times: dict[int, float] = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         cfg, _ = trained_world(tmp, demo, n_estimators=40 if tiny else 200)

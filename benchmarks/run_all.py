@@ -57,6 +57,10 @@ def figures(result: dict) -> list[dict]:
                 result["end_to_end_over_kernel"] >= 0.8,
             ),
             _row(
+                f"  of which prediction + Zarr write alone / kernel (phases, s: {result['phases_s']})",
+                result["predict_and_write_over_kernel"],
+            ),
+            _row(
                 f"XGBoost / RF predict speed at equal LOSO skill (R2 {xgb['loso_r2']} vs {rf['loso_r2']})",
                 result["xgboost_over_rf_predict_speed"],
                 ">= 4",

@@ -528,9 +528,9 @@ def predict_stage(cfg: RunConfig, *, log=print) -> dict[str, Any]:
 def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     """The prediction itself: catalog -> predictors -> zones -> models -> the CF Zarr store (resumable).
 
-    Returns the store path, the targets written, the land fraction and ``cells``: the land
-    cell-periods of the grid, each predicted once per target (empty dict when there are no
-    8-day models).
+    Returns the store path, the targets written, the land fraction, ``cells``: the land
+    cell-periods of the grid, each predicted once per target, and ``seconds`` of the two phases
+    (ERA5 8-day means + zone map; prediction + write). An empty dict when there are no 8-day models.
     """
     from fluxmap.catalog import load_catalog
     from fluxmap.features import grid_zone_factors
@@ -573,7 +573,8 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     zone = zone.where(land_fraction > 0.5, 0).astype("uint8").chunk({"lat": chunks["lat"], "lon": chunks["lon"]})
     zone.to_dataset(name="zone").to_zarr(out / "zone.zarr", mode="w", zarr_format=2, consolidated=True)
     zone = xr.open_zarr(out / "zone.zarr", consolidated=True)["zone"]
-    log(f"predict: 8-day sub-period sources and the zone map ready in {time.perf_counter() - t0:.1f} s")
+    prepare_s = time.perf_counter() - t0
+    log(f"predict: 8-day sub-period sources and the zone map ready in {prepare_s:.1f} s")
     preds = []
     for t in targets:
         ref = ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble)
@@ -616,13 +617,20 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
         n = fill_regions(
             store, ds, regions, batch=cfg.predict.regions_per_batch, progress=lambda done, total: bar(done)
         )
+    write_s = time.perf_counter() - t0
     log(
         f"predict: {n} regions written ({before} already done, {len(all_regions) - len(regions)} without land "
-        f"skipped) in {time.perf_counter() - t0:.1f} s -> {store}"
+        f"skipped) in {write_s:.1f} s -> {store}"
     )
     _suspect_blocks(store, regions, targets, land, out, log=log)
     cells = int(sum(land[r["lat"], r["lon"]].sum() * (r["time"].stop - r["time"].start) for r in regions))
-    return {"store": store, "targets": targets, "land_fraction": land_fraction, "cells": cells}
+    return {
+        "store": store,
+        "targets": targets,
+        "land_fraction": land_fraction,
+        "cells": cells,
+        "seconds": {"prepare": prepare_s, "predict_and_write": write_s},
+    }
 
 
 def _suspect_blocks(
