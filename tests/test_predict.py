@@ -259,9 +259,30 @@ def test_rerun_resumes_instead_of_rewriting(run_dir):
     cfg, result, _ = run_dir
     before = {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")}
     log: list[str] = []
+    zone_before = {p: p.stat().st_mtime_ns for p in (Path(cfg.workdir) / "predict" / "zone.zarr").rglob("*")}
     predict_stage(cfg, log=log.append)
     assert any("0 regions written" in m for m in log), log
+    assert any("zone map reused (same inputs and zones)" in m for m in log), log
     assert {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")} == before
+    assert {p: p.stat().st_mtime_ns for p in (Path(cfg.workdir) / "predict" / "zone.zarr").rglob("*")} == zone_before
+
+
+def test_changed_zones_invalidate_the_prepared_zone_map(run_dir, tmp_path):
+    import dataclasses
+
+    from fluxmap.run import predict_to_zarr
+
+    cfg, result, _ = run_dir
+    work = tmp_path / "work"
+    shutil.copytree(Path(cfg.workdir) / "models", work / "models")
+    shutil.copytree(Path(cfg.workdir) / "predict", work / "predict")
+    zones = work / "models" / "zones.json"
+    zones.write_text(zones.read_text() + "\n")  # same zones, different file: the checksum changes
+    log: list[str] = []
+    predict_to_zarr(dataclasses.replace(cfg, workdir=str(work)), log=log.append)
+    assert any("zone map ready" in m for m in log), log
+    a = xr.open_zarr(Path(cfg.workdir) / "predict" / "zone.zarr", consolidated=True).zone.values
+    np.testing.assert_array_equal(a, xr.open_zarr(work / "predict" / "zone.zarr", consolidated=True).zone.values)
 
 
 def test_model_references_keep_tasks_small_and_predict_the_same(run_dir, tmp_path):

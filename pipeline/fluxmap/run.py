@@ -552,39 +552,60 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     path, params = _catalog_location(cfg)
     cat = load_catalog(path, **params)
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    inputs = {
+        "catalog": sha256(path),
+        **({"demo_world": sha256(Path(params["DEMO_ROOT"]) / "world.json")} if "DEMO_ROOT" in params else {}),
+    }
     # Sub-period sources (ERA5) are averaged to the 8-day periods once, on their own grid, which
     # is small next to the MODIS grid; every block then reads them instead of the daily cube.
+    # They and the zone map are written (not persisted: a worker lost later loses nothing that
+    # cannot be reread) and reused by a rerun with the same inputs and zones.
     t0 = time.perf_counter()
-    for e, c in cubes.items():
-        if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8):
-            # Written, not persisted: a worker lost later loses nothing that cannot be reread.
-            means = to_periods(c)
+    sub = [
+        e
+        for e, c in cubes.items()
+        if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
+    ]
+    prep_key = _key({"sub_period": sub}, {"zones": sha256(models_dir / "zones.json"), **inputs})
+    prep_file = out / "prepared.json"
+    prepared = [out / f"{e}_8day.zarr" for e in sub] + [out / "zone.zarr"]
+    reuse = (
+        prep_file.is_file()
+        and json.loads(prep_file.read_text()).get("key") == prep_key
+        and all(p.is_dir() for p in prepared)
+    )
+    if not reuse:
+        prep_file.unlink(missing_ok=True)
+        for e in sub:
+            means = to_periods(cubes[e])
             means = means.chunk({"time": max(means.chunksizes["time"])})  # Zarr wants regular chunks
             for v in means.variables.values():
                 v.encoding = {}
             means.to_zarr(out / f"{e}_8day.zarr", mode="w", zarr_format=2, consolidated=True)
-            cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
+    for e in sub:
+        cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
     predictors = predictor_cube(cubes)
     land_fraction = cubes["static"]["land_fraction"].load()
     land = (land_fraction > 0.5).values
     chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
-    # The zone map is written once, chunk by chunk, and read back lazily by every block.
-    zone = assign_zones(ZoneModel.from_json(models_dir / "zones.json"), grid_zone_factors(cubes))
-    zone = zone.where(land_fraction > 0.5, 0).astype("uint8").chunk({"lat": chunks["lat"], "lon": chunks["lon"]})
-    zone.to_dataset(name="zone").to_zarr(out / "zone.zarr", mode="w", zarr_format=2, consolidated=True)
+    if not reuse:
+        # The zone map is written once, chunk by chunk, and read back lazily by every block.
+        zone = assign_zones(ZoneModel.from_json(models_dir / "zones.json"), grid_zone_factors(cubes))
+        zone = zone.where(land_fraction > 0.5, 0).astype("uint8").chunk({"lat": chunks["lat"], "lon": chunks["lon"]})
+        zone.to_dataset(name="zone").to_zarr(out / "zone.zarr", mode="w", zarr_format=2, consolidated=True)
+        prep_file.write_text(json.dumps({"key": prep_key, "files": [p.name for p in prepared]}, indent=1))
     zone = xr.open_zarr(out / "zone.zarr", consolidated=True)["zone"]
     prepare_s = time.perf_counter() - t0
-    log(f"predict: 8-day sub-period sources and the zone map ready in {prepare_s:.1f} s")
+    log(
+        f"predict: 8-day sub-period sources and the zone map "
+        f"{'reused (same inputs and zones)' if reuse else 'ready'} in {prepare_s:.1f} s"
+    )
     preds = []
     for t in targets:
         ref = ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble)
         preds.append(predict_cube(predictors, zone, ref))
     pred = xr.merge(preds, combine_attrs="drop")
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(models_dir.rglob("*.ubj"))}
-    inputs = {
-        "catalog": sha256(path),
-        **({"demo_world": sha256(Path(params["DEMO_ROOT"]) / "world.json")} if "DEMO_ROOT" in params else {}),
-    }
     key = _key({"predict": dataclasses.asdict(cfg.predict), "targets": targets}, {"models": model_files, **inputs})
     attrs = {
         "title": "fluxmap gridded carbon fluxes",
