@@ -57,8 +57,9 @@ def test_bench_predict_tiny(tmp_path):
 
 def test_bench_scaling_tiny(tmp_path):
     result = _load("bench_scaling").run((1, 2), tiny=True, workdir=str(tmp_path))
-    assert set(result["seconds"]) == {"1", "2"} and result["efficiency"]["1"] == 1.0
-    assert 0 < result["efficiency"]["2"] and result["land_cell_periods"] > 0
+    # Structure only: the timings themselves are the benchmark's, not the test's.
+    assert set(result["seconds"]) == set(result["speedup"]) == set(result["efficiency"]) == {"1", "2"}
+    assert result["land_cell_periods"] > 0
 
 
 def test_bench_memory_tiny(tmp_path):
