@@ -28,20 +28,14 @@ from fluxmap.cluster import client_for
 from fluxmap.config import ClusterConfig
 from fluxmap.demo import build_world
 from fluxmap.run import predict_to_zarr
-from fluxmap.testing import europe_demo_config, tiny_demo_config, trained_world
-
-TINY_SITES = {"n_srdb_sites": 10, "n_cosore_sites": 12, "n_fluxnet_sites": 4}
+from fluxmap.testing import europe_demo_config, import_prediction_modules, tiny_trainable_config, trained_world
 
 
 def _reset_peak() -> float:
     """In the worker: import the pipeline, reset the kernel's peak-RSS mark (Linux
     ``/proc/self/clear_refs`` = 5; a spawned process otherwise reports its parent's peak), and
     return the resident memory now, in MB."""
-    import xgboost  # noqa: F401
-
-    import fluxmap.predict  # noqa: F401
-    import fluxmap.write  # noqa: F401
-
+    import_prediction_modules()
     Path("/proc/self/clear_refs").write_text("5")
     return _status_mb("VmRSS")
 
@@ -56,7 +50,7 @@ def _status_mb(field: str = "VmHWM") -> float:
 
 def run(resolution: float | None = None, tiny: bool = False, workdir: str | None = None) -> dict:
     def demo(res: float):
-        return tiny_demo_config(resolution=res, space_chunk=16, **TINY_SITES) if tiny else europe_demo_config(res)
+        return tiny_trainable_config(resolution=res, space_chunk=16) if tiny else europe_demo_config(res)
 
     coarse = resolution or (1.0 if tiny else 0.2)
     fine = coarse / 2

@@ -33,7 +33,7 @@ import xarray as xr
 
 from fluxmap.predict import ModelFiles, predictor_cube
 from fluxmap.run import _catalog_location, predict_to_zarr
-from fluxmap.testing import europe_demo_config, tiny_demo_config, trained_world
+from fluxmap.testing import europe_demo_config, tiny_trainable_config, trained_world
 from fluxmap.train import fit
 from fluxmap.validate import loso_predict, metrics
 
@@ -125,11 +125,7 @@ def _equal_skill(d, features: list[str], x: np.ndarray, tiny: bool) -> dict:
 def run(tiny: bool = False, workdir: str | None = None, resolution: float = 0.1) -> dict:
     import dask
 
-    demo = (
-        tiny_demo_config(space_chunk=64, n_srdb_sites=10, n_cosore_sites=12, n_fluxnet_sites=4)
-        if tiny
-        else europe_demo_config(resolution)
-    )
+    demo = tiny_trainable_config(space_chunk=64) if tiny else europe_demo_config(resolution)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         cfg, tables = trained_world(tmp, demo)
         # One thread for everything: the models are loaded single-threaded by the stage, so the

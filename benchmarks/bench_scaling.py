@@ -24,22 +24,11 @@ from pathlib import Path
 from fluxmap.cluster import client_for
 from fluxmap.config import ClusterConfig
 from fluxmap.run import predict_to_zarr
-from fluxmap.testing import europe_demo_config, tiny_demo_config, trained_world
-
-TINY_SITES = {"n_srdb_sites": 10, "n_cosore_sites": 12, "n_fluxnet_sites": 4}
-
-
-def _warm() -> bool:
-    import xgboost  # noqa: F401
-
-    import fluxmap.predict  # noqa: F401
-    import fluxmap.write  # noqa: F401
-
-    return True
+from fluxmap.testing import europe_demo_config, import_prediction_modules, tiny_trainable_config, trained_world
 
 
 def run(workers: tuple[int, ...] = (1, 2), tiny: bool = False, resolution: float = 0.1, workdir: str | None = None):
-    demo = tiny_demo_config(space_chunk=16, **TINY_SITES) if tiny else europe_demo_config(resolution)
+    demo = tiny_trainable_config(space_chunk=16) if tiny else europe_demo_config(resolution)
     times: dict[int, float] = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         cfg, _ = trained_world(tmp, demo, n_estimators=40 if tiny else 200)
@@ -48,7 +37,7 @@ def run(workers: tuple[int, ...] = (1, 2), tiny: bool = False, resolution: float
             shutil.rmtree(out, ignore_errors=True)
             with client_for(ClusterConfig(kind="local", n_workers=n, threads_per_worker=1)) as client:
                 client.wait_for_workers(n, timeout=120)
-                client.run(_warm)
+                client.run(import_prediction_modules)
                 t0 = time.perf_counter()
                 written = predict_to_zarr(cfg, log=lambda m: None)
                 times[n] = time.perf_counter() - t0

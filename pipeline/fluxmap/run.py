@@ -630,8 +630,8 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
             fresh = True
     if fresh:
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
-    regions = land_regions(region_slices(dict(ds.sizes), chunks), land)
     all_regions = region_slices(dict(ds.sizes), chunks)
+    regions = land_regions(all_regions, land)
     before = len(done_regions(store))
     t0 = time.perf_counter()
     with _progress(len(regions), "predict + write regions", log) as bar:

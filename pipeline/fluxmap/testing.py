@@ -12,9 +12,11 @@ from fluxmap.config import DemoConfig
 __all__ = [
     "CountingScheduler",
     "europe_demo_config",
+    "import_prediction_modules",
     "raise_if_dask_computes",
     "small_run_config",
     "tiny_demo_config",
+    "tiny_trainable_config",
     "trained_world",
 ]
 
@@ -85,6 +87,23 @@ def small_run_config(workdir: str, demo_root: str, **model: object):
             "model": {**light, **model},
         }
     )
+
+
+def tiny_trainable_config(**overrides: object) -> DemoConfig:
+    """:func:`tiny_demo_config` with enough COSORE-like sites (12) for ``sr:8day`` zone models: the
+    world of the benchmarks' ``--tiny`` runs."""
+    return tiny_demo_config(**{"n_srdb_sites": 10, "n_cosore_sites": 12, "n_fluxnet_sites": 4, **overrides})
+
+
+def import_prediction_modules() -> bool:
+    """Import what a prediction worker uses (XGBoost, fluxmap.predict, fluxmap.write): run on every
+    worker (``client.run``) before timing or measuring it, so imports are not counted."""
+    import xgboost  # noqa: F401
+
+    import fluxmap.predict  # noqa: F401
+    import fluxmap.write  # noqa: F401
+
+    return True
 
 
 def europe_demo_config(resolution: float = 0.1, **overrides: object) -> DemoConfig:

@@ -213,7 +213,7 @@ def fill_regions(
             data = data.astype(target.dtype)
         if data.shape != target.shape:
             raise ValueError(f"{path}: variable {v!r} has shape {data.shape}, the store {target.shape}")
-        targets[v] = (data, target, result[v].dims)
+        targets[v] = (data, target, dims)
     written = 0
     for i in range(0, len(todo), batch):
         part = todo[i : i + batch]
