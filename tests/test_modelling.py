@@ -135,9 +135,13 @@ def test_model_stage_on_the_demo(tiny_world, tmp_path):
         "truth_r2_unified",
         "qrf_loso_coverage",
         "bootstrap_sd_median",
+        "delta_r2_lo_zone_minus_unified",
+        "truth_delta_r2_hi_zone_minus_unified",
     ):
         assert np.isfinite(row[col]), col
     assert 0.5 < row.qrf_loso_coverage <= 1.0
+    assert row.delta_r2_lo_zone_minus_unified <= row.delta_r2_zone_minus_unified <= row.delta_r2_hi_zone_minus_unified
+    assert "5-95 % interval" in (out / "nee_8day" / "report.md").read_text()
     # Cached on rerun.
     logs.clear()
     model_stage(cfg, tables, log=logs.append)

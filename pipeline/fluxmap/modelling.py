@@ -22,7 +22,7 @@ from fluxmap.config import ModelConfig, RunConfig
 from fluxmap.selection import backward_elimination, correlation_filter
 from fluxmap.train import fit, save_model
 from fluxmap.uncertainty import bootstrap_ensemble, class_area_shares
-from fluxmap.validate import compare, loso_predict, metrics, metrics_table, plot_obs_pred
+from fluxmap.validate import compare, loso_predict, metrics, metrics_table, paired_site_bootstrap, plot_obs_pred
 from fluxmap.zones import fit_zones, zone_array
 
 __all__ = ["candidate_predictors", "global_class_shares", "model_target"]
@@ -84,6 +84,21 @@ def _final_fit(cfg: ModelConfig, df: pd.DataFrame, features: list[str], params: 
                 client, ddf, ddf["value"], features=features, seed=cfg.seed, params=params, metadata=meta
             )
     return fit(cfg.kind, df, df.value, features=features, seed=cfg.seed, params=params, metadata=meta)
+
+
+def _bootstrap_sentence(b: dict[str, float], against: str) -> str:
+    verdict = (
+        "zone models better"
+        if b["delta_r2_lo"] > 0
+        else "unified model better"
+        if b["delta_r2_hi"] < 0
+        else "no clear difference"
+    )
+    return (
+        f"R2 zone - unified against {against}: {b['delta_r2']:+.4f}, 5-95 % interval over "
+        f"{b['resamples']} resamples of the {b['sites']} sites [{b['delta_r2_lo']:+.4f}, {b['delta_r2_hi']:+.4f}]; "
+        f"zone models better in {b['share_a_better']:.0%} of resamples ({verdict})."
+    )
 
 
 def model_target(
@@ -162,6 +177,9 @@ def model_target(
         }
     )
     md = [f"# {name}: zone models vs the unified model (leave-one-site-out)", "", cmp.round(3).to_markdown(index=False)]
+    boot = paired_site_bootstrap(d, "pred_zone", "pred_unified", seed=cfg.seed)
+    summary.update({f"{k}_zone_minus_unified": v for k, v in boot.items() if k.startswith(("delta", "share"))})
+    md += ["", _bootstrap_sentence(boot, "observations")]
 
     # Against the known truth (demo world only): the same predictions, scored on noise-free values.
     if truth is not None:
@@ -177,6 +195,10 @@ def model_target(
                 "truth_rmse_unified": t_uni["rmse"],
             }
         )
+        tboot = paired_site_bootstrap(d[ok], "pred_zone", "pred_unified", obs="truth", seed=cfg.seed)
+        summary.update(
+            {f"truth_{k}_zone_minus_unified": v for k, v in tboot.items() if k.startswith(("delta", "share"))}
+        )
         md += [
             "",
             "Against the demo world's noise-free truth:",
@@ -184,6 +206,8 @@ def model_target(
             pd.DataFrame([{"model": "zone", **t_zone}, {"model": "unified", **t_uni}])
             .round(3)
             .to_markdown(index=False),
+            "",
+            _bootstrap_sentence(tboot, "the noise-free truth"),
         ]
 
     # Remote sensing only vs remote sensing + site meteorology, where the observations carry it.
@@ -353,6 +377,10 @@ def model_stage_tables(
             f"  LOSO R2 zone {s['r2_zone']:.3f} vs unified {s['r2_unified']:.3f}; RMSE {s['rmse_zone']:.3f} vs "
             f"{s['rmse_unified']:.3f}"
             + (f"; vs truth R2 {s['truth_r2_zone']:.3f} vs {s['truth_r2_unified']:.3f}" if "truth_r2_zone" in s else "")
+        )
+        log(
+            f"  R2 zone - unified {s['delta_r2_zone_minus_unified']:+.4f}, site-bootstrap 5-95 % "
+            f"[{s['delta_r2_lo_zone_minus_unified']:+.4f}, {s['delta_r2_hi_zone_minus_unified']:+.4f}]"
         )
         rows.append(s)
     summary = pd.DataFrame(rows)
