@@ -110,18 +110,9 @@ def europe_demo_config(resolution: float = 0.1, **overrides: object) -> DemoConf
     """The benchmarks' world: Europe (10 W-40 E, 35-70 N), one year, ERA5 at 0.25 deg, 70 sites;
     ``resolution`` sets the grid (0.1 deg: 350 x 500 cells). Chunks of one year x 128 x 128 cells:
     the annual statistics then stay inside a block and each input chunk is read once."""
-    base: dict[str, object] = dict(
-        resolution=resolution,
-        bbox=(-10.0, 35.0, 40.0, 70.0),
-        era5_resolution=0.25,
-        time_chunk=46,
-        space_chunk=128,
-        n_srdb_sites=20,
-        n_cosore_sites=40,
-        n_fluxnet_sites=10,
-    )
-    base.update(overrides)
-    return tiny_demo_config(**base)
+    europe = {"resolution": resolution, "bbox": (-10.0, 35.0, 40.0, 70.0), "era5_resolution": 0.25}
+    sizes = {"time_chunk": 46, "space_chunk": 128, "n_srdb_sites": 20, "n_cosore_sites": 40, "n_fluxnet_sites": 10}
+    return tiny_demo_config(**{**europe, **sizes, **overrides})
 
 
 def trained_world(root, demo: DemoConfig, *, n_estimators: int = 200, log=None):
