@@ -53,6 +53,9 @@ def test_bench_predict_tiny(tmp_path):
     assert result["kernel_rows"] == result["pixel_predictions"] // 2  # one of the two time chunks
     assert result["xgboost_chosen"]["loso_r2"] >= result["skill_bar_r2"] <= result["rf_chosen"]["loso_r2"]
     assert result["xgboost_over_rf_predict_speed"] > 0
+    # The zone map the stage reads (made by the models stage) was also made afresh and timed.
+    assert result["zone_map_s"] > 0
+    assert result["end_to_end_with_zone_map_over_kernel"] < result["end_to_end_over_kernel"]
 
 
 def test_bench_scaling_tiny(tmp_path):

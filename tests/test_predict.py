@@ -256,18 +256,22 @@ def test_500m_subregion_end_to_end(run_dir, tmp_path):
 def test_rerun_resumes_instead_of_rewriting(run_dir):
     from fluxmap.run import predict_stage
 
-    cfg, result, _ = run_dir
+    cfg, result, log0 = run_dir
+    # The first run already used the models stage's zone map (same zones, catalog and chunks).
+    models_map = Path(cfg.workdir) / "models" / "zone_map.zarr"
+    assert any("zone map reused (same inputs and zones)" in m and str(models_map) in m for m in log0), log0
+    assert not (Path(cfg.workdir) / "predict" / "zone.zarr").exists()
     before = {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")}
     log: list[str] = []
-    zone_before = {p: p.stat().st_mtime_ns for p in (Path(cfg.workdir) / "predict" / "zone.zarr").rglob("*")}
+    zone_before = {p: p.stat().st_mtime_ns for p in models_map.rglob("*")}
     predict_stage(cfg, log=log.append)
     assert any("0 regions written" in m for m in log), log
-    assert any("zone map reused (same inputs and zones)" in m for m in log), log
+    assert any("sources reused (same inputs)" in m for m in log), log
     assert {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")} == before
-    assert {p: p.stat().st_mtime_ns for p in (Path(cfg.workdir) / "predict" / "zone.zarr").rglob("*")} == zone_before
+    assert {p: p.stat().st_mtime_ns for p in models_map.rglob("*")} == zone_before
 
 
-def test_changed_zones_invalidate_the_prepared_zone_map(run_dir, tmp_path):
+def test_changed_zones_invalidate_the_zone_map(run_dir, tmp_path):
     import dataclasses
 
     from fluxmap.run import predict_to_zarr
@@ -279,10 +283,13 @@ def test_changed_zones_invalidate_the_prepared_zone_map(run_dir, tmp_path):
     zones = work / "models" / "zones.json"
     zones.write_text(zones.read_text() + "\n")  # same zones, different file: the checksum changes
     log: list[str] = []
-    predict_to_zarr(dataclasses.replace(cfg, workdir=str(work)), log=log.append)
+    written = predict_to_zarr(dataclasses.replace(cfg, workdir=str(work)), log=log.append)
     assert any("zone map ready" in m for m in log), log
-    a = xr.open_zarr(Path(cfg.workdir) / "predict" / "zone.zarr", consolidated=True).zone.values
-    np.testing.assert_array_equal(a, xr.open_zarr(work / "predict" / "zone.zarr", consolidated=True).zone.values)
+    assert written["zone_map"] == work / "predict" / "zone.zarr"
+    a = xr.open_zarr(Path(cfg.workdir) / "models" / "zone_map.zarr", consolidated=True).zone.values
+    np.testing.assert_array_equal(a, xr.open_zarr(written["zone_map"], consolidated=True).zone.values)
+    # The store's zone variable is the map used.
+    np.testing.assert_array_equal(a, xr.open_zarr(written["store"], consolidated=True).zone.values)
 
 
 def test_model_references_keep_tasks_small_and_predict_the_same(run_dir, tmp_path):

@@ -157,42 +157,54 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelFiles) -> xr.Datase
 
     Cells whose zone has no model use the unified model; cells outside the land
     mask (zone 0) stay NaN. Returns the flux, the ensemble spread and 5-95 %
-    range, and a flag of cells where a used predictor was missing (XGBoost still
-    predicts through its learned default directions).
+    range, and a flag of cells where a used predictor was missing or not finite (XGBoost
+    still predicts through its learned default directions).
     """
     if isinstance(models, ModelFiles):
         models = models.load()
     t = models.target
     shape = (block.sizes["time"], block.sizes["lat"], block.sizes["lon"])
-    zone = np.broadcast_to(block["zone"].values[None], shape)
+    zone2d = np.asarray(block["zone"].transpose("lat", "lon").values)
     out = np.full(shape, np.nan, dtype="float32")
     missing = np.zeros(shape, dtype="uint8")
-    land = zone > 0
-    feats = models.features
-    cols = {}
-    for f in feats:
-        v = block[f].transpose(*[d for d in ("time", "lat", "lon") if d in block[f].dims]).values
-        cols[f] = np.broadcast_to(v if v.ndim == 3 else (v[None] if v.ndim == 2 else v[:, None, None]), shape)
-    for z in np.unique(zone[land]):
+    arrays = {
+        f: (block[f].transpose(*[d for d in ("time", "lat", "lon") if d in block[f].dims]).values, block[f].dims)
+        for f in models.features
+    }
+
+    def rows(cells: np.ndarray, features: list[str]) -> np.ndarray:
+        """The float32 matrix (time x cells, features) of the cells ``cells`` (a lat x lon mask),
+        filled column by column straight from the block: no broadcast copies, one cast."""
+        flat = np.flatnonzero(cells)
+        x = np.empty((shape[0], flat.size, len(features)), dtype="float32")
+        for j, f in enumerate(features):
+            v, dims = arrays[f]
+            if "lat" in dims:
+                x[..., j] = np.take(v.reshape(shape[0], -1), flat, axis=1) if "time" in dims else v.ravel()[flat]
+            else:
+                x[..., j] = v[:, None] if "time" in dims else v
+        return x.reshape(-1, len(features))
+
+    for z in np.unique(zone2d[zone2d > 0]):
         model = models.zone_models.get(int(z), models.unified)
-        sel = zone == z
-        x = np.stack([cols[f][sel] for f in model.features], axis=1).astype("float32")
-        out[sel] = model.predict(x)
-        missing[sel] |= np.isnan(x).any(axis=1).astype("uint8")
+        cells = zone2d == z
+        x = rows(cells, model.features)
+        out[:, cells] = model.predict(x).reshape(shape[0], -1)
+        # A row sum is NaN or infinite when any predictor is (a matrix-vector product: ~6x faster
+        # than isnan().any() on the whole matrix).
+        ones = np.ones(x.shape[1], dtype="float32")
+        missing[:, cells] = ~np.isfinite(x @ ones).reshape(shape[0], -1)
     data = {t: (("time", "lat", "lon"), out), f"{t}_missing_predictors": (("time", "lat", "lon"), missing)}
     if models.ensemble:
-        sel = land
-        x_all = {f: cols[f][sel] for f in feats}
-        preds = np.stack(
-            [m.predict(np.stack([x_all[f] for f in m.features], axis=1).astype("float32")) for m in models.ensemble]
-        )
+        land = zone2d > 0
+        preds = np.stack([m.predict(rows(land, m.features)) for m in models.ensemble])
         for name, values in (
             ("sd", preds.std(axis=0, ddof=1)),
             ("p05", np.percentile(preds, 5, axis=0)),
             ("p95", np.percentile(preds, 95, axis=0)),
         ):
             arr = np.full(shape, np.nan, dtype="float32")
-            arr[sel] = values
+            arr[:, land] = values.reshape(shape[0], -1)
             data[f"{t}_{name}"] = (("time", "lat", "lon"), arr)
     return xr.Dataset(data, coords={c: block[c] for c in ("time", "lat", "lon")})
 

@@ -433,11 +433,67 @@ def _demo_truth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd
     return out
 
 
-def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
-    """The fitted zones applied to every cell of the catalog's grid (lazy, then written)."""
-    from fluxmap.catalog import load_catalog
+def _catalog_inputs(cfg: RunConfig) -> dict[str, str]:
+    """Checksums that identify the catalog's data: the catalog file and, for a demo, its world."""
+    path, params = _catalog_location(cfg)
+    return {
+        "catalog": sha256(path),
+        **({"demo_world": sha256(Path(params["DEMO_ROOT"]) / "world.json")} if "DEMO_ROOT" in params else {}),
+    }
+
+
+_ZONE_KEY = "fluxmap_zone_map_key"
+
+
+def _zone_map_key(cfg: RunConfig, models_dir: Path, chunks: dict[str, int]) -> str:
+    return _key({"zone_map": chunks}, {"zones": sha256(models_dir / "zones.json"), **_catalog_inputs(cfg)})
+
+
+def _stored_key(store: Path) -> str | None:
+    try:
+        return xr.open_zarr(store, consolidated=True).attrs.get(_ZONE_KEY)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def zone_map_store(
+    cfg: RunConfig, cubes: dict[str, xr.Dataset], models_dir: Path, out: Path, *, reuse: bool = True
+) -> tuple[Path, bool]:
+    """The zone of every cell of the catalog's grid as a chunked Zarr store, made once.
+
+    The models stage writes ``models/zone_map.zarr``; the predict stage uses it when it was made
+    from the same ``zones.json``, catalog and demo world and with the same chunks (the key is kept
+    in the store's attributes), and otherwise writes ``out/zone.zarr`` itself. ``cubes`` are the
+    catalog's decoded entries (ERA5 at its own time step). Computed chunk by chunk: memory is
+    bounded by the chunk, not the grid. Returns the store and whether it was reused (``reuse=False``
+    always writes it, e.g. to time it).
+    """
     from fluxmap.features import grid_zone_factors
     from fluxmap.zones import ZoneModel, assign_zones
+
+    base = cubes["mod09a1"]
+    chunks = {d: int(base.chunksizes[d][0]) if base.chunks else base.sizes[d] for d in ("lat", "lon")}
+    key = _zone_map_key(cfg, models_dir, chunks)
+    for store in (models_dir / "zone_map.zarr", out / "zone.zarr"):
+        if reuse and store.is_dir() and _stored_key(store) == key:
+            return store, True
+    store = out / ("zone_map.zarr" if out == models_dir else "zone.zarr")
+    land = cubes["static"]["land_fraction"] > 0.5
+    zone = assign_zones(ZoneModel.from_json(models_dir / "zones.json"), grid_zone_factors(cubes))
+    zone = zone.where(land, 0).astype("uint8").chunk(chunks)
+    zone.attrs.update({"long_name": "environmental zone (0: not land)", "units": "1"})
+    zone.to_dataset(name="zone").assign_attrs({_ZONE_KEY: key}).to_zarr(
+        store, mode="w", zarr_format=2, consolidated=True
+    )
+    return store, False
+
+
+def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
+    """The fitted zones applied to every cell of the catalog's grid (chunk by chunk, to Zarr)."""
+    import dask.array as dsa
+
+    from fluxmap.catalog import load_catalog
+    from fluxmap.zones import ZoneModel
 
     path, params = _catalog_location(cfg)
     cat = load_catalog(path, **params)
@@ -445,18 +501,22 @@ def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
     if not set(needed) <= set(cat.entries):
         log(f"zone map: skipped, the catalog lacks {sorted(set(needed) - set(cat.entries))}")
         return
-    model = ZoneModel.from_json(out / "zones.json")
-    zmap = assign_zones(model, grid_zone_factors({e: cat.open(e) for e in needed})).compute()
-    zmap.to_dataset().to_netcdf(out / "zone_map.nc")
-    _plot_zone_map(zmap, out / "zone_map.png")
-    counts = {int(k): int(v) for k, v in zip(*np.unique(zmap.values, return_counts=True))}
-    msg = f"zone map: cells per zone {counts} (0 = not land)"
+    store, _ = zone_map_store(cfg, {e: cat.open(e) for e in needed}, out, out)
+    zmap = xr.open_zarr(store, consolidated=True)["zone"]
+    k = ZoneModel.from_json(out / "zones.json").k
+    counts = dsa.bincount(zmap.data.ravel(), minlength=k + 1).compute()
+    # A figure needs no more than ~1,500 cells across: stride larger grids.
+    step = max(1, -(-zmap.sizes["lon"] // 1500))
+    _plot_zone_map(zmap.isel(lat=slice(None, None, step), lon=slice(None, None, step)).load(), out / "zone_map.png")
+    msg = f"zone map: cells per zone { {z: int(c) for z, c in enumerate(counts) if c} } (0 = not land) -> {store}"
     if "truth" in cat.entries:
         from sklearn.metrics import adjusted_rand_score
 
+        # The demo world's truth is generated in memory at demo size, so comparing in memory is too.
         true = cat.open("truth")["zone"].values
-        land = zmap.values > 0
-        ari = adjusted_rand_score(true[land], zmap.values[land])
+        z = zmap.values
+        land = z > 0
+        ari = adjusted_rand_score(true[land], z[land])
         (out / "zone_map_vs_truth.json").write_text(json.dumps({"adjusted_rand_index": ari, "cells": int(land.sum())}))
         msg += f"; agreement with the demo world's true zones: adjusted Rand index {ari:.2f}"
     log(msg)
@@ -530,13 +590,12 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
 
     Returns the store path, the targets written, the land fraction, ``cells``: the land
     cell-periods of the grid, each predicted once per target, and ``seconds`` of the two phases
-    (ERA5 8-day means + zone map; prediction + write). An empty dict when there are no 8-day models.
+    (ERA5 8-day means + the zone map when the models stage's cannot be used; prediction + write),
+    and ``zone_map``, the zone store used. An empty dict when there are no 8-day models.
     """
     from fluxmap.catalog import load_catalog
-    from fluxmap.features import grid_zone_factors
     from fluxmap.predict import ModelFiles, predict_cube, predictor_cube
     from fluxmap.write import cf_dataset, create_store, done_regions, fill_regions, land_regions, region_slices
-    from fluxmap.zones import ZoneModel, assign_zones
 
     models_dir = Path(cfg.workdir) / "models"
     out = Path(cfg.workdir) / "predict"
@@ -552,23 +611,22 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     path, params = _catalog_location(cfg)
     cat = load_catalog(path, **params)
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
-    inputs = {
-        "catalog": sha256(path),
-        **({"demo_world": sha256(Path(params["DEMO_ROOT"]) / "world.json")} if "DEMO_ROOT" in params else {}),
-    }
+    inputs = _catalog_inputs(cfg)
     # Sub-period sources (ERA5) are averaged to the 8-day periods once, on their own grid, which
     # is small next to the MODIS grid; every block then reads them instead of the daily cube.
-    # They and the zone map are written (not persisted: a worker lost later loses nothing that
-    # cannot be reread) and reused by a rerun with the same inputs and zones.
+    # They are written (not persisted: a worker lost later loses nothing that cannot be reread)
+    # and reused by a rerun with the same inputs. The zone map is the models stage's when it was
+    # made from the same zones, catalog and chunks (see zone_map_store).
     t0 = time.perf_counter()
+    zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
     sub = [
         e
         for e, c in cubes.items()
         if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
     ]
-    prep_key = _key({"sub_period": sub}, {"zones": sha256(models_dir / "zones.json"), **inputs})
+    prep_key = _key({"sub_period": sub}, inputs)
     prep_file = out / "prepared.json"
-    prepared = [out / f"{e}_8day.zarr" for e in sub] + [out / "zone.zarr"]
+    prepared = [out / f"{e}_8day.zarr" for e in sub]
     reuse = (
         prep_file.is_file()
         and json.loads(prep_file.read_text()).get("key") == prep_key
@@ -582,23 +640,18 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
             for v in means.variables.values():
                 v.encoding = {}
             means.to_zarr(out / f"{e}_8day.zarr", mode="w", zarr_format=2, consolidated=True)
+        prep_file.write_text(json.dumps({"key": prep_key, "files": [p.name for p in prepared]}, indent=1))
     for e in sub:
         cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
     predictors = predictor_cube(cubes)
     land_fraction = cubes["static"]["land_fraction"].load()
     land = (land_fraction > 0.5).values
     chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
-    if not reuse:
-        # The zone map is written once, chunk by chunk, and read back lazily by every block.
-        zone = assign_zones(ZoneModel.from_json(models_dir / "zones.json"), grid_zone_factors(cubes))
-        zone = zone.where(land_fraction > 0.5, 0).astype("uint8").chunk({"lat": chunks["lat"], "lon": chunks["lon"]})
-        zone.to_dataset(name="zone").to_zarr(out / "zone.zarr", mode="w", zarr_format=2, consolidated=True)
-        prep_file.write_text(json.dumps({"key": prep_key, "files": [p.name for p in prepared]}, indent=1))
-    zone = xr.open_zarr(out / "zone.zarr", consolidated=True)["zone"]
+    zone = xr.open_zarr(zone_store, consolidated=True)["zone"]
     prepare_s = time.perf_counter() - t0
     log(
-        f"predict: 8-day sub-period sources and the zone map "
-        f"{'reused (same inputs and zones)' if reuse else 'ready'} in {prepare_s:.1f} s"
+        f"predict: 8-day sub-period sources {'reused (same inputs)' if reuse else 'ready'}; zone map "
+        f"{'reused (same inputs and zones)' if zone_reused else 'ready'} ({zone_store}); {prepare_s:.1f} s"
     )
     preds = []
     for t in targets:
@@ -647,6 +700,7 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     cells = int(sum(land[r["lat"], r["lon"]].sum() * (r["time"].stop - r["time"].start) for r in regions))
     return {
         "store": store,
+        "zone_map": zone_store,
         "targets": targets,
         "land_fraction": land_fraction,
         "cells": cells,
