@@ -88,3 +88,53 @@ def test_variables_that_regions_cannot_split_are_refused_by_name(tmp_path):
     create_store(tmp_path / "s.zarr", ds, chunks=chunks)
     with pytest.raises(ValueError, match="'per_period'.*cannot be written by regions"):
         fill_regions(tmp_path / "s.zarr", ds, region_slices(dict(ds.sizes), chunks))
+
+
+def _small(fail_at: str | None = None):
+    import dask.array as da
+    import pandas as pd
+
+    from fluxmap.write import cf_dataset
+
+    def block(x, block_info=None):
+        loc = block_info[0]["chunk-location"]
+        if str(loc) == fail_at:
+            raise RuntimeError(f"block {loc} fails")
+        return (x + np.float32(sum(loc))).astype("float32")
+
+    t = pd.DatetimeIndex(["2020-01-01", "2020-01-09", "2020-01-17", "2020-01-25"])
+    data = da.ones((4, 8, 8), "float32", chunks=(2, 4, 4)).map_blocks(block, dtype="float32")
+    sr = xr.DataArray(
+        data, dims=("time", "lat", "lon"), coords={"time": t, "lat": 3.5 - np.arange(8.0), "lon": np.arange(8.0) + 0.5}
+    )
+    return cf_dataset(xr.Dataset({"sr": sr}), zone=None, attrs={"title": "stream test"})
+
+
+def test_regions_stream_on_a_distributed_cluster(tmp_path):
+    """On a distributed Client regions are written through a window and recorded as done as they
+    finish: the store is byte-identical to the synchronous scheduler's, every region is recorded,
+    and a failing region is never recorded (the rerun computes it)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from fluxmap.write import _key, create_store, done_regions, fill_regions, region_slices
+
+    chunks = {"time": 2, "lat": 4, "lon": 4}
+    ds = _small()
+    regions = region_slices(dict(ds.sizes), chunks)
+    local, streamed, failed = tmp_path / "local.zarr", tmp_path / "streamed.zarr", tmp_path / "failed.zarr"
+    for p in (local, streamed, failed):
+        create_store(p, ds, zarr_format=2, chunks=chunks)
+    with dask.config.set(scheduler="synchronous"):
+        fill_regions(local, ds, regions, batch=3)
+    seen: list[int] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster):
+            assert fill_regions(streamed, ds, regions, batch=1, progress=lambda done, total: seen.append(done)) == 8
+            with pytest.raises(RuntimeError, match=r"block \(1, 1, 1\) fails"):
+                fill_regions(failed, _small(fail_at="(1, 1, 1)"), regions, batch=1)
+    assert seen == list(range(1, 9))
+    assert _digest(streamed) == _digest(local)
+    bad = next(_key(r) for r in regions if (r["time"].start, r["lat"].start, r["lon"].start) == (2, 4, 4))
+    recorded = done_regions(failed)
+    assert recorded and bad not in recorded and recorded < {_key(r) for r in regions}

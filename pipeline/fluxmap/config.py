@@ -199,7 +199,9 @@ class PredictConfig:
     zarr_format: int = 2
     """2 (GDAL 3.6 and netCDF-C 4.9 read it) or 3."""
     regions_per_batch: int = 4
-    """Regions computed in parallel before their completion is recorded (restart granularity)."""
+    """Restart granularity: on the local schedulers, regions computed together before their
+    completion is recorded; on a distributed cluster (where regions stream through a window of twice
+    the worker threads), finished regions recorded together."""
     ensemble: bool = True
     """Also predict with the bootstrap members (spread, 5th and 95th percentiles)."""
 

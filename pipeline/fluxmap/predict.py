@@ -174,15 +174,22 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelFiles) -> xr.Datase
 
     def rows(cells: np.ndarray, features: list[str]) -> np.ndarray:
         """The float32 matrix (time x cells, features) of the cells ``cells`` (a lat x lon mask),
-        filled column by column straight from the block: no broadcast copies, one cast."""
+        filled straight from the block one period at a time (each period's rows stay in cache;
+        about twice as fast as whole columns): no broadcast copies, one cast."""
         flat = np.flatnonzero(cells)
         x = np.empty((shape[0], flat.size, len(features)), dtype="float32")
-        for j, f in enumerate(features):
+        columns = []
+        for f in features:
             v, dims = arrays[f]
-            if "lat" in dims:
-                x[..., j] = np.take(v.reshape(shape[0], -1), flat, axis=1) if "time" in dims else v.ravel()[flat]
+            if "lat" in dims and "time" in dims:
+                columns.append(("cells", v.reshape(shape[0], -1)))
+            elif "lat" in dims:
+                columns.append(("static", v.ravel()[flat]))
             else:
-                x[..., j] = v[:, None] if "time" in dims else v
+                columns.append(("period", v if "time" in dims else np.full(shape[0], v)))
+        for t in range(shape[0]):
+            for j, (kind, v) in enumerate(columns):
+                x[t, :, j] = np.take(v[t], flat) if kind == "cells" else (v if kind == "static" else v[t])
         return x.reshape(-1, len(features))
 
     for z in np.unique(zone2d[zone2d > 0]):

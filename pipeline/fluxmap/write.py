@@ -179,11 +179,13 @@ def fill_regions(
     batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Compute and write the regions not yet done, ``batch`` at a time; return how many were written.
+    """Compute and write the regions not yet done; return how many were written.
 
-    The store's arrays are opened once; each batch is one ``dask.array.store`` graph of whole
-    chunks (one task per region and variable writes exactly one Zarr chunk, so no two tasks
-    touch the same chunk and no lock is needed), then the batch is recorded as done.
+    The store's arrays are opened once; a region is a ``dask.array.store`` graph of whole chunks
+    (one task per region and variable writes exactly one Zarr chunk, so no two tasks touch the
+    same chunk and no lock is needed). On the local schedulers ``batch`` regions are computed
+    together and then recorded as done; on a distributed cluster regions stream through a
+    window and are recorded as done ``batch`` at a time as they finish.
     """
     import dask.array as da
     import zarr
@@ -214,21 +216,88 @@ def fill_regions(
         if data.shape != target.shape:
             raise ValueError(f"{path}: variable {v!r} has shape {data.shape}, the store {target.shape}")
         targets[v] = (data, target, dims)
+
+    def region_sources(r: dict[str, slice]) -> tuple[list, list, list]:
+        sources, stores, where = [], [], []
+        for data, target, dims in targets.values():
+            idx = tuple(r.get(d, slice(None)) for d in dims)
+            sources.append(data[idx].rechunk(-1))  # one task, one chunk
+            stores.append(target)
+            where.append(idx)
+        return sources, stores, where
+
+    client = _distributed_client()
+    if client is not None:
+        return _fill_streaming(client, path, todo, region_sources, batch, len(regions), progress)
     written = 0
     for i in range(0, len(todo), batch):
         part = todo[i : i + batch]
         sources, stores, where = [], [], []
         for r in part:
-            for data, target, dims in targets.values():
-                idx = tuple(r.get(d, slice(None)) for d in dims)
-                sources.append(data[idx].rechunk(-1))  # one task, one chunk
-                stores.append(target)
-                where.append(idx)
+            a, b, c = region_sources(r)
+            sources += a
+            stores += b
+            where += c
         da.store(sources, stores, regions=where, lock=False)
         _mark_done(path, [_key(r) for r in part])
         written += len(part)
         if progress:
             progress(written + (len(regions) - len(todo)), len(regions))
+    return written
+
+
+def _distributed_client():
+    """The distributed Client dask computes on now, or None (threads, processes, synchronous)."""
+    from dask.base import get_scheduler
+
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    owner = getattr(get_scheduler(), "__self__", None)
+    return owner if isinstance(owner, Client) else None
+
+
+def _fill_streaming(client, path, todo, region_sources, batch, total, progress) -> int:
+    """On a distributed cluster: keep a window of regions in flight (twice the worker threads, at
+    least ``batch``) and record each as done once written (in groups of ``batch``), so no worker
+    waits at a batch boundary for the slowest region of the batch."""
+    import dask.array as da
+    from dask.graph_manipulation import checkpoint
+    from distributed import as_completed
+
+    window = max(batch, 2 * sum(client.nthreads().values()))
+    pending = iter(todo)
+    in_flight: dict[Any, dict[str, slice]] = {}
+    queue = as_completed()
+
+    def submit() -> bool:
+        r = next(pending, None)
+        if r is None:
+            return False
+        sources, stores, where = region_sources(r)
+        # store(compute=False) gives one array of None-chunks per variable; checkpoint is one key
+        # that completes when every chunk is written, and returns None (no data comes back).
+        stored = da.store(sources, stores, regions=where, lock=False, compute=False)
+        future = client.compute(checkpoint(*(stored if isinstance(stored, tuple) else (stored,))))
+        in_flight[future] = r
+        queue.add(future)
+        return True
+
+    for _ in range(window):
+        if not submit():
+            break
+    written, marks = 0, []
+    for future in queue:
+        future.result()  # a failed region raises here, before anything more is marked done
+        marks.append(_key(in_flight.pop(future)))
+        submit()
+        if len(marks) >= batch or not in_flight:
+            _mark_done(path, marks)
+            written += len(marks)
+            marks = []
+            if progress:
+                progress(written + (total - len(todo)), total)
     return written
 
 
