@@ -134,7 +134,7 @@ def _digest(path: Path) -> dict[str, str]:
 
 
 def test_interrupted_write_resumes_to_an_identical_store(run_dir, tmp_path):
-    from fluxmap.write import create_store, done_regions, fill_regions, land_regions, region_slices
+    from fluxmap.write import block_counts, create_store, done_regions, fill_regions, land_regions, region_slices
 
     store = Path(run_dir[1]["store"])
     src = xr.open_zarr(store, consolidated=True)
@@ -147,7 +147,7 @@ def test_interrupted_write_resumes_to_an_identical_store(run_dir, tmp_path):
         keep = ("_FillValue", "dtype") if gridded else ()
         template[v].encoding = {k: template[v].encoding[k] for k in keep if k in template[v].encoding}
     chunks = {"time": 23, "lat": 8, "lon": 8}  # small regions, so the write can be cut in the middle
-    regions = land_regions(region_slices(dict(src.sizes), chunks), src.zone.values > 0)
+    regions = land_regions(region_slices(dict(src.sizes), chunks), block_counts(src.zone > 0, chunks), chunks)
 
     clean = tmp_path / "clean.zarr"
     create_store(clean, template, chunks=chunks)

@@ -138,3 +138,22 @@ def test_regions_stream_on_a_distributed_cluster(tmp_path):
     bad = next(_key(r) for r in regions if (r["time"].start, r["lat"].start, r["lon"].start) == (2, 4, 4))
     recorded = done_regions(failed)
     assert recorded and bad not in recorded and recorded < {_key(r) for r in regions}
+
+
+def test_block_counts_equal_numpy_per_block_with_ragged_edges():
+    import dask.array as da
+
+    from fluxmap.write import block_counts, block_index, land_regions, region_slices
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((23, 37)) < 0.3
+    mask[8:16, 10:20] = False  # one block without land
+    chunks = {"time": 4, "lat": 8, "lon": 10}
+    lazy = xr.DataArray(da.from_array(mask, chunks=(5, 7)), dims=("lat", "lon"))  # chunks unlike the blocks
+    counts = block_counts(lazy, chunks)
+    expected = np.array([[mask[i : i + 8, j : j + 10].sum() for j in range(0, 37, 10)] for i in range(0, 23, 8)])
+    np.testing.assert_array_equal(counts, expected)
+    regions = region_slices({"time": 8, "lat": 23, "lon": 37}, chunks)
+    kept = land_regions(regions, counts, chunks)
+    assert len(kept) == 2 * (counts > 0).sum() and counts[1, 1] == 0
+    assert all(counts[block_index(r, chunks)] > 0 for r in kept)

@@ -595,7 +595,16 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     """
     from fluxmap.catalog import load_catalog
     from fluxmap.predict import ModelFiles, predict_cube, predictor_cube
-    from fluxmap.write import cf_dataset, create_store, done_regions, fill_regions, land_regions, region_slices
+    from fluxmap.write import (
+        block_counts,
+        block_index,
+        cf_dataset,
+        create_store,
+        done_regions,
+        fill_regions,
+        land_regions,
+        region_slices,
+    )
 
     models_dir = Path(cfg.workdir) / "models"
     out = Path(cfg.workdir) / "predict"
@@ -644,9 +653,9 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     for e in sub:
         cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
     predictors = predictor_cube(cubes)
-    land_fraction = cubes["static"]["land_fraction"].load()
-    land = (land_fraction > 0.5).values
+    land_fraction = cubes["static"]["land_fraction"]  # lazy: a 500 m global grid is never loaded whole
     chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
+    land_cells = block_counts(land_fraction > 0.5, chunks)  # per (lat, lon) block
     zone = xr.open_zarr(zone_store, consolidated=True)["zone"]
     prepare_s = time.perf_counter() - t0
     log(
@@ -684,7 +693,13 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     if fresh:
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
     all_regions = region_slices(dict(ds.sizes), chunks)
-    regions = land_regions(all_regions, land)
+
+    # Largest amount of work (land cell-periods) first: the last regions to finish are the small
+    # ones, so workers are not left idle behind one big region at the end (LPT scheduling).
+    def work(r: dict[str, slice]) -> int:
+        return int(land_cells[block_index(r, chunks)]) * (r["time"].stop - r["time"].start)
+
+    regions = sorted(land_regions(all_regions, land_cells, chunks), key=lambda r: -work(r))
     before = len(done_regions(store))
     t0 = time.perf_counter()
     with _progress(len(regions), "predict + write regions", log) as bar:
@@ -696,8 +711,8 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
         f"predict: {n} regions written ({before} already done, {len(all_regions) - len(regions)} without land "
         f"skipped) in {write_s:.1f} s -> {store}"
     )
-    _suspect_blocks(store, regions, targets, land, out, log=log)
-    cells = int(sum(land[r["lat"], r["lon"]].sum() * (r["time"].stop - r["time"].start) for r in regions))
+    _suspect_blocks(store, regions, targets, land_fraction > 0.5, land_cells, chunks, out, log=log)
+    cells = sum(work(r) for r in regions)
     return {
         "store": store,
         "zone_map": zone_store,
@@ -712,7 +727,9 @@ def _suspect_blocks(
     store: Path,
     regions: list[dict[str, slice]],
     targets: list[str],
-    land: np.ndarray,
+    land: xr.DataArray,
+    land_cells: np.ndarray,
+    chunks: dict[str, int],
     out: Path,
     *,
     threshold: float = 0.9,
@@ -720,15 +737,30 @@ def _suspect_blocks(
 ) -> pd.DataFrame:
     """Blocks where predictors were missing over most land cells: a corrupt or empty input chunk
     (fill values everywhere, a NaN storm) shows up here with its position, instead of silently
-    lowering the map's quality. Written to ``suspect_blocks.csv``."""
+    lowering the map's quality. Written to ``suspect_blocks.csv``. The flags are counted per block
+    in one dask computation (on the cluster when there is one); only the counts come back.
+    ``land_cells`` are the land cells per (lat, lon) block (:func:`fluxmap.write.block_counts`)."""
+    import dask
+    import dask.array as da
+
+    from fluxmap.write import _count_block
+
     ds = xr.open_zarr(store, consolidated=True)
+    mask = land.transpose("lat", "lon").data
+    mask = mask if isinstance(mask, da.Array) else da.from_array(np.asarray(mask))
+    mask = mask.rechunk((chunks["lat"], chunks["lon"]))
+    counts = {}
+    for t in targets:
+        flag = ds[f"{t.split(':')[0]}_missing_predictors"].transpose("time", "lat", "lon").data
+        hit = (flag.rechunk((chunks["time"], chunks["lat"], chunks["lon"])) == 1) & mask[None]
+        counts[t] = hit.map_blocks(_count_block, chunks=tuple((1,) * len(c) for c in hit.chunks), dtype="int64")
+    counts = dict(zip(counts, dask.compute(*counts.values())))
     rows = []
     for t in targets:
-        flag = ds[f"{t.split(':')[0]}_missing_predictors"]
         for r in regions:
-            block_land = land[r["lat"], r["lon"]]
-            values = flag.isel(r).values[:, block_land]
-            frac = float((values == 1).mean()) if values.size else 0.0
+            i, j = r["lat"].start // chunks["lat"], r["lon"].start // chunks["lon"]
+            cells = land_cells[i, j] * (r["time"].stop - r["time"].start)
+            frac = float(counts[t][r["time"].start // chunks["time"], i, j] / cells) if cells else 0.0
             if frac > threshold:
                 rows.append(
                     {

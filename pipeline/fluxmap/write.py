@@ -27,7 +27,16 @@ import xarray as xr
 from fluxmap import periods, products
 from fluxmap.grids import LatLonGrid
 
-__all__ = ["cf_dataset", "create_store", "done_regions", "fill_regions", "land_regions", "region_slices"]
+__all__ = [
+    "block_counts",
+    "block_index",
+    "cf_dataset",
+    "create_store",
+    "done_regions",
+    "fill_regions",
+    "land_regions",
+    "region_slices",
+]
 
 WGS84_WKT = (
     'GEOGCRS["WGS 84",DATUM["World Geodetic System 1984",ELLIPSOID["WGS 84",6378137,298.257223563,'
@@ -123,9 +132,33 @@ def region_slices(sizes: dict[str, int], chunks: dict[str, int]) -> list[dict[st
     return [dict(zip(("time", "lat", "lon"), combo)) for combo in itertools.product(*axes)]
 
 
-def land_regions(regions: list[dict[str, slice]], land: np.ndarray) -> list[dict[str, slice]]:
-    """Regions whose (lat, lon) block holds any land cell."""
-    return [r for r in regions if land[r["lat"], r["lon"]].any()]
+def block_counts(mask: xr.DataArray, chunks: dict[str, int]) -> np.ndarray:
+    """How many cells of a (lat, lon) mask are True in each block of ``chunks``: a small array
+    (blocks along lat, blocks along lon), computed chunk by chunk (a 500 m global mask is never
+    held in memory)."""
+    import dask.array as da
+
+    data = mask.transpose("lat", "lon").data
+    data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    data = data.rechunk((chunks["lat"], chunks["lon"]))
+    ones = tuple((1,) * len(c) for c in data.chunks)
+    return data.map_blocks(_count_block, chunks=ones, dtype="int64").compute()
+
+
+def _count_block(b: np.ndarray) -> np.ndarray:
+    return np.full((1,) * b.ndim, np.count_nonzero(b), dtype="int64")
+
+
+def block_index(region: dict[str, slice], chunks: dict[str, int]) -> tuple[int, int]:
+    """The (lat, lon) block of :func:`block_counts` a region lies in."""
+    return region["lat"].start // chunks["lat"], region["lon"].start // chunks["lon"]
+
+
+def land_regions(
+    regions: list[dict[str, slice]], land_cells: np.ndarray, chunks: dict[str, int]
+) -> list[dict[str, slice]]:
+    """Regions whose (lat, lon) block holds any land cell (``land_cells`` from :func:`block_counts`)."""
+    return [r for r in regions if land_cells[block_index(r, chunks)] > 0]
 
 
 def _key(region: dict[str, slice]) -> str:
