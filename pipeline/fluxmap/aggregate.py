@@ -51,7 +51,9 @@ def annual_mean(flux: xr.DataArray) -> xr.DataArray:
     days = xr.DataArray(
         periods.period_days(flux.time.values).astype("float64"), dims="time", coords={"time": flux.time}
     )
-    return flux.weighted(days).mean("time")
+    total = (flux * days).sum("time", min_count=1)
+    covered = days.where(flux.notnull()).sum("time")
+    return total / covered.where(covered > 0)  # cells never predicted (ocean): NaN, without 0 / 0
 
 
 def latitudinal_profile(flux: xr.DataArray, land_fraction: xr.DataArray) -> pd.DataFrame:
@@ -59,7 +61,8 @@ def latitudinal_profile(flux: xr.DataArray, land_fraction: xr.DataArray) -> pd.D
     w, days = _weights(flux, land_fraction)
     mean = annual_mean(flux)
     lon_w = w.broadcast_like(mean).where(mean.notnull(), 0.0)
-    row_mean = (mean.fillna(0) * lon_w).sum("lon") / lon_w.sum("lon")
+    row_w = lon_w.sum("lon")
+    row_mean = (mean.fillna(0) * lon_w).sum("lon") / row_w.where(row_w > 0)  # rows without land: NaN
     years = len(np.unique(pd.DatetimeIndex(flux.time.values).year))
     row_total = (flux.fillna(0.0) * days * w).sum(("time", "lon")) / 1e12 / years
     return pd.DataFrame(

@@ -740,25 +740,19 @@ def _suspect_blocks(
     lowering the map's quality. Written to ``suspect_blocks.csv``. The flags are counted per block
     in one dask computation (on the cluster when there is one); only the counts come back.
     ``land_cells`` are the land cells per (lat, lon) block (:func:`fluxmap.write.block_counts`)."""
-    import dask
-    import dask.array as da
-
-    from fluxmap.write import _count_block
+    from fluxmap.write import block_counts, block_index
 
     ds = xr.open_zarr(store, consolidated=True)
     mask = land.transpose("lat", "lon").data
-    mask = mask if isinstance(mask, da.Array) else da.from_array(np.asarray(mask))
-    mask = mask.rechunk((chunks["lat"], chunks["lon"]))
     counts = {}
     for t in targets:
         flag = ds[f"{t.split(':')[0]}_missing_predictors"].transpose("time", "lat", "lon").data
-        hit = (flag.rechunk((chunks["time"], chunks["lat"], chunks["lon"])) == 1) & mask[None]
-        counts[t] = hit.map_blocks(_count_block, chunks=tuple((1,) * len(c) for c in hit.chunks), dtype="int64")
-    counts = dict(zip(counts, dask.compute(*counts.values())))
+        # Plain arrays (no coordinates): the store and the land mask share the grid by construction.
+        counts[t] = block_counts(xr.DataArray((flag == 1) & mask[None], dims=("time", "lat", "lon")), chunks)
     rows = []
     for t in targets:
         for r in regions:
-            i, j = r["lat"].start // chunks["lat"], r["lon"].start // chunks["lon"]
+            i, j = block_index(r, chunks)
             cells = land_cells[i, j] * (r["time"].stop - r["time"].start)
             frac = float(counts[t][r["time"].start // chunks["time"], i, j] / cells) if cells else 0.0
             if frac > threshold:
@@ -827,7 +821,7 @@ def _aggregate_and_report(
     names = [t.split(":")[0] for t in targets]
     totals, profiles, figures = {}, {}, {}
     for v in names:
-        flux = ds[v].load()
+        flux = ds[v]  # lazy: totals, profiles and the mean map are reductions computed chunk by chunk
         totals[v] = aggregate.annual_totals(flux, land_fraction)
         profiles[v] = aggregate.latitudinal_profile(flux, land_fraction)
         profiles[v].to_csv(out / f"latitudinal_profile_{v}.csv")
@@ -840,7 +834,7 @@ def _aggregate_and_report(
         ).name
         if f"{v}_sd" in ds:
             figures[f"{v} uncertainty"] = report.map_figure(
-                aggregate.annual_mean(ds[f"{v}_sd"].load()),
+                aggregate.annual_mean(ds[f"{v}_sd"]),
                 out / f"map_{v}_sd.png",
                 title=f"{v}: bootstrap ensemble standard deviation",
                 units="g C m-2 d-1",
@@ -866,6 +860,7 @@ def _aggregate_and_report(
     truth_table = None
     if "truth" in cat.entries:
         truth = cat.open("truth")
+        lf = land_fraction.load()  # the demo truth is generated in memory at demo size: compare in memory
         rows = []
         for v in names:
             if v not in truth:
@@ -876,7 +871,7 @@ def _aggregate_and_report(
             from fluxmap.validate import metrics
 
             m = metrics(t_v.values[ok], p_v.values[ok])
-            tt = aggregate.annual_totals(t_v.where(np.isfinite(p_v)), land_fraction)
+            tt = aggregate.annual_totals(t_v.where(np.isfinite(p_v)), lf)
             rows.append(
                 {
                     "target": v,

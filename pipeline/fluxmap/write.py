@@ -133,14 +133,16 @@ def region_slices(sizes: dict[str, int], chunks: dict[str, int]) -> list[dict[st
 
 
 def block_counts(mask: xr.DataArray, chunks: dict[str, int]) -> np.ndarray:
-    """How many cells of a (lat, lon) mask are True in each block of ``chunks``: a small array
-    (blocks along lat, blocks along lon), computed chunk by chunk (a 500 m global mask is never
-    held in memory)."""
+    """How many cells of a boolean mask are True in each block of ``chunks``: a small array with
+    one value per block along each of the mask's dimensions (in ``time, lat, lon`` order), computed
+    chunk by chunk (a 500 m global mask is never held in memory; on a cluster only the counts come
+    back)."""
     import dask.array as da
 
-    data = mask.transpose("lat", "lon").data
+    dims = [d for d in ("time", "lat", "lon") if d in mask.dims]
+    data = mask.transpose(*dims).data
     data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
-    data = data.rechunk((chunks["lat"], chunks["lon"]))
+    data = data.rechunk(tuple(chunks[d] for d in dims))
     ones = tuple((1,) * len(c) for c in data.chunks)
     return data.map_blocks(_count_block, chunks=ones, dtype="int64").compute()
 
