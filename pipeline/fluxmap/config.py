@@ -200,8 +200,8 @@ class PredictConfig:
     """2 (GDAL 3.6 and netCDF-C 4.9 read it) or 3."""
     regions_per_batch: int = 4
     """Restart granularity: on the local schedulers, regions computed together before their
-    completion is recorded; on a distributed cluster (where regions stream through a window of twice
-    the worker threads), finished regions recorded together."""
+    completion is recorded; on a distributed cluster (where all regions are submitted at once and
+    recorded as they finish), finished regions recorded together."""
     ensemble: bool = True
     """Also predict with the bootstrap members (spread, 5th and 95th percentiles)."""
 

@@ -187,9 +187,11 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelFiles) -> xr.Datase
                 columns.append(("static", v.ravel()[flat]))
             else:
                 columns.append(("period", v if "time" in dims else np.full(shape[0], v)))
-        for t in range(shape[0]):
+        for period in range(shape[0]):
             for j, (kind, v) in enumerate(columns):
-                x[t, :, j] = np.take(v[t], flat) if kind == "cells" else (v if kind == "static" else v[t])
+                x[period, :, j] = (
+                    np.take(v[period], flat) if kind == "cells" else (v if kind == "static" else v[period])
+                )
         return x.reshape(-1, len(features))
 
     for z in np.unique(zone2d[zone2d > 0]):

@@ -219,8 +219,8 @@ def fill_regions(
     The store's arrays are opened once; a region is a ``dask.array.store`` graph of whole chunks
     (one task per region and variable writes exactly one Zarr chunk, so no two tasks touch the
     same chunk and no lock is needed). On the local schedulers ``batch`` regions are computed
-    together and then recorded as done; on a distributed cluster regions stream through a
-    window and are recorded as done ``batch`` at a time as they finish.
+    together and then recorded as done; on a distributed cluster all regions are submitted
+    together and recorded as done ``batch`` at a time as they finish.
     """
     import dask.array as da
     import zarr
@@ -294,40 +294,29 @@ def _distributed_client():
 
 
 def _fill_streaming(client, path, todo, region_sources, batch, total, progress) -> int:
-    """On a distributed cluster: keep a window of regions in flight (twice the worker threads, at
-    least ``batch``) and record each as done once written (in groups of ``batch``), so no worker
-    waits at a batch boundary for the slowest region of the batch."""
+    """On a distributed cluster: every region goes to the scheduler in one graph (inputs that
+    several regions share, such as an ERA5 field, are read once) and each is recorded as done as
+    soon as it is written (in groups of ``batch``), so no worker waits at a batch boundary for the
+    slowest region of a batch."""
     import dask.array as da
     from dask.graph_manipulation import checkpoint
     from distributed import as_completed
 
-    window = max(batch, 2 * sum(client.nthreads().values()))
-    pending = iter(todo)
-    in_flight: dict[Any, dict[str, slice]] = {}
-    queue = as_completed()
-
-    def submit() -> bool:
-        r = next(pending, None)
-        if r is None:
-            return False
+    done_when = []
+    for r in todo:
         sources, stores, where = region_sources(r)
         # store(compute=False) gives one array of None-chunks per variable; checkpoint is one key
         # that completes when every chunk is written, and returns None (no data comes back).
         stored = da.store(sources, stores, regions=where, lock=False, compute=False)
-        future = client.compute(checkpoint(*(stored if isinstance(stored, tuple) else (stored,))))
-        in_flight[future] = r
-        queue.add(future)
-        return True
-
-    for _ in range(window):
-        if not submit():
-            break
-    written, marks = 0, []
-    for future in queue:
+        done_when.append(checkpoint(*(stored if isinstance(stored, tuple) else (stored,))))
+    futures = client.compute(done_when)
+    region_of = {f.key: r for f, r in zip(futures, todo)}
+    written, marks, left = 0, [], len(futures)
+    for future in as_completed(futures):
         future.result()  # a failed region raises here, before anything more is marked done
-        marks.append(_key(in_flight.pop(future)))
-        submit()
-        if len(marks) >= batch or not in_flight:
+        marks.append(_key(region_of[future.key]))
+        left -= 1
+        if len(marks) >= batch or not left:
             _mark_done(path, marks)
             written += len(marks)
             marks = []
