@@ -261,10 +261,20 @@ def fill_regions(
             where.append(idx)
         return sources, stores, where
 
+    written = 0
+
+    def record(part: list[dict[str, slice]]) -> None:
+        """Regions whose chunks are all written: mark them done, count them, report progress."""
+        nonlocal written
+        _mark_done(path, [_key(r) for r in part])
+        written += len(part)
+        if progress:
+            progress(written + (len(regions) - len(todo)), len(regions))
+
     client = _distributed_client()
     if client is not None:
-        return _fill_streaming(client, path, todo, region_sources, batch, len(regions), progress)
-    written = 0
+        _fill_streaming(client, todo, region_sources, batch, record)
+        return written
     for i in range(0, len(todo), batch):
         part = todo[i : i + batch]
         sources, stores, where = [], [], []
@@ -274,10 +284,7 @@ def fill_regions(
             stores += b
             where += c
         da.store(sources, stores, regions=where, lock=False)
-        _mark_done(path, [_key(r) for r in part])
-        written += len(part)
-        if progress:
-            progress(written + (len(regions) - len(todo)), len(regions))
+        record(part)
     return written
 
 
@@ -293,7 +300,7 @@ def _distributed_client():
     return owner if isinstance(owner, Client) else None
 
 
-def _fill_streaming(client, path, todo, region_sources, batch, total, progress) -> int:
+def _fill_streaming(client, todo, region_sources, batch, record) -> None:
     """On a distributed cluster: every region goes to the scheduler in one graph (inputs that
     several regions share, such as an ERA5 field, are read once) and each is recorded as done as
     soon as it is written (in groups of ``batch``), so no worker waits at a batch boundary for the
@@ -311,18 +318,14 @@ def _fill_streaming(client, path, todo, region_sources, batch, total, progress) 
         done_when.append(checkpoint(*(stored if isinstance(stored, tuple) else (stored,))))
     futures = client.compute(done_when)
     region_of = {f.key: r for f, r in zip(futures, todo)}
-    written, marks, left = 0, [], len(futures)
+    finished, left = [], len(futures)
     for future in as_completed(futures):
         future.result()  # a failed region raises here, before anything more is marked done
-        marks.append(_key(region_of[future.key]))
+        finished.append(region_of[future.key])
         left -= 1
-        if len(marks) >= batch or not left:
-            _mark_done(path, marks)
-            written += len(marks)
-            marks = []
-            if progress:
-                progress(written + (total - len(todo)), total)
-    return written
+        if len(finished) >= batch or not left:
+            record(finished)
+            finished = []
 
 
 def grid_of(ds: xr.Dataset) -> LatLonGrid:
