@@ -195,6 +195,53 @@ def test_totals_by_hand_on_a_tiny_grid():
     assert part.rh_sr_ratio.loc[2019] == pytest.approx(0.6)
 
 
+def test_figures_of_a_large_grid_are_drawn_from_a_small_lazy_view(tmp_path):
+    """A 500 m global field cannot be loaded to draw it: the figure's view is block means (or, for
+    zones, block centres) computed chunk by chunk, and a figure refuses a field too large to draw."""
+    import warnings
+
+    import dask
+    import dask.array as dsa
+
+    from fluxmap.report import map_figure
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(1003, 2005)).astype("float32")
+    a[:40] = np.nan  # a band without data: whole blocks stay NaN, partly covered blocks average the rest
+    a[41, :7] = np.nan
+    lat, lon = np.linspace(-89.9, 89.9, 1003), np.linspace(-179.9, 179.9, 2005)
+    field = xr.DataArray(dsa.from_array(a, chunks=(100, 300)), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+
+    view = aggregate.display_field(field, max_cells=500)  # f = ceil(2005 / 500) = 5
+    assert view.shape == (201, 401) and isinstance(view.data, dsa.Array)  # nothing computed yet
+    padded = np.full((1005, 2005), np.nan, "float32")
+    padded[:1003] = a
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "mean of empty slice" for the NaN band
+        expected = np.nanmean(padded.reshape(201, 5, 401, 5), axis=(1, 3))
+    np.testing.assert_allclose(view.values, expected, rtol=1e-6)
+    assert np.isnan(view.values[:8]).all() and np.isfinite(view.values[8]).all()
+    np.testing.assert_allclose(view.lat.values[:2], [lat[:5].mean(), lat[5:10].mean()])
+    assert view.lat.values[-1] == pytest.approx(lat[1000:].mean())  # the padded last block: its 3 rows
+
+    zones = xr.DataArray(
+        dsa.from_array((np.arange(2005)[None] // 401 + np.zeros((1003, 1), int)).astype("uint8"), chunks=(100, 300)),
+        dims=("lat", "lon"),
+        coords={"lat": lat, "lon": lon},
+    )
+    zview = aggregate.display_field(zones, max_cells=500, categorical=True)
+    assert zview.shape == (201, 401) and set(np.unique(zview.values)) <= set(range(5))  # no averaged categories
+    np.testing.assert_array_equal(zview.values, zones.values[2::5, 2::5])
+    small = zones.isel(lat=slice(0, 300), lon=slice(0, 400))
+    assert aggregate.display_field(small, max_cells=500) is small  # already small enough: drawn as it is
+
+    with dask.config.set(scheduler="synchronous"):
+        assert map_figure(view, tmp_path / "m.png", title="t", units="u").is_file()
+    big = xr.DataArray(dsa.zeros((2100, 2100), chunks=500), dims=("lat", "lon"), name="sr")
+    with pytest.raises(ValueError, match=r"big\.png: sr has 4,410,000 cells.*display_field"):
+        map_figure(big, tmp_path / "big.png", title="t", units="u")
+
+
 def test_report_and_totals(run_dir):
     cfg, result, log = run_dir
     out = Path(cfg.workdir) / "predict"

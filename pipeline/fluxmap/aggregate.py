@@ -14,7 +14,7 @@ import xarray as xr
 from fluxmap import periods
 from fluxmap.grids import cell_area
 
-__all__ = ["annual_mean", "annual_totals", "latitudinal_profile", "partition"]
+__all__ = ["annual_mean", "annual_totals", "display_field", "latitudinal_profile", "partition"]
 
 
 def _weights(flux: xr.DataArray, land_fraction: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
@@ -69,6 +69,24 @@ def latitudinal_profile(flux: xr.DataArray, land_fraction: xr.DataArray) -> pd.D
         {"mean_g_c_m2_d": row_mean.values, "total_tg_c_yr": row_total.values},
         index=pd.Index(flux.lat.values, name="lat"),
     )
+
+
+def display_field(da: xr.DataArray, *, max_cells: int = 1500, categorical: bool = False) -> xr.DataArray:
+    """A (lat, lon) field reduced, lazily, to at most ``max_cells`` along each axis, for figures.
+
+    A figure needs ~1,000 cells across; a 500 m global field has 86,400. With f the smallest
+    integer that brings both axes under ``max_cells``, the view holds the mean of each f x f
+    block (NaN cells skipped, a block of NaN stays NaN; coordinates are the block centres) or,
+    for a ``categorical`` field such as the zone map, the centre cell of each block. Computing
+    it reads the field chunk by chunk; only the small view is held. Totals and profiles use
+    every cell, never this view.
+    """
+    f = max(1, -(-max(da.sizes["lat"], da.sizes["lon"]) // max_cells))
+    if f == 1:
+        return da
+    if categorical:
+        return da.isel(lat=slice(f // 2, None, f), lon=slice(f // 2, None, f))
+    return da.coarsen(lat=f, lon=f, boundary="pad").mean()
 
 
 def partition(sr_total: pd.DataFrame, rh_total: pd.DataFrame) -> pd.DataFrame:

@@ -353,11 +353,10 @@ def _decode_mod11a2(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.D
 def _decode_mod09a1(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
     bands = meta.get("bands", ["b01", "b02", "b03", "b04", "b05", "b06", "b07"])
     state = _source_var(raw, meta, "sur_refl_state_500m", where) if meta.get("state_qa", True) else None
+    clear = True if state is None else products.state_clear(state, **opt)  # one mask for every band
     out = {}
     for b in bands:
-        refl = _source_var(raw, meta, f"sur_refl_{b}", where)
-        qa = state if state is not None else xr.zeros_like(refl, dtype="uint16")
-        out[f"refl_{b}"] = products.decode_mod09a1(refl, qa, band=b, **opt)
+        out[f"refl_{b}"] = products.decode_reflectance(_source_var(raw, meta, f"sur_refl_{b}", where), clear, band=b)
     if {"b01", "b02"} <= set(bands):
         out["ndvi"] = products.ndvi(out["refl_b01"], out["refl_b02"])
         if "b03" in bands:

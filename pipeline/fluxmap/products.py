@@ -46,6 +46,7 @@ __all__ = [
     "decode_era5_temperature",
     "decode_mcd12",
     "decode_mod09a1",
+    "decode_reflectance",
     "decode_mod11a2",
     "decode_mod15a2h",
     "decode_mod16a2",
@@ -314,8 +315,13 @@ def decode_mod09a1(
     Encoding (Vermote, MOD09 C6.1 guide, table 13): int16, reflectance = DN x 1e-4,
     fill -28672, valid DN -100..16000. ``band`` is ``"b01"``..``"b07"``.
     """
-    valid = (refl != REFL_FILL) & (refl >= REFL_VALID[0]) & (refl <= REFL_VALID[1])
-    valid = valid & state_clear(state, mask_adjacent=mask_adjacent, mask_snow=mask_snow)
+    return decode_reflectance(refl, state_clear(state, mask_adjacent=mask_adjacent, mask_snow=mask_snow), band=band)
+
+
+def decode_reflectance(refl: xr.DataArray, clear: xr.DataArray, *, band: str) -> xr.DataArray:
+    """:func:`decode_mod09a1` with the state mask already decoded (:func:`state_clear`): the seven
+    bands of a granule share one mask, decoded once."""
+    valid = (refl != REFL_FILL) & (refl >= REFL_VALID[0]) & (refl <= REFL_VALID[1]) & clear
     return apply_cf(_scaled(refl, valid, REFL_SCALE), f"refl_{band}")
 
 

@@ -10,6 +10,8 @@ import xarray as xr
 
 __all__ = ["map_figure", "profile_figure", "write_report"]
 
+_MAX_DRAWN = 4_000_000  # cells: display_field's largest view is 1,500 x 1,500 = 2.25 M
+
 
 def _plt():
     import matplotlib
@@ -30,7 +32,13 @@ def map_figure(
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> Path:
-    """A lat/lon map of a 2-D field."""
+    """A lat/lon map of a 2-D field small enough to draw (see :func:`fluxmap.aggregate.display_field`)."""
+    if da.size > _MAX_DRAWN:
+        raise ValueError(
+            f"{path.name}: {da.name or 'field'} has {da.size:,} cells {dict(da.sizes)}, more than a figure "
+            f"draws ({_MAX_DRAWN:,}); pass fluxmap.aggregate.display_field(...) of it"
+        )
+    da = da.compute()  # the small view: computed once
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4))
     finite = da.values[np.isfinite(da.values)]

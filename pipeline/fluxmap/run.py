@@ -492,6 +492,7 @@ def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
     """The fitted zones applied to every cell of the catalog's grid (chunk by chunk, to Zarr)."""
     import dask.array as dsa
 
+    from fluxmap.aggregate import display_field
     from fluxmap.catalog import load_catalog
     from fluxmap.zones import ZoneModel
 
@@ -505,9 +506,7 @@ def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
     zmap = xr.open_zarr(store, consolidated=True)["zone"]
     k = ZoneModel.from_json(out / "zones.json").k
     counts = dsa.bincount(zmap.data.ravel(), minlength=k + 1).compute()
-    # A figure needs no more than ~1,500 cells across: stride larger grids.
-    step = max(1, -(-zmap.sizes["lon"] // 1500))
-    _plot_zone_map(zmap.isel(lat=slice(None, None, step), lon=slice(None, None, step)).load(), out / "zone_map.png")
+    _plot_zone_map(display_field(zmap, categorical=True).load(), out / "zone_map.png")
     msg = f"zone map: cells per zone { {z: int(c) for z, c in enumerate(counts) if c} } (0 = not land) -> {store}"
     if "truth" in cat.entries:
         from sklearn.metrics import adjusted_rand_score
@@ -821,12 +820,13 @@ def _aggregate_and_report(
     names = [t.split(":")[0] for t in targets]
     totals, profiles, figures = {}, {}, {}
     for v in names:
-        flux = ds[v]  # lazy: totals, profiles and the mean map are reductions computed chunk by chunk
+        flux = ds[v]  # lazy: totals, profiles and the maps are reductions computed chunk by chunk
         totals[v] = aggregate.annual_totals(flux, land_fraction)
         profiles[v] = aggregate.latitudinal_profile(flux, land_fraction)
         profiles[v].to_csv(out / f"latitudinal_profile_{v}.csv")
+        # Figures are drawn from block means of at most ~1,500 cells across (aggregate.display_field).
         figures[f"{v} annual mean"] = report.map_figure(
-            aggregate.annual_mean(flux),
+            aggregate.display_field(aggregate.annual_mean(flux)),
             out / f"map_{v}_mean.png",
             title=f"{v}: mean over the run (zone models)",
             units="g C m-2 d-1",
@@ -834,13 +834,13 @@ def _aggregate_and_report(
         ).name
         if f"{v}_sd" in ds:
             figures[f"{v} uncertainty"] = report.map_figure(
-                aggregate.annual_mean(ds[f"{v}_sd"]),
+                aggregate.display_field(aggregate.annual_mean(ds[f"{v}_sd"])),
                 out / f"map_{v}_sd.png",
                 title=f"{v}: bootstrap ensemble standard deviation",
                 units="g C m-2 d-1",
                 cmap="magma",
             ).name
-    z = ds["zone"].load()
+    z = aggregate.display_field(ds["zone"], categorical=True).load()
     figures["zones"] = report.map_figure(
         z.where(z > 0),
         out / "map_zones.png",
@@ -848,7 +848,7 @@ def _aggregate_and_report(
         units="zone",
         cmap="tab10",
         vmin=0.5,
-        vmax=float(z.max()) + 0.5,
+        vmax=float(ds["zone"].max()) + 0.5,
     ).name
     figures["latitudinal profiles"] = report.profile_figure(profiles, out / "latitudinal_profiles.png").name
     table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
