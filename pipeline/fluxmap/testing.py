@@ -96,9 +96,12 @@ def tiny_trainable_config(**overrides: object) -> DemoConfig:
 
 
 def import_prediction_modules() -> bool:
-    """Import what a prediction worker uses (XGBoost, fluxmap.predict, fluxmap.write): run on every
-    worker (``client.run``) before timing or measuring it, so imports are not counted."""
+    """Import what a prediction worker uses (XGBoost, zarr, flox for the 8-day means, fluxmap.predict,
+    fluxmap.write): run on every worker (``client.run``) before timing or measuring it, so imports
+    are not counted."""
+    import flox.aggregate_npg  # noqa: F401
     import xgboost  # noqa: F401
+    import zarr  # noqa: F401
 
     import fluxmap.predict  # noqa: F401
     import fluxmap.write  # noqa: F401
