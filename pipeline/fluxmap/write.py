@@ -288,8 +288,9 @@ def fill_regions(
     return written
 
 
-def _written(stored: None) -> np.ndarray:
-    return np.ones((1,), dtype=bool)
+def _written(stored: None, ndim: int) -> np.ndarray:
+    """What a written chunk leaves: one True (``store`` itself returns None)."""
+    return np.ones((1,) * ndim, dtype=bool)
 
 
 def _distributed_client():
@@ -316,11 +317,13 @@ def _fill_streaming(client, todo, region_sources, batch, record) -> None:
     for r in todo:
         sources, stores, where = region_sources(r)
         # store(compute=False) gives one single-chunk array of None per variable (region_sources
-        # makes a region one chunk); _written turns that None into one byte, so a region's future
-        # completes when all its chunks are written and no data comes back.
+        # makes a region one chunk); _written turns that None into one byte per variable, so a
+        # region's future completes when all its chunks are written and no data comes back.
         stored = da.store(sources, stores, regions=where, lock=False, compute=False)
         stored = stored if isinstance(stored, tuple) else (stored,)
-        written.append(da.stack([a.map_blocks(_written, chunks=(1,) * a.ndim, dtype=bool).ravel() for a in stored]))
+        written.append(
+            da.stack([a.map_blocks(_written, ndim=a.ndim, chunks=(1,) * a.ndim, dtype=bool).ravel() for a in stored])
+        )
     # One compute call for every region: dask optimizes the whole graph at once (the decoding's
     # elementwise steps fused into one task per chunk, inputs that regions share kept once, and a
     # block's prediction computed once for all the variables it fills). Wrapping each region in a
