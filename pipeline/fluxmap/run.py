@@ -506,7 +506,7 @@ def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
     zmap = xr.open_zarr(store, consolidated=True)["zone"]
     k = ZoneModel.from_json(out / "zones.json").k
     counts = dsa.bincount(zmap.data.ravel(), minlength=k + 1).compute()
-    _plot_zone_map(display_field(zmap, categorical=True).load(), out / "zone_map.png")
+    _plot_zone_map(display_field(zmap, categorical=True).load(), k, out / "zone_map.png")
     msg = f"zone map: cells per zone { {z: int(c) for z, c in enumerate(counts) if c} } (0 = not land) -> {store}"
     if "truth" in cat.entries:
         from sklearn.metrics import adjusted_rand_score
@@ -521,14 +521,13 @@ def _zone_map(cfg: RunConfig, out: Path, *, log=print) -> None:
     log(msg)
 
 
-def _plot_zone_map(zmap: xr.DataArray, path: Path) -> None:
+def _plot_zone_map(zmap: xr.DataArray, k: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4))
-    k = int(zmap.max())
     cmap = plt.get_cmap("tab10", k)
     im = ax.pcolormesh(zmap.lon, zmap.lat, zmap.where(zmap > 0), cmap=cmap, vmin=0.5, vmax=k + 0.5, shading="auto")
     fig.colorbar(im, ax=ax, ticks=range(1, k + 1), label="zone")
@@ -811,6 +810,7 @@ def _aggregate_and_report(
 ) -> dict[str, Any]:
     from fluxmap import aggregate, report
     from fluxmap.catalog import load_catalog
+    from fluxmap.zones import ZoneModel
 
     path, params = _catalog_location(cfg)
     cat = load_catalog(path, **params)
@@ -840,6 +840,8 @@ def _aggregate_and_report(
                 units="g C m-2 d-1",
                 cmap="magma",
             ).name
+    models_dir = Path(cfg.workdir) / "models"
+    k = ZoneModel.from_json(models_dir / "zones.json").k  # the colour scale, without a pass over the store
     z = aggregate.display_field(ds["zone"], categorical=True).load()
     figures["zones"] = report.map_figure(
         z.where(z > 0),
@@ -848,7 +850,7 @@ def _aggregate_and_report(
         units="zone",
         cmap="tab10",
         vmin=0.5,
-        vmax=float(ds["zone"].max()) + 0.5,
+        vmax=k + 0.5,
     ).name
     figures["latitudinal profiles"] = report.profile_figure(profiles, out / "latitudinal_profiles.png").name
     table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
@@ -885,7 +887,6 @@ def _aggregate_and_report(
             )
         truth_table = pd.DataFrame(rows).set_index("target")
         truth_table.to_csv(out / "error_vs_truth.csv")
-    models_dir = Path(cfg.workdir) / "models"
     validation = (models_dir / "summary.md").read_text() if (models_dir / "summary.md").is_file() else ""
     for t in targets:
         rep = models_dir / t.replace(":", "_") / "report.md"
