@@ -39,7 +39,7 @@ def _page_faults_per_reallocation(n: int = 40, size: int = 2**20) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n
 
 
-def test_local_workers_reuse_memory_instead_of_mmapping_each_block():
+def test_local_workers_reuse_memory_instead_of_mmapping_each_block(monkeypatch):
     """fluxmap's workers get WORKER_ENV before they start; distributed's default trim threshold
     (the control) makes glibc map and fault in every chunk-sized temporary again."""
     import os
@@ -54,17 +54,14 @@ def test_local_workers_reuse_memory_instead_of_mmapping_each_block():
     assert {k: os.environ.get(k) for k in WORKER_ENV} == before  # this process's environment restored
     assert max(ours.values()) < 16, ours
     pre = {**{k: None for k in WORKER_ENV}, "MALLOC_TRIM_THRESHOLD_": 65536}  # distributed's default
-    saved = {k: os.environ.pop(k, None) for k in WORKER_ENV}
-    try:
-        with (
-            dask.config.set({"distributed.nanny.pre-spawn-environ": pre}),
-            LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster,
-            Client(cluster) as client,
-        ):
-            control = client.run(_page_faults_per_reallocation)
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    for k in WORKER_ENV:
+        monkeypatch.delenv(k, raising=False)  # the nanny prefers os.environ to its config
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": pre}),
+        LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        control = client.run(_page_faults_per_reallocation)
     assert min(control.values()) > 100, control
 
 
