@@ -442,8 +442,9 @@ def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_p
 
 
 def test_a_worker_killed_during_prediction_changes_nothing(run_dir, tmp_path):
-    """SIGKILL one worker process while it predicts blocks: its nanny starts a new one, the lost
-    blocks are recomputed from files, the run completes and the store equals the clean run's."""
+    """SIGKILL one worker process while it predicts a region (one task: reads, prediction, writes):
+    its nanny starts a new one, the lost region is recomputed from files, the run completes and
+    the store equals the clean run's."""
     import dataclasses
     import signal
     import threading
@@ -466,7 +467,7 @@ def test_a_worker_killed_during_prediction_changes_nothing(run_dir, tmp_path):
             time.sleep(0.05)
         while not stop.is_set():
             processing = client.processing()
-            busy = [w for w, tasks in processing.items() if any("predict_block" in str(k) for k in tasks)]
+            busy = [w for w, tasks in processing.items() if any("_write_region" in str(k) for k in tasks)]
             if busy:
                 killed["done_before"] = len(done_regions(store))
                 killed["tasks"] = [str(k) for k in processing[busy[0]]]
