@@ -1,5 +1,8 @@
 """Build the whole prediction graph for one year on the global 500 m grid (86,400 x 43,200 cells,
-46 periods), computing nothing: prints the build time, task count and peak Python memory.
+46 periods), computing nothing: prints the build time, task count and peak Python memory; then
+create the CF Zarr store's metadata and cut the write graph into the one-task-per-region graphs
+a distributed cluster runs (``fluxmap.write.region_graphs``): their build time, task counts and
+pickled size (what the client sends the scheduler).
 
     python benchmarks/bench_graph500.py            # 500 m (1/240 deg), 2400 x 2400 blocks like MODIS tiles
 """
@@ -10,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 import tracemalloc
 
@@ -20,6 +24,7 @@ from fluxmap.grids import LatLonGrid, era5_grid
 from fluxmap.periods import period_starts
 from fluxmap.predict import ModelSet, predict_cube, predictor_cube
 from fluxmap.testing import raise_if_dask_computes
+from fluxmap.write import cf_dataset, create_store, region_graphs, region_slices
 
 
 class _FeaturesOnly:
@@ -66,6 +71,31 @@ def lazy_cubes(resolution: float, block: int, year: int = 2020) -> dict[str, xr.
     }
 
 
+def _region_cut(out: xr.Dataset, block: int) -> dict:
+    """The store's metadata, then the write graph cut into one graph per region (computes nothing)."""
+    from distributed.protocol.pickle import dumps
+
+    chunks = {"time": out.sizes["time"], "lat": block, "lon": block}
+    with tempfile.TemporaryDirectory() as tmp, raise_if_dask_computes():
+        ds = cf_dataset(out, zone=None, attrs={"title": "graph benchmark"})
+        t0 = time.perf_counter()
+        create_store(f"{tmp}/g.zarr", ds, zarr_format=2, chunks=chunks)
+        store_s = time.perf_counter() - t0
+        regions = region_slices(dict(ds.sizes), chunks)
+        t0 = time.perf_counter()
+        graphs = region_graphs(f"{tmp}/g.zarr", ds, regions)
+        cut_s = time.perf_counter() - t0
+        sizes = [len(dumps(g)) for g in graphs]
+    return {
+        "store_metadata_s": round(store_s, 2),
+        "regions": len(graphs),
+        "region_graphs_s": round(cut_s, 2),
+        "tasks_per_region": [min(len(g.graph) for g in graphs), max(len(g.graph) for g in graphs)],
+        "region_task_kb": [round(min(sizes) / 1e3, 1), round(max(sizes) / 1e3, 1)],
+        "submitted_mb": round(sum(sizes) / 1e6, 1),
+    }
+
+
 def run(resolution: float = 1 / 240, block: int = 2400) -> dict:
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -82,6 +112,7 @@ def run(resolution: float = 1 / 240, block: int = 2400) -> dict:
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
+    cut = _region_cut(out, block)
     return {
         "benchmark": "graph_500m_one_year",
         "cells": [int(pc.sizes["lon"]), int(pc.sizes["lat"])],
@@ -90,6 +121,7 @@ def run(resolution: float = 1 / 240, block: int = 2400) -> dict:
         "tasks": int(tasks),
         "build_s": round(seconds, 2),
         "peak_python_mb": round(peak / 1e6, 1),
+        **cut,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
 

@@ -115,6 +115,8 @@ def figures(result: dict) -> list[dict]:
             _row(f"global graph ({cells} cells, {result['blocks']} blocks): build s", result["build_s"]),
             _row("  tasks", result["tasks"]),
             _row("  peak Python memory MB", result["peak_python_mb"]),
+            _row(f"  write graph cut into {result['regions']} region tasks: s", result["region_graphs_s"]),
+            _row("  submitted to the scheduler MB", result["submitted_mb"]),
         ]
     return [_row(f"{kind} (unknown benchmark)", json.dumps(result))]
 

@@ -38,12 +38,18 @@ def test_skill_real_data_pieces(shared_data):
 
 def test_full_500m_graph_builds_without_computing_in_bounded_memory():
     """The whole one-year 500 m global prediction graph: no compute (the counting scheduler inside
-    raises on any), Python memory far below one block's data, a bounded number of tasks per block."""
+    raises on any), Python memory far below one block's data, a bounded number of tasks per block,
+    and the write graph cut into one self-contained graph per region."""
     result = _load("bench_graph500").run()
     assert result["cells"] == [86400, 43200] and result["periods"] == 46
     assert result["blocks"] == 18 * 36
     assert result["tasks"] <= 40 * result["blocks"]
     assert result["peak_python_mb"] < 300  # one 46 x 2400 x 2400 float32 block alone is 1,060 MB
+    # The distributed write's region tasks: one per block, each a self-contained graph of a few
+    # dozen tasks (no region carries another's blocks), built without computing anything.
+    assert result["regions"] == result["blocks"]
+    assert 1 <= result["tasks_per_region"][0] <= result["tasks_per_region"][1] <= 60
+    assert result["submitted_mb"] < 200
 
 
 def test_bench_predict_tiny(tmp_path):

@@ -35,6 +35,7 @@ __all__ = [
     "done_regions",
     "fill_regions",
     "land_regions",
+    "region_graphs",
     "region_slices",
 ]
 
@@ -206,101 +207,6 @@ def _mark_done(path: str | Path, keys: list[str]) -> None:
     zarr.consolidate_metadata(str(path))
 
 
-def fill_regions(
-    path: str | Path,
-    result: xr.Dataset,
-    regions: list[dict[str, slice]],
-    *,
-    batch: int = 4,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Compute and write the regions not yet done; return how many were written.
-
-    The store's arrays are opened once; a region is a ``dask.array.store`` graph of whole chunks
-    (one task per region and variable writes exactly one Zarr chunk, so no two tasks touch the
-    same chunk and no lock is needed). On the local schedulers ``batch`` regions are computed
-    together and then recorded as done; on a distributed cluster each region is one task (its
-    reads, prediction and writes run together on one worker), all are submitted together and
-    recorded as done ``batch`` at a time as they finish.
-    """
-    import dask.array as da
-    import zarr
-
-    done = done_regions(path)
-    todo = [r for r in regions if _key(r) not in done]
-    if not todo:
-        return 0
-    group = zarr.open_group(str(path), mode="r+")
-    targets = {}
-    region_dims = set(todo[0])
-    for v in (v for v in result.data_vars if "time" in result[v].dims):
-        # The same CF encoding xarray's writer applies (fill values, scale/offset, dtype).
-        data = xr.conventions.encode_cf_variable(result[v].variable, name=v).data
-        target = group[v]
-        if not isinstance(data, da.Array):
-            continue  # in memory: written with the store's metadata by create_store
-        dims = result[v].dims
-        if not region_dims <= set(dims) or any(
-            target.chunks[k] != target.shape[k] for k, d in enumerate(dims) if d not in region_dims
-        ):
-            raise ValueError(
-                f"{path}: variable {v!r} {dims} cannot be written by regions {sorted(region_dims)}: it needs those "
-                "dimensions, and one chunk along any other"
-            )
-        if data.dtype != target.dtype:
-            data = data.astype(target.dtype)
-        if data.shape != target.shape:
-            raise ValueError(f"{path}: variable {v!r} has shape {data.shape}, the store {target.shape}")
-        targets[v] = (data, target, dims)
-
-    def region_sources(r: dict[str, slice]) -> tuple[list, list, list]:
-        sources, stores, where = [], [], []
-        for data, target, dims in targets.values():
-            idx = tuple(r.get(d, slice(None)) for d in dims)
-            sources.append(data[idx].rechunk(-1))  # one task, one chunk
-            stores.append(target)
-            where.append(idx)
-        return sources, stores, where
-
-    written = 0
-
-    def record(part: list[dict[str, slice]]) -> None:
-        """Regions whose chunks are all written: mark them done, count them, report progress."""
-        nonlocal written
-        _mark_done(path, [_key(r) for r in part])
-        written += len(part)
-        if progress:
-            progress(written + (len(regions) - len(todo)), len(regions))
-
-    client = _distributed_client()
-    if client is not None:
-        _fill_streaming(client, todo, region_sources, batch, record)
-        return written
-    for i in range(0, len(todo), batch):
-        part = todo[i : i + batch]
-        sources, stores, where = [], [], []
-        for r in part:
-            a, b, c = region_sources(r)
-            sources += a
-            stores += b
-            where += c
-        da.store(sources, stores, regions=where, lock=False)
-        record(part)
-    return written
-
-
-def _distributed_client():
-    """The distributed Client dask computes on now, or None (threads, processes, synchronous)."""
-    from dask.base import get_scheduler
-
-    try:
-        from distributed import Client
-    except ImportError:
-        return None
-    owner = getattr(get_scheduler(), "__self__", None)
-    return owner if isinstance(owner, Client) else None
-
-
 class _RegionGraph:
     """One region's part of the optimized write graph and the keys that write its chunks.
 
@@ -321,36 +227,151 @@ def _write_region(region: _RegionGraph) -> bool:
     return True
 
 
-def _fill_streaming(client, todo, region_sources, batch, record) -> None:
-    """On a distributed cluster: one task per region, in the order given (largest first), each
-    recorded as done as soon as it is written (in groups of ``batch``), so no worker waits at a
-    batch boundary for the slowest region of a batch.
+def _open_targets(path: str | Path, result: xr.Dataset, region_dims: set[str]) -> dict[str, tuple]:
+    """Per time-varying variable of ``result``: its CF-encoded dask array, the store's array, dims."""
+    import dask.array as da
+    import zarr
 
-    Every region's store graph is optimized together first (the decoding's elementwise steps fused,
-    a block's prediction computed once for all the variables it fills), then cut into one
-    sub-graph per region that a worker runs whole. A region's inputs are then read where it is
-    predicted: with the region's ~100 read/decode tasks scheduled one by one, the scheduler put
-    the reads on one worker and the predictions on the other and moved the decoded inputs between
-    them (each of 2 workers was busy 55-90 % of the time), and the scheduler and client spent
-    1.1-1.3 CPU-seconds of an 8 s phase on ~1,100 tasks. An input two regions share (an ERA5
-    chunk at their edge) is read by both.
+    group = zarr.open_group(str(path), mode="r+")
+    targets = {}
+    for v in (v for v in result.data_vars if "time" in result[v].dims):
+        # The same CF encoding xarray's writer applies (fill values, scale/offset, dtype).
+        data = xr.conventions.encode_cf_variable(result[v].variable, name=v).data
+        target = group[v]
+        if not isinstance(data, da.Array):
+            continue  # in memory: written with the store's metadata by create_store
+        dims = result[v].dims
+        if not region_dims <= set(dims) or any(
+            target.chunks[k] != target.shape[k] for k, d in enumerate(dims) if d not in region_dims
+        ):
+            raise ValueError(
+                f"{path}: variable {v!r} {dims} cannot be written by regions {sorted(region_dims)}: it needs those "
+                "dimensions, and one chunk along any other"
+            )
+        if data.dtype != target.dtype:
+            data = data.astype(target.dtype)
+        if data.shape != target.shape:
+            raise ValueError(f"{path}: variable {v!r} has shape {data.shape}, the store {target.shape}")
+        targets[v] = (data, target, dims)
+    return targets
+
+
+def _region_sources(targets: dict[str, tuple], r: dict[str, slice]) -> tuple[list, list, list]:
+    """The region's slice of every variable (one chunk each), the store arrays, where it goes."""
+    sources, stores, where = [], [], []
+    for data, target, dims in targets.values():
+        idx = tuple(r.get(d, slice(None)) for d in dims)
+        sources.append(data[idx].rechunk(-1))  # one task, one chunk
+        stores.append(target)
+        where.append(idx)
+    return sources, stores, where
+
+
+def region_graphs(path: str | Path, result: xr.Dataset, regions: list[dict[str, slice]]) -> list[_RegionGraph]:
+    """One self-contained graph per region, what a distributed fill submits as that region's task.
+
+    Every region's store graph is optimized together first (the decoding's elementwise steps
+    fused, a block's prediction computed once for all the variables it fills), then cut into one
+    sub-graph per region. Computes nothing.
     """
     import dask.array as da
     from dask.base import collections_to_expr
     from dask.core import flatten
     from dask.optimization import cull
-    from distributed import as_completed
 
+    if not regions:
+        return []
+    targets = _open_targets(path, result, set(regions[0]))
     stored = []
-    for r in todo:
-        sources, stores, where = region_sources(r)
+    for r in regions:
+        sources, stores, where = _region_sources(targets, r)
         s = da.store(sources, stores, regions=where, lock=False, compute=False)
         stored.append(s if isinstance(s, tuple) else (s,))
     graph = dict(collections_to_expr([a for s in stored for a in s], optimize_graph=True).optimize().__dask_graph__())
-    futures = []
+    out = []
     for s in stored:
         keys = [k for a in s for k in flatten(a.__dask_keys__())]
-        futures.append(client.submit(_write_region, _RegionGraph(cull(graph, keys)[0], keys), pure=False))
+        out.append(_RegionGraph(cull(graph, keys)[0], keys))
+    return out
+
+
+def fill_regions(
+    path: str | Path,
+    result: xr.Dataset,
+    regions: list[dict[str, slice]],
+    *,
+    batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Compute and write the regions not yet done; return how many were written.
+
+    The store's arrays are opened once; a region is a ``dask.array.store`` graph of whole chunks
+    (one task per region and variable writes exactly one Zarr chunk, so no two tasks touch the
+    same chunk and no lock is needed). On the local schedulers ``batch`` regions are computed
+    together and then recorded as done; on a distributed cluster each region is one task (its
+    reads, prediction and writes run together on one worker, see :func:`region_graphs`), all are
+    submitted together and recorded as done ``batch`` at a time as they finish.
+    """
+    import dask.array as da
+
+    done = done_regions(path)
+    todo = [r for r in regions if _key(r) not in done]
+    if not todo:
+        return 0
+    written = 0
+
+    def record(part: list[dict[str, slice]]) -> None:
+        """Regions whose chunks are all written: mark them done, count them, report progress."""
+        nonlocal written
+        _mark_done(path, [_key(r) for r in part])
+        written += len(part)
+        if progress:
+            progress(written + (len(regions) - len(todo)), len(regions))
+
+    client = _distributed_client()
+    if client is not None:
+        _fill_streaming(client, todo, region_graphs(path, result, todo), batch, record)
+        return written
+    targets = _open_targets(path, result, set(todo[0]))
+    for i in range(0, len(todo), batch):
+        part = todo[i : i + batch]
+        sources, stores, where = [], [], []
+        for r in part:
+            a, b, c = _region_sources(targets, r)
+            sources += a
+            stores += b
+            where += c
+        da.store(sources, stores, regions=where, lock=False)
+        record(part)
+    return written
+
+
+def _distributed_client():
+    """The distributed Client dask computes on now, or None (threads, processes, synchronous)."""
+    from dask.base import get_scheduler
+
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    owner = getattr(get_scheduler(), "__self__", None)
+    return owner if isinstance(owner, Client) else None
+
+
+def _fill_streaming(client, todo, graphs: list[_RegionGraph], batch, record) -> None:
+    """On a distributed cluster: one task per region, in the order given (largest first), each
+    recorded as done as soon as it is written (in groups of ``batch``), so no worker waits at a
+    batch boundary for the slowest region of a batch.
+
+    A region's inputs are read where it is predicted. With the region's ~100 read/decode tasks
+    scheduled one by one, the scheduler put the reads on one worker and the predictions on the
+    other and moved the decoded inputs between them (each of 2 workers was busy 55-90 % of the
+    time), and the scheduler and client spent 1.1-1.3 CPU-seconds of an 8 s phase on ~1,100
+    tasks. An input two regions share (an ERA5 chunk) is read by both.
+    """
+    from distributed import as_completed
+
+    futures = [client.submit(_write_region, g, pure=False) for g in graphs]
     region_of = {f.key: r for f, r in zip(futures, todo)}
     finished, left = [], len(futures)
     for future in as_completed(futures):
