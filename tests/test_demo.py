@@ -22,6 +22,13 @@ def test_same_seed_gives_identical_files(tiny_world, tmp_path):
     assert other.files["truth/truth.zarr/sr/0.0.0"] != tiny_world.files["truth/truth.zarr/sr/0.0.0"]
     assert demo.world_is_current(tiny_world.root, tiny_demo_config())
     assert not demo.world_is_current(tiny_world.root, tiny_demo_config(seed=7))
+    # A world written by another version of the generator is rebuilt, not reused.
+    meta = json.loads((again.root / "world.json").read_text())
+    assert meta["format"] == demo.WORLD_FORMAT
+    (again.root / "world.json").write_text(json.dumps({**meta, "format": demo.WORLD_FORMAT + 1}))
+    assert not demo.world_is_current(again.root, tiny_demo_config())
+    (again.root / "world.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "format"}))
+    assert not demo.world_is_current(again.root, tiny_demo_config())
 
 
 def test_stores_hold_real_encodings_and_8day_axis(demo_catalog):

@@ -47,7 +47,7 @@ from fluxmap._files import sha256
 from fluxmap.config import DemoConfig
 from fluxmap.grids import LatLonGrid, class_fractions, era5_grid, majority_class
 
-__all__ = ["ZONES", "DemoWorld", "build_world", "read_mcd12c1", "truth_fluxes", "world_is_current"]
+__all__ = ["WORLD_FORMAT", "ZONES", "DemoWorld", "build_world", "read_mcd12c1", "truth_fluxes", "world_is_current"]
 
 UMOL_CO2_M2_S_TO_G_C_M2_D = products.UMOL_CO2_M2_S_TO_G_C_M2_D
 
@@ -58,6 +58,11 @@ ZONES: dict[int, str] = {
     4: "tropical humid: >= 20 C, not arid; flux follows productivity, moisture optimum",
 }
 """The environmental zones of the ground truth (see :func:`truth_fluxes`)."""
+
+WORLD_FORMAT = 1
+"""Version of what :func:`build_world` writes, recorded in ``world.json``. Raise it with any
+change to the generator that changes the world (fields, truth, sites): a cached world of
+another format is then rebuilt instead of silently reused (:func:`world_is_current`)."""
 
 IGBP = np.arange(1, 18, dtype="uint8")
 
@@ -707,6 +712,7 @@ def build_world(root: str | Path, config: DemoConfig | None = None, *, progress:
     (root / "world.json").write_text(
         json.dumps(
             {
+                "format": WORLD_FORMAT,
                 "config": dataclasses.asdict(cfg),
                 "zones": ZONES,
                 "grid_shape": grid.shape,
@@ -722,12 +728,15 @@ def build_world(root: str | Path, config: DemoConfig | None = None, *, progress:
 
 
 def world_is_current(root: str | Path, config: DemoConfig) -> bool:
-    """True when ``root`` holds a complete world generated from ``config`` (same seed and sizes)."""
+    """True when ``root`` holds a complete world generated from ``config`` (same seed and sizes)
+    by a generator of this :data:`WORLD_FORMAT`."""
     meta = Path(root) / "world.json"
     if not meta.is_file():
         return False
-    saved = json.loads(meta.read_text()).get("config", {})
-    return saved == json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    saved = json.loads(meta.read_text())
+    if saved.get("format") != WORLD_FORMAT:
+        return False
+    return saved.get("config", {}) == json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 # --- ERA5-like daily cube -------------------------------------------------------------
