@@ -94,6 +94,9 @@ def test_zone_models_win_when_the_truth_differs_by_zone():
     cmp = compare(table, "zone", "unified")
     assert cmp.set_index("group").loc["all", "better"] == "zone"
     assert cmp.set_index("group").loc["all", "r2_zone"] > cmp.set_index("group").loc["all", "r2_unified"] + 0.1
+    # The same predictions under two names: a tie, not a win for either.
+    same = compare(metrics_table(t, {"zone": "unified", "unified": "unified"}), "zone", "unified")
+    assert (same.better == "tie").all() and len(same) == len(cmp)
 
 
 def _paired(rng, n_sites, err_a, err_b):

@@ -55,8 +55,9 @@ def test_store_has_cf_metadata(run_dir):
     b = ds.time_bnds.values
     days = (b[:, 1] - b[:, 0]) / np.timedelta64(1, "D")
     assert (days[:-1] == 8).all() and days[-1] == 6  # 2020: the leap-year last period
-    for v in ("sr", "sr_sd", "sr_p05", "sr_p95", "nee", "zone", "sr_missing_predictors"):
+    for v in ("sr", "sr_unified", "sr_sd", "sr_p05", "sr_p95", "nee", "nee_unified", "zone", "sr_missing_predictors"):
         assert v in ds, v
+    assert ds.sr_unified.attrs["long_name"].endswith("unified model") and ds.sr_unified.attrs["units"] == "g m-2 d-1"
     assert float((ds.sr_p95 >= ds.sr_p05).where(ds.sr.notnull()).mean()) == 1.0
 
 
@@ -110,7 +111,17 @@ def test_predictions_equal_the_models_at_cells(run_dir):
         cols = [np.broadcast_to(x[f].values, (2,)) for f in model.features]
         expect = model.predict(np.stack(cols, axis=1))
         np.testing.assert_allclose(ds.sr.isel(lat=r, lon=c, time=[3, 30]).values, expect, rtol=1e-5)
-    assert np.isnan(ds.sr.values[:, zone.values == 0]).all()
+        x = pc[ms.unified.features].isel(lat=r, lon=c, time=[3, 30]).compute()
+        cols = [np.broadcast_to(x[f].values, (2,)) for f in ms.unified.features]
+        expect = ms.unified.predict(np.stack(cols, axis=1))
+        np.testing.assert_allclose(ds.sr_unified.isel(lat=r, lon=c, time=[3, 30]).values, expect, rtol=1e-5)
+    assert (
+        np.isnan(ds.sr.values[:, zone.values == 0]).all() and np.isnan(ds.sr_unified.values[:, zone.values == 0]).all()
+    )
+    # NEE's zone models are trained on parts of the unified model's rows: the two maps differ.
+    # (SR's one zone model here holds every SR site, so it is the unified model.)
+    assert len(load_model_set("nee", Path(cfg.workdir) / "models" / "nee_8day", ensemble=False).zone_models) > 1
+    assert float(np.nanmax(np.abs(ds.nee.values - ds.nee_unified.values))) > 0.01
 
 
 def test_blocks_without_land_are_never_written(run_dir):
@@ -255,10 +266,24 @@ def test_report_and_totals(run_dir):
         "totals.csv",
         "latitudinal_profile_sr.csv",
         "error_vs_truth.csv",
+        "map_sr_zone_minus_unified.png",
     ):
         assert (out / f).is_file(), f
     err = pd.read_csv(out / "error_vs_truth.csv").set_index("target")
     assert np.isfinite(err.loc["sr", "r2"]) and err.loc["sr", "truth_total_pg_c_yr"] > 0
+    assert np.isfinite(err.loc["sr", "r2_unified"]) and err.loc["nee", "r2_unified"] != err.loc["nee", "r2"]
+    totals = pd.read_csv(out / "totals.csv", index_col=0)
+    assert set(totals.columns) >= {"sr", "sr_unified", "nee", "nee_unified"}
+    # The unified map's totals: the same reduction of its own variable.
+    from fluxmap.catalog import builtin_catalog, load_catalog
+
+    lf = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params)).open("static")["land_fraction"]
+    ds = xr.open_zarr(result["store"], consolidated=True)
+    expect = aggregate.annual_totals(ds.sr_unified, lf).total_pg_c_yr
+    np.testing.assert_allclose(totals.sr_unified.values, expect.values, rtol=1e-6)
+    assert err.loc["sr", "unified_total_pg_c_yr"] == pytest.approx(totals.sr_unified.mean())
+    assert (totals.nee_unified - totals.nee).abs().max() > 0
+    assert "unified model's" in report and "map_sr_zone_minus_unified.png" in report
     assert any(m.startswith("predict:") for m in log)
 
 

@@ -204,6 +204,11 @@ class PredictConfig:
     recorded as they finish), finished regions recorded together."""
     ensemble: bool = True
     """Also predict with the bootstrap members (spread, 5th and 95th percentiles)."""
+    unified: bool = True
+    """Also write each target's unified-model map (``<target>_unified``) beside the zone models'
+    map: its totals, the zone-minus-unified map and (demo) its error against the truth, i.e. the
+    zone-vs-unified comparison where there are no sites. One model more per block (the ensemble's
+    members are ten)."""
 
 
 @dataclass(frozen=True)

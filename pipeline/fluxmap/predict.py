@@ -29,12 +29,14 @@ __all__ = ["ModelFiles", "ModelSet", "load_model_set", "predict_block", "predict
 
 @dataclass
 class ModelSet:
-    """Everything the block function needs for one target: zone models, fallback, ensemble."""
+    """Everything the block function needs for one target: zone models, fallback, ensemble, and
+    whether the unified model's own map is wanted too (``unified_map``)."""
 
     target: str
     zone_models: dict[int, FittedModel]
     unified: FittedModel
     ensemble: list[FittedModel] = field(default_factory=list)
+    unified_map: bool = False
 
     @property
     def features(self) -> list[str]:
@@ -65,7 +67,7 @@ def _single_threaded(path: Path) -> FittedModel:
     return m
 
 
-def load_model_set(target: str, folder: str | Path, *, ensemble: bool) -> ModelSet:
+def load_model_set(target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False) -> ModelSet:
     """A target's zone models (``model_zone_<k>.ubj``), unified model and ensemble members."""
     zones, unified, members = _model_paths(Path(folder), ensemble=ensemble)
 
@@ -74,6 +76,7 @@ def load_model_set(target: str, folder: str | Path, *, ensemble: bool) -> ModelS
         zone_models={int(p.stem.split("_")[-1]): _single_threaded(p) for p in zones},
         unified=_single_threaded(unified),
         ensemble=[_single_threaded(p) for p in members],
+        unified_map=unified_map,
     )
 
 
@@ -102,11 +105,12 @@ class ModelFiles:
     folder: str
     ensemble: bool
     digest: str
+    unified_map: bool = False
 
     @classmethod
-    def of(cls, target: str, folder: str | Path, *, ensemble: bool) -> ModelFiles:
+    def of(cls, target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False) -> ModelFiles:
         folder = Path(folder).resolve()
-        return cls(target, str(folder), ensemble, _digest(folder, ensemble=ensemble))
+        return cls(target, str(folder), ensemble, _digest(folder, ensemble=ensemble), unified_map)
 
     def load(self) -> ModelSet:
         return _load_once(self)
@@ -119,7 +123,7 @@ def _load_once(ref: ModelFiles) -> ModelSet:
         raise RuntimeError(
             f"{folder}: the model files changed after the prediction graph was built; rerun the predict stage"
         )
-    return load_model_set(ref.target, folder, ensemble=ref.ensemble)
+    return load_model_set(ref.target, folder, ensemble=ref.ensemble, unified_map=ref.unified_map)
 
 
 def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2") -> xr.Dataset:
@@ -157,8 +161,9 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelFiles) -> xr.Datase
 
     Cells whose zone has no model use the unified model; cells outside the land
     mask (zone 0) stay NaN. Returns the flux, the ensemble spread and 5-95 %
-    range, and a flag of cells where a used predictor was missing or not finite (XGBoost
-    still predicts through its learned default directions).
+    range, a flag of cells where a predictor of the zone models was missing or not finite
+    (XGBoost still predicts through its learned default directions) and, with
+    ``unified_map``, the unified model's flux at every land cell (``<target>_unified``).
     """
     if isinstance(models, ModelFiles):
         models = models.load()
@@ -204,8 +209,12 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelFiles) -> xr.Datase
         ones = np.ones(x.shape[1], dtype="float32")
         missing[:, cells] = ~np.isfinite(x @ ones).reshape(shape[0], -1)
     data = {t: (("time", "lat", "lon"), out), f"{t}_missing_predictors": (("time", "lat", "lon"), missing)}
+    land = zone2d > 0
+    if models.unified_map:
+        unified = np.full(shape, np.nan, dtype="float32")
+        unified[:, land] = models.unified.predict(rows(land, models.unified.features)).reshape(shape[0], -1)
+        data[f"{t}_unified"] = (("time", "lat", "lon"), unified)
     if models.ensemble:
-        land = zone2d > 0
         preds = np.stack([m.predict(rows(land, m.features)) for m in models.ensemble])
         for name, values in (
             ("sd", preds.std(axis=0, ddof=1)),
@@ -234,6 +243,8 @@ def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | 
     like = like.transpose("time", "lat", "lon")
     f32 = xr.zeros_like(like, dtype="float32")
     template = xr.Dataset({target: f32, f"{target}_missing_predictors": xr.zeros_like(like, dtype="uint8")})
+    if ms.unified_map:
+        template = template.assign({f"{target}_unified": f32})
     if ms.ensemble:
         template = template.assign({f"{target}_{s}": f32 for s in ("sd", "p05", "p95")})
     ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "lat", "lon")])

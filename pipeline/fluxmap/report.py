@@ -31,8 +31,10 @@ def map_figure(
     cmap: str = "viridis",
     vmin: float | None = None,
     vmax: float | None = None,
+    symmetric: bool = False,
 ) -> Path:
-    """A lat/lon map of a 2-D field small enough to draw (see :func:`fluxmap.aggregate.display_field`)."""
+    """A lat/lon map of a 2-D field small enough to draw (see :func:`fluxmap.aggregate.display_field`).
+    ``symmetric``: a colour scale centred on 0 (differences)."""
     if da.size > _MAX_DRAWN:
         raise ValueError(
             f"{path.name}: {da.name or 'field'} has {da.size:,} cells {dict(da.sizes)}, more than a figure "
@@ -44,6 +46,9 @@ def map_figure(
     finite = da.values[np.isfinite(da.values)]
     lo = vmin if vmin is not None else (np.percentile(finite, 2) if finite.size else 0)
     hi = vmax if vmax is not None else (np.percentile(finite, 98) if finite.size else 1)
+    if symmetric:
+        hi = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
+        lo = -hi
     im = ax.pcolormesh(da.lon, da.lat, da, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
     fig.colorbar(im, ax=ax, label=units)
     ax.set_xlabel("longitude")
@@ -93,13 +98,16 @@ def write_report(
         totals.round(3).to_markdown(),
         "",
     ]
+    if any(str(c).endswith("_unified") for c in totals.columns):
+        lines += ["A target's column is the zone models' map; `<target>_unified` is the unified model's.", ""]
     if partition is not None:
         lines += ["## Soil respiration partition (AR = SR - HR)", "", partition.round(3).to_markdown(), ""]
     if truth is not None:
         lines += [
             "## Error of the predicted maps against the demo world's known truth",
             "",
-            "Per cell and 8-day period over land; totals from the truth map with the same areas.",
+            "Per cell and 8-day period over land; totals from the truth map with the same areas. `r2`, `rmse`, "
+            "`bias`: the zone models' map; `*_unified`: the unified model's map on the same cells.",
             "",
             truth.round(3).to_markdown(),
             "",

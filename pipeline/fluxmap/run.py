@@ -662,7 +662,12 @@ def predict_to_zarr(cfg: RunConfig, *, log=print) -> dict[str, Any]:
     )
     preds = []
     for t in targets:
-        ref = ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble)
+        ref = ModelFiles.of(
+            t.split(":")[0],
+            models_dir / t.replace(":", "_"),
+            ensemble=cfg.predict.ensemble,
+            unified_map=cfg.predict.unified,
+        )
         preds.append(predict_cube(predictors, zone, ref))
     pred = xr.merge(preds, combine_attrs="drop")
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(models_dir.rglob("*.ubj"))}
@@ -832,6 +837,17 @@ def _aggregate_and_report(
             units="g C m-2 d-1",
             cmap="RdBu_r" if v == "nee" else "viridis",
         ).name
+        if f"{v}_unified" in ds:
+            u = ds[f"{v}_unified"]
+            totals[f"{v}_unified"] = aggregate.annual_totals(u, land_fraction)
+            figures[f"{v} zone minus unified"] = report.map_figure(
+                aggregate.display_field(aggregate.annual_mean(flux - u)),
+                out / f"map_{v}_zone_minus_unified.png",
+                title=f"{v}: zone models minus the unified model, mean over the run",
+                units="g C m-2 d-1",
+                cmap="RdBu_r",
+                symmetric=True,
+            ).name
         if f"{v}_sd" in ds:
             figures[f"{v} uncertainty"] = report.map_figure(
                 aggregate.display_field(aggregate.annual_mean(ds[f"{v}_sd"])),
@@ -856,7 +872,7 @@ def _aggregate_and_report(
     table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
     table["covered_fraction_min"] = pd.concat([t.covered_fraction for t in totals.values()], axis=1).min(axis=1)
     table.to_csv(out / "totals.csv")
-    part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(totals) else None
+    part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
     if part is not None:
         part.to_csv(out / "partition.csv")
     truth_table = None
@@ -867,24 +883,34 @@ def _aggregate_and_report(
         for v in names:
             if v not in truth:
                 continue
+            from fluxmap.validate import metrics
+
             t_v = truth[v].load()
             p_v = ds[v].load()
             ok = np.isfinite(t_v.values) & np.isfinite(p_v.values)
-            from fluxmap.validate import metrics
-
             m = metrics(t_v.values[ok], p_v.values[ok])
             tt = aggregate.annual_totals(t_v.where(np.isfinite(p_v)), lf)
-            rows.append(
-                {
-                    "target": v,
-                    "r2": m["r2"],
-                    "rmse_g_c_m2_d": m["rmse"],
-                    "bias_g_c_m2_d": m["bias"],
-                    "cells_x_periods": m["n"],
-                    "predicted_total_pg_c_yr": float(totals[v].total_pg_c_yr.mean()),
-                    "truth_total_pg_c_yr": float(tt.total_pg_c_yr.mean()),
-                }
-            )
+            row = {
+                "target": v,
+                "r2": m["r2"],
+                "rmse_g_c_m2_d": m["rmse"],
+                "bias_g_c_m2_d": m["bias"],
+                "cells_x_periods": m["n"],
+                "predicted_total_pg_c_yr": float(totals[v].total_pg_c_yr.mean()),
+                "truth_total_pg_c_yr": float(tt.total_pg_c_yr.mean()),
+            }
+            if f"{v}_unified" in ds:
+                # The same cells: the unified map is predicted wherever the zone map is.
+                mu = metrics(t_v.values[ok], ds[f"{v}_unified"].values[ok])
+                row.update(
+                    {
+                        "r2_unified": mu["r2"],
+                        "rmse_unified_g_c_m2_d": mu["rmse"],
+                        "bias_unified_g_c_m2_d": mu["bias"],
+                        "unified_total_pg_c_yr": float(totals[f"{v}_unified"].total_pg_c_yr.mean()),
+                    }
+                )
+            rows.append(row)
         truth_table = pd.DataFrame(rows).set_index("target")
         truth_table.to_csv(out / "error_vs_truth.csv")
     validation = (models_dir / "summary.md").read_text() if (models_dir / "summary.md").is_file() else ""
@@ -913,5 +939,10 @@ def _aggregate_and_report(
                 f"  {v} vs the demo truth: R2 {r.r2:.3f}, RMSE {r.rmse_g_c_m2_d:.3f} g C m-2 d-1, total "
                 f"{r.predicted_total_pg_c_yr:.1f} vs {r.truth_total_pg_c_yr:.1f} Pg C yr-1"
             )
+            if "r2_unified" in r and np.isfinite(r.r2_unified):
+                log(
+                    f"    unified model's map: R2 {r.r2_unified:.3f}, RMSE {r.rmse_unified_g_c_m2_d:.3f}, total "
+                    f"{r.unified_total_pg_c_yr:.1f} Pg C yr-1"
+                )
     log(f"report: {path}")
     return {"store": store, "report": path, "totals": table, "error_vs_truth": truth_table}

@@ -120,7 +120,8 @@ def europe_demo_config(resolution: float = 0.1, **overrides: object) -> DemoConf
 
 def trained_world(root, demo: DemoConfig, *, n_estimators: int = 200, log=None):
     """Build a demo world under ``root/world`` and train light ``sr:8day`` models (two zones, no
-    ensemble) under ``root/work``; return ``(run_config, training_tables)``. For benchmarks."""
+    ensemble; the predict stage writes the zone-model map only) under ``root/work``; return
+    ``(run_config, training_tables)``. For benchmarks."""
     import dataclasses
     from pathlib import Path
 
@@ -139,7 +140,7 @@ def trained_world(root, demo: DemoConfig, *, n_estimators: int = 200, log=None):
         bootstrap_members=0,
         params={"n_estimators": n_estimators},
     )
-    cfg = dataclasses.replace(cfg, predict=dataclasses.replace(cfg.predict, ensemble=False))
+    cfg = dataclasses.replace(cfg, predict=dataclasses.replace(cfg.predict, ensemble=False, unified=False))
     log = log or (lambda m: None)
     tables = extract_stage(cfg, sites_stage(cfg, demo_sources(world.root), log=log), log=log)
     model_stage(cfg, tables, log=log)

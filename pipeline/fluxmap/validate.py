@@ -105,7 +105,8 @@ def metrics_table(
 
 
 def compare(table: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Side-by-side R2/RMSE of models ``a`` and ``b`` per group, with which one wins."""
+    """Side-by-side R2/RMSE of models ``a`` and ``b`` per group, with which one wins (lower RMSE;
+    ``tie`` when equal, e.g. a zone model fitted on the same rows as the unified model)."""
     wide = table.pivot_table(index="group", columns="model", values=["r2", "rmse", "n", "sites"], aggfunc="first")
     out = pd.DataFrame(
         {
@@ -117,7 +118,8 @@ def compare(table: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
             f"rmse_{b}": wide[("rmse", b)],
         }
     )
-    out["better"] = np.where(out[f"rmse_{a}"] < out[f"rmse_{b}"], a, b)
+    ra, rb = out[f"rmse_{a}"], out[f"rmse_{b}"]
+    out["better"] = np.select([ra < rb, rb < ra], [a, b], "tie")
     return out.reset_index()
 
 

@@ -59,16 +59,16 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
     ds = pred.copy()
     for v in list(ds.data_vars):
         base, _, suffix = v.partition("_")
-        if base in products.VARIABLES and suffix in ("", "sd", "p05", "p95"):
+        if base in products.VARIABLES and suffix in ("", "unified", "sd", "p05", "p95"):
             spec = products.spec(base)
             a = {"units": spec.units, "grid_mapping": "crs", "cell_methods": "time: mean"}
-            if suffix == "":
+            if suffix in ("", "unified"):
                 a.update(spec.attrs())
                 a.update(
                     {
                         "grid_mapping": "crs",
                         "cell_methods": "time: mean",
-                        "long_name": spec.long_name + ", 8-day mean, zone models",
+                        "long_name": spec.long_name + ", 8-day mean, " + ("unified model" if suffix else "zone models"),
                     }
                 )
             else:
