@@ -63,6 +63,21 @@ def test_window_mean_skips_masked_cells():
         extract_at_sites(ds, where, window=2)
 
 
+def test_class_maps_take_the_sites_own_cell():
+    """Class maps (unsigned ints: land cover, zones) are never averaged, also when they are a
+    cube's only variables."""
+    zone = np.arange(25, dtype="uint8").reshape(5, 5)
+    coords = {"lat": [2.0, 1.0, 0.0, -1.0, -2.0], "lon": [0.0, 1.0, 2.0, 3.0, 4.0]}
+    only = xr.Dataset({"zone": (("lat", "lon"), zone)}, coords=coords)
+    where = locate_sites(only, ["a", "b"], [1.0, -2.0], [1.0, 3.0])
+    for window in (1, 3):
+        out = extract_at_sites(only, where, window=window)
+        assert out.zone.dtype == np.uint8 and out.zone.values.tolist() == [zone[1, 1], zone[4, 3]]
+    mixed = only.assign(v=(("lat", "lon"), zone.astype("float32")))
+    out = extract_at_sites(mixed, where, window=3)
+    assert out.zone.values.tolist() == [6, 23] and float(out.v.sel(site="a")) == pytest.approx(6.0)
+
+
 def test_outside_sites_are_flagged_and_nan():
     ds = xr.Dataset({"v": (("lat", "lon"), np.ones((2, 2)))}, coords={"lat": [1.0, 0.0], "lon": [0.0, 1.0]})
     where = locate_sites(ds, ["in", "out"], [0.2, 40.0], [0.9, 0.0])

@@ -142,8 +142,24 @@ def test_model_stage_on_the_demo(tiny_world, tmp_path):
         "bootstrap_sd_median",
         "delta_r2_lo_zone_minus_unified",
         "truth_delta_r2_hi_zone_minus_unified",
+        "r2_true_zones",
+        "truth_r2_true_zones",
+        "delta_r2_lo_true_zones_minus_unified",
     ):
         assert np.isfinite(row[col]), col
+    # The oracle: zone models on the world's true zones, each row's true zone read from the truth.
+    from fluxmap.catalog import builtin_catalog, load_catalog
+
+    true_zone = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params)).open("truth").zone
+    preds = pd.read_parquet(out / "nee_8day" / "loso_predictions.parquet")
+    fac = tables["site_factors"].loc[preds.location.unique()]
+    expect = true_zone.sel(lat=xr.DataArray(fac.lat.values), lon=xr.DataArray(fac.lon.values), method="nearest")
+    assert (preds.location.map(pd.Series(expect.values, index=fac.index)) == preds.true_zone).all()
+    assert row.true_zones == preds.true_zone.nunique() >= 2
+    several = preds.groupby("true_zone").site_id.transform("nunique") >= 2
+    assert preds.pred_true_zones.notna().all() and (preds.pred_true_zones != preds.pred_unified)[several].mean() > 0.9
+    assert (preds.pred_true_zones == preds.pred_unified)[~several].all()
+    assert "true-zone models better in" in (out / "nee_8day" / "report.md").read_text()
     assert 0.5 < row.qrf_loso_coverage <= 1.0
     assert row.delta_r2_lo_zone_minus_unified <= row.delta_r2_zone_minus_unified <= row.delta_r2_hi_zone_minus_unified
     assert "5-95 % interval" in (out / "nee_8day" / "report.md").read_text()

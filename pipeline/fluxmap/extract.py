@@ -95,7 +95,10 @@ def extract_at_sites(cube: xr.Dataset, where: SiteIndex, *, window: int = 1) -> 
     classes = [v for v in picked.data_vars if picked[v].dtype.kind in "uib"]
     numeric = [v for v in picked.data_vars if v not in classes]
     out = picked[numeric].where(mask)
-    reduced = out.mean("window", skipna=True) if window > 1 else out.isel(window=0)
+    if numeric:
+        reduced = out.mean("window", skipna=True) if window > 1 else out.isel(window=0)
+    else:  # class maps only (a zone map): nothing to average
+        reduced = out.drop_dims("window", errors="ignore")
     if classes:
         reduced = reduced.assign({v: picked[v].isel(window=(window * window) // 2) for v in classes})
     reduced = reduced.drop_vars([c for c in (ydim, xdim, "spatial_ref") if c in reduced.coords])

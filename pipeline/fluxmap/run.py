@@ -400,8 +400,9 @@ def _annual_table(obs: pd.DataFrame, tv: xr.Dataset, quarantine: list[pd.DataFra
 # --- models ---------------------------------------------------------------------------------
 
 
-def _demo_truth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.Series] | None:
-    """Noise-free truth at each training row, when the catalog has a ``truth`` entry (the demo)."""
+def _demo_truth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame] | None:
+    """Per target, the noise-free truth (``value``) and the world's true zone (``zone``) at each
+    training row, when the catalog has a ``truth`` entry (the demo)."""
     from fluxmap.catalog import load_catalog
 
     path, params = _catalog_location(cfg)
@@ -413,6 +414,7 @@ def _demo_truth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd
     where = locate_sites(ds, locs.index.values, locs.lat.values, locs.lon.values)
     tr = extract_at_sites(ds[[v for v in ds.data_vars if "time" in ds[v].dims]], where).compute()
     frame = tr.to_dataframe().reset_index().rename(columns={"site": "location", "time": "start"})
+    true_zone = extract_at_sites(ds[["zone"]], where).compute()["zone"].to_series()
     out = {}
     for target in cfg.model.targets:
         var, _, tab = target.partition(":")
@@ -425,11 +427,12 @@ def _demo_truth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd
                 np.nanmean([per_year.get((loc, y), np.nan) for y in range(s.year, max(e.year, s.year + 1))])
                 for loc, s, e in zip(df.location, df.start, df.end)
             ]
-            out[target] = pd.Series(vals, index=df.index)
+            value = pd.Series(vals, index=df.index)
         else:
             df = tables["training_8day"]
             m = df[["location", "start"]].merge(frame[["location", "start", var]], on=["location", "start"], how="left")
-            out[target] = pd.Series(m[var].to_numpy(), index=df.index)
+            value = pd.Series(m[var].to_numpy(), index=df.index)
+        out[target] = pd.DataFrame({"value": value, "zone": df.location.map(true_zone).to_numpy()}, index=df.index)
     return out
 
 
