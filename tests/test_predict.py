@@ -390,6 +390,12 @@ def test_model_references_keep_tasks_small_and_predict_the_same(run_dir, tmp_pat
         graph = remote.__dask_graph__()
         remote = remote.compute()
     xr.testing.assert_identical(local, remote)
+    # The unified model's map only when asked for (the stage asks by default: predict.unified).
+    assert "nee_unified" not in local
+    both = predict_cube(pc, zone, ModelFiles.of("nee", folder, ensemble=True, unified_map=True)).compute()
+    xr.testing.assert_identical(both.drop_vars("nee_unified"), local)
+    stored = xr.open_zarr(result["store"], consolidated=True).nee_unified.isel(time=slice(0, 23))
+    np.testing.assert_array_equal(both.nee_unified.values, stored.values)
     # With the models themselves every block task carries them; with the reference none does.
     import cloudpickle
 
