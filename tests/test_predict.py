@@ -284,6 +284,18 @@ def test_report_and_totals(run_dir):
     assert err.loc["sr", "unified_total_pg_c_yr"] == pytest.approx(totals.sr_unified.mean())
     assert (totals.nee_unified - totals.nee).abs().max() > 0
     assert "unified model's" in report and "map_sr_zone_minus_unified.png" in report
+    # The same errors within each true zone of the world: the zones partition the compared cells.
+    by_zone = pd.read_csv(out / "error_vs_truth_by_zone.csv")
+    for v in ("sr", "nee"):
+        part = by_zone[by_zone.target == v]
+        assert set(part.true_zone) <= {1, 2, 3, 4} and len(part) >= 2
+        assert part.cells_x_periods.sum() == err.loc[v, "cells_x_periods"]
+        assert part[["r2", "rmse_g_c_m2_d", "rmse_unified_g_c_m2_d"]].notna().all().all()
+    # The pooled RMSE follows from the zones' (cell-weighted mean of squares).
+    nee = by_zone[by_zone.target == "nee"]
+    pooled = np.sqrt((nee.rmse_g_c_m2_d**2 * nee.cells_x_periods).sum() / nee.cells_x_periods.sum())
+    assert pooled == pytest.approx(err.loc["nee", "rmse_g_c_m2_d"], rel=1e-4)
+    assert "within each of the world's true zones" in report
     assert any(m.startswith("predict:") for m in log)
 
 

@@ -85,6 +85,7 @@ def write_report(
     validation: str,
     truth: pd.DataFrame | None,
     store: str,
+    truth_by_zone: pd.DataFrame | None = None,
     formats: str,
 ) -> Path:
     """The run report: totals, partition, the validation tables, figures, and (demo) the error vs truth."""
@@ -110,6 +111,13 @@ def write_report(
             "`bias`: the zone models' map; `*_unified`: the unified model's map on the same cells.",
             "",
             truth.round(3).to_markdown(),
+            "",
+        ]
+    if truth_by_zone is not None and len(truth_by_zone):
+        lines += [
+            "The same within each of the world's true zones:",
+            "",
+            truth_by_zone.round(3).to_markdown(index=False),
             "",
         ]
     lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figures.items()] + ["", "## Validation", "", validation]

@@ -813,6 +813,32 @@ class _progress:
             self.bar.close()
 
 
+def _errors_by_true_zone(v: str, true: np.ndarray, ds: xr.Dataset, zone: np.ndarray, ok: np.ndarray) -> pd.DataFrame:
+    """Error of the zone models' map (and the unified model's, when stored) against the demo truth
+    within each of the world's true zones: where the zone models gain or lose. ``ok``: the cells
+    (time, lat, lon) both the truth and the map have."""
+    from fluxmap.demo import ZONES
+    from fluxmap.validate import metrics
+
+    pred = ds[v].values
+    unified = ds[f"{v}_unified"].values if f"{v}_unified" in ds else None
+    rows = []
+    for z in sorted(int(z) for z in np.unique(zone[zone > 0])):
+        sel = ok & (zone == z)[None]
+        if not sel.any():
+            continue
+        m = metrics(true[sel], pred[sel])
+        row = {"target": v, "true_zone": z, "zone_name": ZONES.get(z, "").split(":")[0]}
+        row.update({"cells_x_periods": m["n"], "r2": m["r2"], "rmse_g_c_m2_d": m["rmse"], "bias_g_c_m2_d": m["bias"]})
+        if unified is not None:
+            mu = metrics(true[sel], unified[sel])
+            row.update(
+                {"r2_unified": mu["r2"], "rmse_unified_g_c_m2_d": mu["rmse"], "bias_unified_g_c_m2_d": mu["bias"]}
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _aggregate_and_report(
     cfg: RunConfig, store: Path, land_fraction: xr.DataArray, targets: list[str], *, log=print
 ) -> dict[str, Any]:
@@ -878,11 +904,11 @@ def _aggregate_and_report(
     part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
     if part is not None:
         part.to_csv(out / "partition.csv")
-    truth_table = None
+    truth_table = truth_by_zone = None
     if "truth" in cat.entries:
         truth = cat.open("truth")
         lf = land_fraction.load()  # the demo truth is generated in memory at demo size: compare in memory
-        rows = []
+        rows, by_zone = [], []
         for v in names:
             if v not in truth:
                 continue
@@ -914,8 +940,11 @@ def _aggregate_and_report(
                     }
                 )
             rows.append(row)
+            by_zone.append(_errors_by_true_zone(v, t_v.values, ds, truth["zone"].values, ok))
         truth_table = pd.DataFrame(rows).set_index("target")
         truth_table.to_csv(out / "error_vs_truth.csv")
+        truth_by_zone = pd.concat(by_zone, ignore_index=True)
+        truth_by_zone.to_csv(out / "error_vs_truth_by_zone.csv", index=False)
     validation = (models_dir / "summary.md").read_text() if (models_dir / "summary.md").is_file() else ""
     for t in targets:
         rep = models_dir / t.replace(":", "_") / "report.md"
@@ -929,6 +958,7 @@ def _aggregate_and_report(
         figures=figures,
         validation=validation,
         truth=truth_table,
+        truth_by_zone=truth_by_zone,
         store=str(store),
         formats=fmt,
     )
