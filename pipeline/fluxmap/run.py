@@ -813,15 +813,15 @@ class _progress:
             self.bar.close()
 
 
-def _errors_by_true_zone(v: str, true: np.ndarray, ds: xr.Dataset, zone: np.ndarray, ok: np.ndarray) -> pd.DataFrame:
-    """Error of the zone models' map (and the unified model's, when stored) against the demo truth
-    within each of the world's true zones: where the zone models gain or lose. ``ok``: the cells
-    (time, lat, lon) both the truth and the map have."""
+def _errors_by_true_zone(
+    v: str, true: np.ndarray, pred: np.ndarray, unified: np.ndarray | None, zone: np.ndarray, ok: np.ndarray
+) -> pd.DataFrame:
+    """Error of the zone models' map ``pred`` (and of the unified model's, when given) against the
+    demo truth within each of the world's true zones (``zone``, lat x lon): where the zone models
+    gain or lose. ``ok``: the cells (time, lat, lon) both the truth and the map have."""
     from fluxmap.demo import ZONES
     from fluxmap.validate import metrics
 
-    pred = ds[v].values
-    unified = ds[f"{v}_unified"].values if f"{v}_unified" in ds else None
     rows = []
     for z in sorted(int(z) for z in np.unique(zone[zone > 0])):
         sel = ok & (zone == z)[None]
@@ -916,6 +916,7 @@ def _aggregate_and_report(
 
             t_v = truth[v].load()
             p_v = ds[v].load()
+            unified = ds[f"{v}_unified"].values if f"{v}_unified" in ds else None
             ok = np.isfinite(t_v.values) & np.isfinite(p_v.values)
             m = metrics(t_v.values[ok], p_v.values[ok])
             tt = aggregate.annual_totals(t_v.where(np.isfinite(p_v)), lf)
@@ -928,9 +929,9 @@ def _aggregate_and_report(
                 "predicted_total_pg_c_yr": float(totals[v].total_pg_c_yr.mean()),
                 "truth_total_pg_c_yr": float(tt.total_pg_c_yr.mean()),
             }
-            if f"{v}_unified" in ds:
+            if unified is not None:
                 # The same cells: the unified map is predicted wherever the zone map is.
-                mu = metrics(t_v.values[ok], ds[f"{v}_unified"].values[ok])
+                mu = metrics(t_v.values[ok], unified[ok])
                 row.update(
                     {
                         "r2_unified": mu["r2"],
@@ -940,7 +941,7 @@ def _aggregate_and_report(
                     }
                 )
             rows.append(row)
-            by_zone.append(_errors_by_true_zone(v, t_v.values, ds, truth["zone"].values, ok))
+            by_zone.append(_errors_by_true_zone(v, t_v.values, p_v.values, unified, truth["zone"].values, ok))
         truth_table = pd.DataFrame(rows).set_index("target")
         truth_table.to_csv(out / "error_vs_truth.csv")
         truth_by_zone = pd.concat(by_zone, ignore_index=True)
