@@ -813,29 +813,32 @@ class _progress:
             self.bar.close()
 
 
+def _map_errors(true: np.ndarray, pred: np.ndarray, unified: np.ndarray | None, sel: np.ndarray) -> dict[str, float]:
+    """R2/RMSE/bias of the zone models' map ``pred`` (and of the unified model's, when given) against
+    the demo truth over the cells ``sel``."""
+    from fluxmap.validate import metrics
+
+    m = metrics(true[sel], pred[sel])
+    row = {"r2": m["r2"], "rmse_g_c_m2_d": m["rmse"], "bias_g_c_m2_d": m["bias"], "cells_x_periods": m["n"]}
+    if unified is not None:
+        mu = metrics(true[sel], unified[sel])
+        row.update({"r2_unified": mu["r2"], "rmse_unified_g_c_m2_d": mu["rmse"], "bias_unified_g_c_m2_d": mu["bias"]})
+    return row
+
+
 def _errors_by_true_zone(
     v: str, true: np.ndarray, pred: np.ndarray, unified: np.ndarray | None, zone: np.ndarray, ok: np.ndarray
 ) -> pd.DataFrame:
-    """Error of the zone models' map ``pred`` (and of the unified model's, when given) against the
-    demo truth within each of the world's true zones (``zone``, lat x lon): where the zone models
-    gain or lose. ``ok``: the cells (time, lat, lon) both the truth and the map have."""
+    """:func:`_map_errors` within each of the world's true zones (``zone``, lat x lon): where the zone
+    models gain or lose. ``ok``: the cells (time, lat, lon) both the truth and the map have."""
     from fluxmap.demo import ZONES
-    from fluxmap.validate import metrics
 
     rows = []
     for z in sorted(int(z) for z in np.unique(zone[zone > 0])):
         sel = ok & (zone == z)[None]
-        if not sel.any():
-            continue
-        m = metrics(true[sel], pred[sel])
-        row = {"target": v, "true_zone": z, "zone_name": ZONES.get(z, "").split(":")[0]}
-        row.update({"cells_x_periods": m["n"], "r2": m["r2"], "rmse_g_c_m2_d": m["rmse"], "bias_g_c_m2_d": m["bias"]})
-        if unified is not None:
-            mu = metrics(true[sel], unified[sel])
-            row.update(
-                {"r2_unified": mu["r2"], "rmse_unified_g_c_m2_d": mu["rmse"], "bias_unified_g_c_m2_d": mu["bias"]}
-            )
-        rows.append(row)
+        if sel.any():
+            name = ZONES.get(z, "").split(":")[0]
+            rows.append({"target": v, "true_zone": z, "zone_name": name, **_map_errors(true, pred, unified, sel)})
     return pd.DataFrame(rows)
 
 
@@ -908,40 +911,27 @@ def _aggregate_and_report(
     if "truth" in cat.entries:
         truth = cat.open("truth")
         lf = land_fraction.load()  # the demo truth is generated in memory at demo size: compare in memory
+        true_zone = truth["zone"].values
         rows, by_zone = [], []
         for v in names:
             if v not in truth:
                 continue
-            from fluxmap.validate import metrics
-
             t_v = truth[v].load()
             p_v = ds[v].load()
+            # The same cells: the unified map is predicted wherever the zone map is.
             unified = ds[f"{v}_unified"].values if f"{v}_unified" in ds else None
             ok = np.isfinite(t_v.values) & np.isfinite(p_v.values)
-            m = metrics(t_v.values[ok], p_v.values[ok])
             tt = aggregate.annual_totals(t_v.where(np.isfinite(p_v)), lf)
             row = {
                 "target": v,
-                "r2": m["r2"],
-                "rmse_g_c_m2_d": m["rmse"],
-                "bias_g_c_m2_d": m["bias"],
-                "cells_x_periods": m["n"],
+                **_map_errors(t_v.values, p_v.values, unified, ok),
                 "predicted_total_pg_c_yr": float(totals[v].total_pg_c_yr.mean()),
                 "truth_total_pg_c_yr": float(tt.total_pg_c_yr.mean()),
             }
             if unified is not None:
-                # The same cells: the unified map is predicted wherever the zone map is.
-                mu = metrics(t_v.values[ok], unified[ok])
-                row.update(
-                    {
-                        "r2_unified": mu["r2"],
-                        "rmse_unified_g_c_m2_d": mu["rmse"],
-                        "bias_unified_g_c_m2_d": mu["bias"],
-                        "unified_total_pg_c_yr": float(totals[f"{v}_unified"].total_pg_c_yr.mean()),
-                    }
-                )
+                row["unified_total_pg_c_yr"] = float(totals[f"{v}_unified"].total_pg_c_yr.mean())
             rows.append(row)
-            by_zone.append(_errors_by_true_zone(v, t_v.values, p_v.values, unified, truth["zone"].values, ok))
+            by_zone.append(_errors_by_true_zone(v, t_v.values, p_v.values, unified, true_zone, ok))
         truth_table = pd.DataFrame(rows).set_index("target")
         truth_table.to_csv(out / "error_vs_truth.csv")
         truth_by_zone = pd.concat(by_zone, ignore_index=True)
