@@ -12,6 +12,11 @@ Cases (each prints one JSON line):
   compared with the same plus the site's own soil temperature and moisture.
 - ``fluxnet_nee``: FLUXNET2015 monthly NEE at 204 sites, predictors from the grid climate of the
   month, the year, land cover and the month transform.
+- ``srdb_global``: SRDB annual SR and HR mapped over the globe (0.5 deg) by zone models and by one
+  unified model, with predictors every cell has (the interpolated grid climate and the IGBP class;
+  each cell is the class-fraction-weighted mean over its land classes, snow/ice and water left out),
+  and the global totals in Pg C yr-1 of both (also per latitude band and per zone) next to the
+  published SRDB-based ones; HR/SR and AR = SR - HR.
 
 No MODIS or ERA5 predictors: those are remote sources this machine cannot reach, so these
 numbers measure what climate alone explains and are lower than remote-sensing models report.
@@ -24,16 +29,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from fluxmap import sites as S
 from fluxmap.catalog import builtin_catalog, load_catalog
-from fluxmap.demo import read_mcd12c1
+from fluxmap.demo import landcover_at_points, landcover_on_grid, read_mcd12c1
 from fluxmap.extract import extract_at_sites, locate_sites
+from fluxmap.grids import LatLonGrid, cell_area
 from fluxmap.periods import aggregate_to_periods
+from fluxmap.train import FittedModel, fit
 from fluxmap.validate import compare, loso_predict, metrics, metrics_table
 from fluxmap.zones import fit_zones, zone_array
 
@@ -85,10 +95,22 @@ def with_site_climate(data: Path, frame: pd.DataFrame, *, month: pd.Series) -> p
 
 
 def landcover_at(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    lc = read_mcd12c1()
-    row = np.clip(np.floor((90 - lat) / 0.05).astype(int), 0, 3599)
-    col = np.clip(np.floor((((lon + 180) % 360) - 180 + 180) / 0.05).astype(int), 0, 7199)
-    return lc[row, col].astype(float)
+    """The MCD12C1 2019 IGBP class (1-17) at points, as a float feature."""
+    return landcover_at_points(read_mcd12c1(), lat, lon).astype(float)
+
+
+def site_zones(df: pd.DataFrame, *, min_sites: int, restarts: int = 50):
+    """Zones on the sites' annual climate (one row per ``site_id``): the fitted model and the
+    candidates table of :func:`fluxmap.zones.fit_zones`."""
+    return fit_zones(
+        df.groupby("site_id")[ZONE_FACTORS].first(),
+        factors=ZONE_FACTORS,
+        k_candidates=range(2, 7),
+        min_sites=min_sites,
+        obs_per_site=df.groupby("site_id").size(),
+        min_obs=20,
+        restarts=restarts,
+    )
 
 
 def compare_models(
@@ -102,17 +124,8 @@ def compare_models(
 ) -> dict:
     """Zones on site-level climate, then LOSO zone vs unified models (XGBoost)."""
     site_f = df.groupby("site_id")[ZONE_FACTORS].first()
-    counts = df.groupby("site_id").size()
     try:
-        zm, cand = fit_zones(
-            site_f,
-            factors=ZONE_FACTORS,
-            k_candidates=range(2, 7),
-            min_sites=min_sites,
-            obs_per_site=counts,
-            min_obs=20,
-            restarts=restarts,
-        )
+        zm, cand = site_zones(df, min_sites=min_sites, restarts=restarts)
     except ValueError as e:  # too few sites to zone: report the unified model alone
         unified = loso_predict(df, features=features, params=params, n_jobs=2)
         m = metrics(df.value.values, unified.values)
@@ -205,12 +218,183 @@ def fluxnet_case(data: Path, params: dict) -> dict:
     return compare_models(o, features, min_sites=8, params=params)
 
 
+GLOBAL_FEATURES = [*ZONE_FACTORS, "landcover"]
+"""Predictors the global case can have at every cell: the annual climate and the IGBP class."""
+NOT_MAPPED = {15: "permanent snow and ice", 17: "water"}
+"""IGBP classes left out of the global totals."""
+PUBLISHED_PG = {
+    "sr": "Lu et al. 2021: 85.5; Stell et al. 2021: 88.6 (SRDB v3) to 96.5 (v5)",
+    "rh": "Lu et al. 2021: 50.3; Stell et al. 2021: 50.1-53.4; Tang et al. 2020: 57.2",
+}
+"""Published global totals (Pg C yr-1) from SRDB-trained machine learning (../shared/data/README.md)."""
+LAT_BANDS = {"south of 23.5 S": (-90, -23.5), "tropics 23.5 S-23.5 N": (-23.5, 23.5), "north of 23.5 N": (23.5, 90)}
+
+
+def to_grid(da: xr.DataArray, grid: LatLonGrid) -> xr.DataArray:
+    """Bilinear interpolation of a global ``(..., lat, lon)`` field onto ``grid``, continuous across the
+    dateline; grid rows beyond the field's outermost rows take the values of those rows."""
+    da = da.assign_coords(lon=((da.lon + 180.0) % 360.0) - 180.0).sortby("lat").sortby("lon")
+    lon = da.lon.values
+    wrapped = xr.concat(
+        [
+            da.isel(lon=[-1]).assign_coords(lon=[lon[-1] - 360.0]),
+            da,
+            da.isel(lon=[0]).assign_coords(lon=[lon[0] + 360.0]),
+        ],
+        dim="lon",
+    )
+    lat = np.clip(grid.lat, float(da.lat.min()), float(da.lat.max()))
+    return wrapped.interp(lat=lat, lon=grid.lon).assign_coords(lat=grid.lat)
+
+
+def global_grid(data: Path, resolution: float = 0.5) -> xr.Dataset:
+    """The global case's predictors on a global grid: the annual climate statistics of the CRU
+    (5 deg) and CMAP (2.5 deg) climatologies interpolated bilinearly, the fraction of every IGBP
+    class of the 0.05 deg MCD12C1 2019 map in each cell, and the cells' areas on the sphere (m2)."""
+    cat = load_catalog(builtin_catalog("reference"), SHARED_DATA=str(data))
+    grid = LatLonGrid(resolution)
+    t = to_grid(cat.open("cru_tem")["t2m"].load(), grid)
+    p = to_grid(cat.open("cmap_precip")["tp"].load(), grid)
+    frac, _ = landcover_on_grid(read_mcd12c1(), grid)
+    return xr.Dataset(
+        {
+            "t_mean": t.mean("time"),
+            "t_range": t.max("time") - t.min("time"),
+            "p_mean": p.mean("time"),
+            "p_range": p.max("time") - p.min("time"),
+            "class_fraction": (("igbp", "lat", "lon"), frac),
+            "cell_area": ("lat", cell_area(grid.lat, resolution)),
+        },
+        coords={"igbp": np.arange(1, frac.shape[0] + 1), "lat": grid.lat, "lon": grid.lon},
+    )
+
+
+def class_weighted_flux(
+    g: xr.Dataset, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], zones: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: the sum over mapped IGBP classes of (class fraction x the flux predicted for the
+    cell's climate with that class), and the mapped fraction. ``predict(x, zone)`` takes rows of
+    :data:`GLOBAL_FEATURES` and each row's zone. Cells without climate get NaN."""
+    clim = np.stack([g[f].values for f in ZONE_FACTORS], axis=-1)
+    ok = np.isfinite(clim).all(axis=-1)
+    num = np.zeros(ok.shape)
+    den = np.zeros(ok.shape)
+    for c in g.igbp.values:
+        if int(c) in NOT_MAPPED:
+            continue
+        fr = g.class_fraction.sel(igbp=c).values
+        cells = ok & (fr > 0)
+        x = np.column_stack([clim[cells], np.full(int(cells.sum()), float(c))])
+        num[cells] += fr[cells] * predict(x, zones[cells])
+        den[cells] += fr[cells]
+    return np.where(ok, num, np.nan), np.where(ok, den, np.nan)
+
+
+def band_totals(g: xr.Dataset, weighted: np.ndarray) -> dict[str, float]:
+    """Pg per year of a class-weighted flux (g C m-2 yr-1) over all cells and per latitude band."""
+    mass = np.nan_to_num(weighted) * g.cell_area.values[:, None] / 1e15
+    lat = g.lat.values
+    out = {"global": float(mass.sum())}
+    for name, (lo, hi) in LAT_BANDS.items():
+        out[name] = float(mass[(lat >= lo) & (lat < hi)].sum())
+    return out
+
+
+def srdb_at_grid(observations: pd.DataFrame, g: xr.Dataset, variable: str) -> pd.DataFrame:
+    """One SRDB flux's records (g C m-2 yr-1) with the climate of the grid cell each site lies in,
+    the site's own IGBP class and a site id from its coordinates."""
+    obs = observations[observations.variable == variable].reset_index(drop=True)
+    obs["value"] = obs.value * 365.0  # back to g C m-2 yr-1
+    at = g[ZONE_FACTORS].sel(
+        lat=xr.DataArray(obs.lat.to_numpy(), dims="row"),
+        lon=xr.DataArray(((obs.lon.to_numpy() + 180.0) % 360.0) - 180.0, dims="row"),
+        method="nearest",
+    )
+    obs = obs.assign(**{f: at[f].values for f in ZONE_FACTORS})
+    obs["landcover"] = landcover_at(obs.lat.to_numpy(), obs.lon.to_numpy())
+    obs["site_id"] = obs.lat.round(2).astype(str) + "," + obs.lon.round(2).astype(str)  # SRDB site ids are sparse
+    return obs.dropna(subset=ZONE_FACTORS)
+
+
+def predict_by_zone(
+    models: dict[int, FittedModel], fallback: FittedModel, x: np.ndarray, zone: np.ndarray
+) -> np.ndarray:
+    """Each row by its zone's model (``fallback`` for a zone without one)."""
+    out = np.empty(len(x))
+    for z in np.unique(zone):
+        sel = zone == z
+        out[sel] = models.get(int(z), fallback).predict(x[sel])
+    return out
+
+
+def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> dict:
+    """Zones of the sites' climate, zone models and a unified model fitted on every record, both
+    applied to every cell of ``g``: their LOSO skill, global and per-band totals (Pg C yr-1)."""
+    skill = compare_models(obs, GLOBAL_FEATURES, min_sites=10, params=params)
+    zm, _ = site_zones(obs, min_sites=10)
+    site_f = obs.groupby("site_id")[ZONE_FACTORS].first()
+    obs = obs.assign(zone=obs.site_id.map(pd.Series(zone_array(zm, site_f.to_numpy()), index=site_f.index)))
+    unified = fit("xgboost", obs, obs.value, features=GLOBAL_FEATURES, params=params, n_jobs=2)
+    per_zone = {
+        int(z): fit("xgboost", part, part.value, features=GLOBAL_FEATURES, params=params, n_jobs=2)
+        for z, part in obs.groupby("zone")
+    }
+    cell_zone = zone_array(zm, np.stack([g[f].values for f in ZONE_FACTORS], axis=-1))
+    weighted = {
+        "zone": class_weighted_flux(g, partial(predict_by_zone, per_zone, unified), cell_zone)[0],
+        "unified": class_weighted_flux(g, partial(predict_by_zone, {}, unified), cell_zone)[0],
+    }
+    totals = {m: band_totals(g, w) for m, w in weighted.items()}
+    return {
+        "sites": skill["sites"],
+        "records": skill["rows"],
+        "zones": zm.k,
+        "loso_r2_zone": skill.get("r2_zone"),
+        "loso_r2_unified": skill["r2_unified"],
+        "total_pg_zone": round(totals["zone"]["global"], 2),
+        "total_pg_unified": round(totals["unified"]["global"], 2),
+        "by_latitude_pg": {band: {m: round(totals[m][band], 2) for m in totals} for band in LAT_BANDS},
+        "by_zone_pg": {
+            z: {m: round(band_totals(g, np.where(cell_zone == z, w, 0.0))["global"], 2) for m, w in weighted.items()}
+            for z in range(1, zm.k + 1)
+        },
+        "share_of_cells_below_zero": {m: round(float((w[np.isfinite(w)] < 0).mean()), 4) for m, w in weighted.items()},
+    }
+
+
+def global_case(data: Path, params: dict, resolution: float = 0.5) -> dict:
+    """SRDB annual SR and HR mapped over the globe by zone models and by one unified model, and the
+    global totals (Pg C yr-1) of both next to the published ones. Predictors: the grid's annual
+    climate and the IGBP class (the record's own MAT/MAP exist only at sites); each cell's flux is
+    the class-fraction-weighted mean over its land classes (snow and ice, water left out)."""
+    g = global_grid(data, resolution)
+    t = S.read_srdb(data / "srdb" / "srdb-data.csv", S.SrdbRules(min_year=None))
+    mapped = g.class_fraction.where(~g.igbp.isin(list(NOT_MAPPED)), 0.0).sum("igbp")
+    no_climate = ~np.isfinite(np.stack([g[f].values for f in ZONE_FACTORS], axis=-1)).all(axis=-1)
+    area = mapped.values * g.cell_area.values[:, None]
+    result: dict = {
+        "resolution_deg": resolution,
+        "mapped_land_mkm2": round(float(area.sum() / 1e12), 2),
+        "mapped_land_without_climate_mkm2": round(float((area * no_climate).sum() / 1e12), 3),
+    }
+    for variable in ("sr", "rh"):
+        result[variable] = {**map_flux(srdb_at_grid(t.observations, g, variable), g, params)}
+        result[variable]["published_pg"] = PUBLISHED_PG[variable]
+    for m in ("zone", "unified"):
+        sr, rh = result["sr"][f"total_pg_{m}"], result["rh"][f"total_pg_{m}"]
+        result[f"rh_over_sr_{m}"] = round(rh / sr, 3)
+        result[f"ar_pg_{m}"] = round(sr - rh, 2)
+    result["published_rh_over_sr"] = "Lu et al. 2021: 0.59 (AR 35.2 Pg C yr-1)"
+    return result
+
+
 CASES = {
     "srdb_sr": lambda d, p: srdb_case(d, "sr", p),
     "srdb_hr": lambda d, p: srdb_case(d, "rh", p),
     "cosore_rs": lambda d, p: cosore_case(d, "sr", p),
     "cosore_rh": lambda d, p: cosore_case(d, "rh", p),
     "fluxnet_nee": lambda d, p: fluxnet_case(d, p),
+    "srdb_global": lambda d, p: global_case(d, p),
 }
 
 

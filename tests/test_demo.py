@@ -69,7 +69,7 @@ def test_landcover_is_the_real_mcd12c1():
     lc = demo.read_mcd12c1()
     assert lc.shape == (3600, 7200)
     g = LatLonGrid(1.0)
-    frac, major = demo._landcover_on_grid(lc, g)
+    frac, major = demo.landcover_on_grid(lc, g)
     np.testing.assert_allclose(frac.sum(axis=0), 1.0, atol=1e-6)
 
     def at(lat, lon):

@@ -47,7 +47,17 @@ from fluxmap._files import sha256
 from fluxmap.config import DemoConfig
 from fluxmap.grids import LatLonGrid, class_fractions, era5_grid, majority_class
 
-__all__ = ["WORLD_FORMAT", "ZONES", "DemoWorld", "build_world", "read_mcd12c1", "truth_fluxes", "world_is_current"]
+__all__ = [
+    "WORLD_FORMAT",
+    "ZONES",
+    "DemoWorld",
+    "build_world",
+    "landcover_at_points",
+    "landcover_on_grid",
+    "read_mcd12c1",
+    "truth_fluxes",
+    "world_is_current",
+]
 
 UMOL_CO2_M2_S_TO_G_C_M2_D = products.UMOL_CO2_M2_S_TO_G_C_M2_D
 
@@ -140,12 +150,12 @@ def read_mcd12c1() -> np.ndarray:
     return products.decode_mcd12(da, product="MCD12C1").values
 
 
-def _landcover_on_grid(lc005: np.ndarray, grid: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
+def landcover_on_grid(lc005: np.ndarray, grid: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
     """Class fractions (17, ny, nx) and majority class of the 0.05 deg map on ``grid``."""
     ny, nx = grid.shape
     if grid.resolution < 0.05 - 1e-9:
         # Finer than the map (500 m): each cell takes the class of the 0.05 deg cell it lies in.
-        cls = _landcover_at_points(lc005, *np.meshgrid(grid.lat, grid.lon, indexing="ij"))
+        cls = landcover_at_points(lc005, *np.meshgrid(grid.lat, grid.lon, indexing="ij"))
         frac = np.stack([(cls == c) for c in IGBP]).astype("float32")
         return frac, majority_class(frac, IGBP, fill=products.LANDCOVER_FILL)
     factor = round(grid.resolution / 0.05)
@@ -156,7 +166,7 @@ def _landcover_on_grid(lc005: np.ndarray, grid: LatLonGrid) -> tuple[np.ndarray,
     return frac, majority_class(frac, IGBP, fill=products.LANDCOVER_FILL)
 
 
-def _landcover_at_points(lc005: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def landcover_at_points(lc005: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Nearest 0.05 deg class at points (longitudes in any convention)."""
     lon180 = (np.asarray(lon) + 180.0) % 360.0 - 180.0
     row = np.clip(np.floor((90.0 - np.asarray(lat)) / 0.05).astype(int), 0, lc005.shape[0] - 1)
@@ -562,7 +572,7 @@ def build_world(root: str | Path, config: DemoConfig | None = None, *, progress:
     lc005 = read_mcd12c1()
 
     # Static layers on the MODIS-like grid.
-    frac, majority = _landcover_on_grid(lc005, grid)
+    frac, majority = landcover_on_grid(lc005, grid)
     lat2, lon2 = np.meshgrid(grid.lat, grid.lon, indexing="ij")
     surf = _surface(lat2, lon2, frac, cfg.seed)
     starts = periods.period_starts(cfg.years)
@@ -764,7 +774,7 @@ def _write_era5(
         rel = (lon - (w_ - 1.0)) % 360.0
         lon = lon[rel <= (e_ - w_) + 2.0]
     lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
-    cls = _landcover_at_points(lc005, lat2, lon2)
+    cls = landcover_at_points(lc005, lat2, lon2)
     onehot = np.stack([(cls == c) for c in IGBP]).astype("float64")
     lon180 = np.where(lon2 > 180, lon2 - 360, lon2)
     surf = _surface(lat2, lon180, onehot, cfg.seed)
