@@ -207,14 +207,20 @@ def cosore_case(data: Path, variable: str, params: dict) -> dict:
     )
 
 
-def fluxnet_case(data: Path, params: dict) -> dict:
+def fluxnet_table(data: Path) -> tuple[pd.DataFrame, list[str]]:
+    """FLUXNET2015 monthly NEE at 204 sites with the grid climate of the month and the site, land
+    cover, the month transform, the year and latitude; and those predictors' names."""
     t = S.read_fluxnet_monthly_table(
         data / "fluxnet" / "fluxnet2015_monthly_GPP_NEE_ET_204sites.csv", variables=("NEE",)
     )
     o = t.observations.copy()
     o = with_site_climate(data, o, month=o.start.dt.month)
     o["m_sin"], o["m_cos"] = np.sin(2 * np.pi * o.month / 12), np.cos(2 * np.pi * o.month / 12)
-    features = [*MONTHLY_CLIMATE, "m_sin", "m_cos", "landcover", "year", "lat"]
+    return o, [*MONTHLY_CLIMATE, "m_sin", "m_cos", "landcover", "year", "lat"]
+
+
+def fluxnet_case(data: Path, params: dict) -> dict:
+    o, features = fluxnet_table(data)
     return compare_models(o, features, min_sites=8, params=params)
 
 

@@ -36,6 +36,14 @@ def test_skill_real_data_pieces(shared_data):
     assert result["sites"] == 204 and -1 < result["r2_unified"] < 1
 
 
+def test_equal_skill_sweep_on_real_fluxnet_tiny(shared_data):
+    result = _load("bench_predict").equal_skill_on_fluxnet(shared_data, tiny=True)
+    assert result["sites"] == 12 and {r["kind"] for r in result["sweep"]} == {"xgboost", "rf"}
+    chosen = [result["xgboost_chosen"], result["rf_chosen"]]
+    assert all(r["loso_r2"] >= result["skill_bar_r2"] for r in chosen)
+    assert result["xgboost_over_rf_predict_speed"] == round(chosen[0]["rate"] / chosen[1]["rate"], 2)
+
+
 def test_full_500m_graph_builds_without_computing_in_bounded_memory():
     """The whole one-year 500 m global prediction graph: no compute (the counting scheduler inside
     raises on any), Python memory far below one block's data, a bounded number of tasks per block,
