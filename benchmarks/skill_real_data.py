@@ -21,7 +21,7 @@ Cases (each prints one JSON line):
 No MODIS or ERA5 predictors: those are remote sources this machine cannot reach, so these
 numbers measure what climate alone explains and are lower than remote-sensing models report.
 
-    python benchmarks/skill_real_data.py [--data ../shared/data] [--cases srdb_sr,fluxnet_nee]
+    python benchmarks/skill_real_data.py [--data ../shared/data] [--cases srdb_sr,fluxnet_nee] [--out DIR]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from fluxmap.demo import landcover_at_points, landcover_on_grid, read_mcd12c1
 from fluxmap.extract import extract_at_sites, locate_sites
 from fluxmap.grids import LatLonGrid, cell_area
 from fluxmap.periods import aggregate_to_periods
+from fluxmap.products import spec
 from fluxmap.train import FittedModel, fit
 from fluxmap.validate import compare, loso_predict, metrics, metrics_table
 from fluxmap.zones import fit_zones, zone_array
@@ -333,9 +334,10 @@ def predict_by_zone(
     return out
 
 
-def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> dict:
+def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> tuple[dict, dict[str, np.ndarray]]:
     """Zones of the sites' climate, zone models and a unified model fitted on every record, both
-    applied to every cell of ``g``: their LOSO skill, global and per-band totals (Pg C yr-1)."""
+    applied to every cell of ``g``: their LOSO skill, global and per-band totals (Pg C yr-1); and
+    the maps (``zone``, ``unified``: class-weighted flux, g C m-2 yr-1 of cell; ``cell_zone``)."""
     skill = compare_models(obs, GLOBAL_FEATURES, min_sites=10, params=params)
     zm, _ = site_zones(obs, min_sites=10)
     site_f = obs.groupby("site_id")[ZONE_FACTORS].first()
@@ -351,7 +353,7 @@ def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> dict:
         "unified": class_weighted_flux(g, partial(predict_by_zone, {}, unified), cell_zone)[0],
     }
     totals = {m: band_totals(g, w) for m, w in weighted.items()}
-    return {
+    summary = {
         "sites": skill["sites"],
         "records": skill["rows"],
         "zones": zm.k,
@@ -366,13 +368,81 @@ def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> dict:
         },
         "share_of_cells_below_zero": {m: round(float((w[np.isfinite(w)] < 0).mean()), 4) for m, w in weighted.items()},
     }
+    return summary, {**weighted, "cell_zone": cell_zone}
 
 
-def global_case(data: Path, params: dict, resolution: float = 0.5) -> dict:
+def global_maps(g: xr.Dataset, fields: dict[str, dict[str, np.ndarray]], mapped: np.ndarray) -> xr.Dataset:
+    """The global case's maps as a CF Dataset: per flux and model family the mean flux per m2 of the
+    mapped land of each cell (g C m-2 d-1, like every fluxmap flux), each flux's zones, the mapped
+    land fraction and the cell areas."""
+    grid_coords = LatLonGrid(float(abs(g.lat.values[0] - g.lat.values[1]))).coords()
+    share = np.where(mapped > 0, mapped, np.nan)
+    data = {
+        "mapped_land_fraction": (
+            ("lat", "lon"),
+            mapped.astype("float32"),
+            {"units": "1", "long_name": "fraction of the cell mapped (MCD12C1 2019 land without snow/ice and water)"},
+        ),
+        "cell_area": (("lat",), g.cell_area.values, {"units": "m2", "long_name": "cell area on the sphere"}),
+    }
+    for v, maps in fields.items():
+        base = spec(v).attrs()
+        for m, label in (("zone", "zone models"), ("unified", "unified model")):
+            per_land = maps[m] / share / 365.0  # class-weighted, per m2 of cell -> per m2 of mapped land, per day
+            attrs = {
+                **base,
+                "long_name": f"{base['long_name']}, SRDB annual mean, {label}",
+                "cell_methods": "time: mean",
+            }
+            data[f"{v}_{m}"] = (("lat", "lon"), per_land.astype("float32"), attrs)
+        data[f"{v}_zone_id"] = (
+            ("lat", "lon"),
+            maps["cell_zone"].astype("uint8"),
+            {"long_name": f"environmental zone of the {v} models (from the cell's annual climate)", "units": "1"},
+        )
+    return xr.Dataset(data, coords=grid_coords).assign_attrs(
+        Conventions="CF-1.10",
+        title="fluxmap: SRDB v5 annual fluxes mapped with grid climate and MCD12C1 2019 land cover",
+        source="benchmarks/skill_real_data.py srdb_global",
+    )
+
+
+def write_global_outputs(ds: xr.Dataset, out: Path) -> list[Path]:
+    """``srdb_global.nc`` and, per flux, the zone models' map and the zone-minus-unified map (PNG)."""
+    from fluxmap.report import map_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "srdb_global.nc"]
+    ds.to_netcdf(paths[0])
+    for v in ("sr", "rh"):
+        if f"{v}_zone" not in ds:
+            continue
+        units = ds[f"{v}_zone"].attrs["units"]
+        paths.append(
+            map_figure(
+                ds[f"{v}_zone"], out / f"map_{v}_srdb_global.png", title=ds[f"{v}_zone"].attrs["long_name"], units=units
+            )
+        )
+        diff = (ds[f"{v}_zone"] - ds[f"{v}_unified"]).rename(f"{v}_difference")
+        paths.append(
+            map_figure(
+                diff,
+                out / f"map_{v}_srdb_global_zone_minus_unified.png",
+                title=f"{v.upper()}: zone models minus unified model (SRDB, grid climate + land cover)",
+                units=units,
+                cmap="RdBu_r",
+                symmetric=True,
+            )
+        )
+    return paths
+
+
+def global_case(data: Path, params: dict, resolution: float = 0.5, out: Path | None = None) -> dict:
     """SRDB annual SR and HR mapped over the globe by zone models and by one unified model, and the
     global totals (Pg C yr-1) of both next to the published ones. Predictors: the grid's annual
     climate and the IGBP class (the record's own MAT/MAP exist only at sites); each cell's flux is
-    the class-fraction-weighted mean over its land classes (snow and ice, water left out)."""
+    the class-fraction-weighted mean over its land classes (snow and ice, water left out). With
+    ``out``, the maps are written there (:func:`write_global_outputs`)."""
     g = global_grid(data, resolution)
     t = S.read_srdb(data / "srdb" / "srdb-data.csv", S.SrdbRules(min_year=None))
     mapped = g.class_fraction.where(~g.igbp.isin(list(NOT_MAPPED)), 0.0).sum("igbp")
@@ -383,14 +453,18 @@ def global_case(data: Path, params: dict, resolution: float = 0.5) -> dict:
         "mapped_land_mkm2": round(float(area.sum() / 1e12), 2),
         "mapped_land_without_climate_mkm2": round(float((area * no_climate).sum() / 1e12), 3),
     }
+    fields = {}
     for variable in ("sr", "rh"):
-        result[variable] = {**map_flux(srdb_at_grid(t.observations, g, variable), g, params)}
-        result[variable]["published_pg"] = PUBLISHED_PG[variable]
+        summary, fields[variable] = map_flux(srdb_at_grid(t.observations, g, variable), g, params)
+        result[variable] = {**summary, "published_pg": PUBLISHED_PG[variable]}
     for m in ("zone", "unified"):
         sr, rh = result["sr"][f"total_pg_{m}"], result["rh"][f"total_pg_{m}"]
         result[f"rh_over_sr_{m}"] = round(rh / sr, 3)
         result[f"ar_pg_{m}"] = round(sr - rh, 2)
     result["published_rh_over_sr"] = "Lu et al. 2021: 0.59 (AR 35.2 Pg C yr-1)"
+    if out is not None:
+        written = write_global_outputs(global_maps(g, fields, mapped.values), Path(out))
+        result["outputs"] = [str(p) for p in written]
     return result
 
 
@@ -400,27 +474,30 @@ CASES = {
     "cosore_rs": lambda d, p: cosore_case(d, "sr", p),
     "cosore_rh": lambda d, p: cosore_case(d, "rh", p),
     "fluxnet_nee": lambda d, p: fluxnet_case(d, p),
-    "srdb_global": lambda d, p: global_case(d, p),
+    "srdb_global": lambda d, p: global_case(d, p),  # run() passes its ``out``
 }
 
 
-def run(data: Path, cases: list[str], params: dict | None = None) -> list[dict]:
+def run(data: Path, cases: list[str], params: dict | None = None, out: Path | None = None) -> list[dict]:
+    """Each case in turn, printing its JSON line; ``out``: where ``srdb_global`` writes its maps."""
     params = params or {"n_estimators": 200, "max_depth": 4}
-    out = []
+    results = []
     for name in cases:
         t0 = time.perf_counter()
-        res = {"case": name, **CASES[name](data, params), "seconds": round(time.perf_counter() - t0, 1)}
-        out.append(res)
+        figures = global_case(data, params, out=out) if name == "srdb_global" else CASES[name](data, params)
+        res = {"case": name, **figures, "seconds": round(time.perf_counter() - t0, 1)}
+        results.append(res)
         print(json.dumps(res), flush=True)
-    return out
+    return results
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--out", help="folder for the srdb_global case's maps (NetCDF + PNG); none written without it")
     args = p.parse_args()
-    run(Path(args.data), args.cases.split(","))
+    run(Path(args.data), args.cases.split(","), out=Path(args.out) if args.out else None)
 
 
 if __name__ == "__main__":

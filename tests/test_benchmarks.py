@@ -129,7 +129,7 @@ def test_to_grid_interpolates_across_the_dateline():
     np.testing.assert_allclose(out.values, np.broadcast_to(np.cos(np.deg2rad(grid.lon)), out.shape), atol=1e-3)
 
 
-def test_global_srdb_map_pieces(shared_data):
+def test_global_srdb_map_pieces(shared_data, tmp_path):
     """The global case on the real grids and land cover: mapped area, class weighting, totals in Pg."""
     import numpy as np
 
@@ -151,7 +151,20 @@ def test_global_srdb_map_pieces(shared_data):
     ok = np.isfinite(by_class)
     np.testing.assert_allclose(by_class[ok], expect[ok], rtol=1e-5)
     # End to end with light models: SRDB annual SR and HR in g C m-2 yr-1 give totals of the published order.
-    r = mod.global_case(shared_data, {"n_estimators": 5, "max_depth": 2}, resolution=5.0)
+    r = mod.global_case(shared_data, {"n_estimators": 5, "max_depth": 2}, resolution=5.0, out=tmp_path)
     assert r["sr"]["sites"] > 900 and r["rh"]["sites"] > 200
     for m in ("zone", "unified"):
         assert 60 < r["sr"][f"total_pg_{m}"] < 160 and 0.3 < r[f"rh_over_sr_{m}"] < 0.9
+    # The written maps (per m2 of mapped land, per day) give back the totals; the figures exist.
+    import xarray as xr
+
+    ds = xr.open_dataset(tmp_path / "srdb_global.nc")
+    assert ds.sr_zone.attrs["units"] == "g m-2 d-1" and ds.rh_unified.attrs["standard_name"]
+    assert ds.lat.attrs["units"] == "degrees_north" and ds.sr_zone_id.max() >= 2
+    for v in ("sr", "rh"):
+        for m in ("zone", "unified"):
+            mass = ds[f"{v}_{m}"] * 365.0 * ds.mapped_land_fraction * ds.cell_area
+            assert abs(float(mass.sum()) / 1e15 - r[v][f"total_pg_{m}"]) < 0.01
+        assert (tmp_path / f"map_{v}_srdb_global.png").stat().st_size > 10_000
+        assert (tmp_path / f"map_{v}_srdb_global_zone_minus_unified.png").is_file()
+    assert sorted(Path(p).name for p in r["outputs"]) == sorted(p.name for p in tmp_path.iterdir())

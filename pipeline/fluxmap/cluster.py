@@ -20,19 +20,23 @@ __all__ = ["WORKER_ENV", "client_for", "render_jobqueue_script", "render_kuberne
 
 WORKER_ENV: dict[str, str] = {
     "OMP_NUM_THREADS": "1",
-    "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20),
-    "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20),
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
 }
 """Environment of every worker process fluxmap starts (local, HPC jobs, Kubernetes pods).
 
-One BLAS/OpenMP thread per worker thread. glibc's allocator thresholds at 64 MiB: distributed's
+One BLAS/OpenMP thread per worker thread. glibc's allocator thresholds at 32 MiB: distributed's
 nannies set ``MALLOC_TRIM_THRESHOLD_=65536`` by default, and setting any trim threshold switches
 off glibc's dynamic mmap threshold, so every array over 128 KiB (every chunk-sized temporary of
 the decode and feature steps) is mmap'd, page-faulted in and unmapped again on each allocation.
 Measured here (2 cores): elementwise numpy on a 46 x 149 x 209 block 2.5x slower in a worker than
 in-process, the 8-day ERA5 means 2x slower, the predict stage 7-10 % slower. With both thresholds at
-64 MiB, blocks are reused from the heap and a worker still returns freed memory above 64 MiB to the
-system. Must be in the environment before the worker process starts (see distributed's Nanny).
+32 MiB, blocks are reused from the heap and a worker still returns freed memory above 32 MiB to the
+system. Measured with ``bench_scaling.py`` and ``bench_memory.py`` (one worker, Europe at 0.1 deg):
+the stage takes 13.8-14.3 s at 32 MiB, 13.7-14.1 s at 64 MiB and 15.9 s with distributed's
+defaults; the peak worker memory at 4x the cells is 1.03x the coarse grid's at 32 MiB, and
+1.10-1.21x at 64 MiB, where up to 64 MiB of freed heap is kept (bimodal: 455 or 499 MB).
+Must be in the environment before the worker process starts (see distributed's Nanny).
 """
 
 
