@@ -413,7 +413,8 @@ def write_global_outputs(ds: xr.Dataset, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "srdb_global.nc"]
-    ds.to_netcdf(paths[0])
+    # No fill value on coordinates and cell areas (CF: coordinate variables have no missing values).
+    ds.to_netcdf(paths[0], encoding={v: {"_FillValue": None} for v in ("lat", "lon", "cell_area")})
     for v in ("sr", "rh"):
         if f"{v}_zone" not in ds:
             continue

@@ -161,6 +161,7 @@ def test_global_srdb_map_pieces(shared_data, tmp_path):
     ds = xr.open_dataset(tmp_path / "srdb_global.nc")
     assert ds.sr_zone.attrs["units"] == "g m-2 d-1" and ds.rh_unified.attrs["standard_name"]
     assert ds.lat.attrs["units"] == "degrees_north" and ds.sr_zone_id.max() >= 2
+    assert all("_FillValue" not in ds[c].encoding for c in ("lat", "lon", "cell_area"))
     for v in ("sr", "rh"):
         for m in ("zone", "unified"):
             mass = ds[f"{v}_{m}"] * 365.0 * ds.mapped_land_fraction * ds.cell_area
