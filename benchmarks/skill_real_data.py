@@ -122,11 +122,13 @@ def compare_models(
     params: dict,
     restarts: int = 50,
     extra: dict[str, list[str]] | None = None,
+    zoning: tuple | None = None,
 ) -> dict:
-    """Zones on site-level climate, then LOSO zone vs unified models (XGBoost)."""
+    """Zones on site-level climate (``zoning``: those :func:`site_zones` already fitted on ``df``),
+    then LOSO zone vs unified models (XGBoost)."""
     site_f = df.groupby("site_id")[ZONE_FACTORS].first()
     try:
-        zm, cand = site_zones(df, min_sites=min_sites, restarts=restarts)
+        zm, cand = zoning or site_zones(df, min_sites=min_sites, restarts=restarts)
     except ValueError as e:  # too few sites to zone: report the unified model alone
         unified = loso_predict(df, features=features, params=params, n_jobs=2)
         m = metrics(df.value.values, unified.values)
@@ -338,8 +340,9 @@ def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> tuple[dict, dict
     """Zones of the sites' climate, zone models and a unified model fitted on every record, both
     applied to every cell of ``g``: their LOSO skill, global and per-band totals (Pg C yr-1); and
     the maps (``zone``, ``unified``: class-weighted flux, g C m-2 yr-1 of cell; ``cell_zone``)."""
-    skill = compare_models(obs, GLOBAL_FEATURES, min_sites=10, params=params)
-    zm, _ = site_zones(obs, min_sites=10)
+    zoning = site_zones(obs, min_sites=10)
+    skill = compare_models(obs, GLOBAL_FEATURES, min_sites=10, params=params, zoning=zoning)
+    zm = zoning[0]
     site_f = obs.groupby("site_id")[ZONE_FACTORS].first()
     obs = obs.assign(zone=obs.site_id.map(pd.Series(zone_array(zm, site_f.to_numpy()), index=site_f.index)))
     unified = fit("xgboost", obs, obs.value, features=GLOBAL_FEATURES, params=params, n_jobs=2)

@@ -215,12 +215,18 @@ def model_target(
             _bootstrap_sentence(tboot, "the noise-free truth"),
         ]
         d["true_zone"] = truth["zone"].reindex(d.index)
-        d["pred_true_zones"] = d.pred_unified
-        for _, part in d[d.true_zone.notna()].groupby("true_zone"):
-            if part.site_id.nunique() >= 2:  # a true zone with one site keeps the unified model's prediction
-                d.loc[part.index, "pred_true_zones"] = loso_predict(
-                    part, features=selected["unified"], kind=cfg.kind, params=params, seed=cfg.seed, n_jobs=cfg.n_jobs
-                )
+        placed = d[d.true_zone.notna()]
+        by_true_zone = loso_predict(
+            placed,
+            features=selected["unified"],
+            by="true_zone",
+            kind=cfg.kind,
+            params=params,
+            seed=cfg.seed,
+            n_jobs=cfg.n_jobs,
+        )
+        # A true zone with one site cannot be validated (NaN): it keeps the unified model's prediction.
+        d["pred_true_zones"] = by_true_zone.reindex(d.index).fillna(d.pred_unified)
         ok = d.pred_true_zones.notna() & d.pred_unified.notna()
         oboot = paired_site_bootstrap(d[ok], "pred_true_zones", "pred_unified", seed=cfg.seed)
         o_obs = metrics(d.value[ok].to_numpy(), d.pred_true_zones[ok].to_numpy())
