@@ -34,3 +34,20 @@ def shared_data() -> Path:
             pytest.fail(f"FLUXMAP_REQUIRE_REALDATA=1 but the real data folder {SHARED_DATA} is missing")
         pytest.skip(f"real data folder {SHARED_DATA} not found")
     return SHARED_DATA
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """A self-signed certificate (its own CA) and its key as files: the three TLS settings of a
+    cluster config."""
+    from distributed.security import Security
+
+    sec = Security.temporary()
+    files = {"tls_ca_file": sec.tls_ca_file, "tls_cert": sec.tls_client_cert, "tls_key": sec.tls_client_key}
+    out = {}
+    for name, pem in files.items():
+        path = tmp_path / f"{name}.pem"
+        path.write_text(pem)
+        path.chmod(0o600)
+        out[name] = str(path)
+    return out

@@ -89,6 +89,26 @@ def test_tls_on_loopback(tmp_path):
             Client(cluster.scheduler_address, timeout="2s")  # no credentials: refused
 
 
+def test_local_cluster_with_tls_files(tls_files):
+    """``cluster: {kind: local}`` with the three TLS files: the scheduler and workers fluxmap starts
+    use the certificate, the client connects over TLS, and a client without it is refused."""
+    from distributed import Client
+
+    with client_for(ClusterConfig(kind="local", n_workers=1, memory_limit="2GB", **tls_files)) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert all(w.startswith("tls://127.0.0.1:") for w in client.scheduler_info()["workers"])
+        assert client.submit(pow, 2, 10).result() == 1024
+        with pytest.raises((OSError, TypeError)):
+            Client(address, timeout="2s", set_as_default=False)
+
+
+def test_tls_files_are_refused_for_kubernetes_instead_of_ignored(tls_files):
+    with pytest.raises(ValueError, match="not used for kind=kubernetes"):
+        with client_for(ClusterConfig(kind="kubernetes", **tls_files)):
+            pass
+
+
 def test_tls_files_must_come_together():
     assert security(ClusterConfig()) is None
     with pytest.raises(ValueError, match="together"):

@@ -484,6 +484,113 @@ def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_p
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
 
+_SUBMIT = {"slurm": ("sbatch", "scancel", "Submitted batch job $job"), "pbs": ("qsub", "qdel", "$job.fakepbs")}
+
+
+def fake_batch_system(tmp_path: Path, kind: str) -> tuple[Path, Path]:
+    """Stand-ins for a batch system's submit and cancel commands (``sbatch``/``scancel``,
+    ``qsub``/``qdel``), in a folder to put first on PATH. Submitting keeps the job script and runs
+    it on this machine in the background, in its own session (so cancelling kills the job's
+    nanny and workers together), and answers as the real command does, with a job id (the
+    submitting process's pid, unique among concurrent submissions). Cancelling records the id.
+    Returns the folder of the commands and the folder of the jobs (``<id>.sh``, ``.log``,
+    ``.pid``; ``cancelled``)."""
+    submit, cancel, answer = _SUBMIT[kind]
+    bin_dir, jobs = tmp_path / "bin", tmp_path / "jobs"
+    bin_dir.mkdir()
+    jobs.mkdir()
+    (bin_dir / submit).write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        f'job=$$; jobs="{jobs}"\n'
+        'cp "$1" "$jobs/$job.sh"\n'
+        'setsid bash "$jobs/$job.sh" > "$jobs/$job.log" 2>&1 < /dev/null &\n'
+        'echo $! > "$jobs/$job.pid"\n'
+        f'echo "{answer}"\n'
+    )
+    (bin_dir / cancel).write_text(
+        "#!/usr/bin/env bash\n"
+        f'jobs="{jobs}"; echo "$1" >> "$jobs/cancelled"\n'
+        'kill -TERM -- "-$(cat "$jobs/$1.pid")" 2>/dev/null || true\n'
+    )
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    return bin_dir, jobs
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by init, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(
+    "kind, directive, tls", [("slurm", "#SBATCH", False), ("pbs", "#PBS", False), ("slurm", "#SBATCH", True)]
+)
+def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, monkeypatch, request, kind, directive, tls):
+    """``cluster: {kind: slurm}`` (and pbs) end to end, with the batch system emulated on this
+    machine: fluxmap's dask-jobqueue cluster submits its rendered job scripts, they run for real
+    (the exports, then the nanny and a worker that finds the scheduler over the configured
+    interface; with TLS files, over TLS with the certificate given on its command line), the
+    prediction stage runs on those workers and writes the local run's store, and closing the
+    cluster cancels the jobs."""
+    import dataclasses
+    import sys
+    import time
+
+    from fluxmap.cluster import WORKER_ENV, client_for
+    from fluxmap.config import ClusterConfig
+    from fluxmap.run import predict_stage
+
+    bin_dir, jobs = fake_batch_system(tmp_path, kind)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cfg, result, _ = run_dir
+    remote_cfg = _remote_copy(cfg, tmp_path)
+    files = request.getfixturevalue("tls_files") if tls else {}
+    cluster = ClusterConfig(
+        kind=kind,
+        n_workers=2,
+        cores=1,
+        memory="3GB",
+        walltime="00:30:00",
+        python=sys.executable,
+        interface="lo",
+        **files,
+    )
+    protocol = "tls" if tls else "tcp"
+    remote_cfg = dataclasses.replace(remote_cfg, cluster=cluster)
+    with client_for(remote_cfg.cluster) as client:
+        client.wait_for_workers(2, timeout=120)
+        workers = client.scheduler_info()["workers"]
+        assert client.scheduler.address.startswith(f"{protocol}://127.0.0.1:")
+        assert len(workers) == 2 and all(w.startswith(f"{protocol}://127.0.0.1:") for w in workers)
+        env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
+        assert all(e == WORKER_ENV for e in env.values()), env
+        remote = predict_stage(remote_cfg, log=lambda m: None)
+    scripts = sorted(jobs.glob("*.sh"))
+    assert len(scripts) == 2
+    for script in scripts:
+        text = script.read_text()
+        assert directive in text and "00:30:00" in text and "--interface lo" in text
+        assert f"{sys.executable} -m distributed.cli.dask_worker {protocol}://127.0.0.1:" in text
+        flags = {"--tls-ca-file": "tls_ca_file", "--tls-cert": "tls_cert", "--tls-key": "tls_key"}
+        assert all(f"{flag} {files[k]}" in text for flag, k in flags.items()) if tls else "--tls-" not in text
+    ids = {s.stem for s in scripts}
+    assert set((jobs / "cancelled").read_text().split()) == ids
+    pids = [int((jobs / f"{i}.pid").read_text()) for i in ids]
+    for _ in range(100):
+        if not any(_alive(p) for p in pids):
+            break
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), "a cancelled job is still running"
+    a = xr.open_zarr(result["store"], consolidated=True)
+    b = xr.open_zarr(remote["store"], consolidated=True)
+    for v in ("sr", "nee", "sr_sd", "zone"):
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+
+
 def test_a_worker_killed_during_prediction_changes_nothing(run_dir, tmp_path):
     """SIGKILL one worker process while it predicts a region (one task: reads, prediction, writes):
     its nanny starts a new one, the lost region is recomputed from files, the run completes and

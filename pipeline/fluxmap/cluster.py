@@ -41,7 +41,12 @@ Must be in the environment before the worker process starts (see distributed's N
 
 
 def security(cfg: ClusterConfig):
-    """A distributed Security object when TLS files are configured, else None."""
+    """A distributed Security object when TLS files are configured, else None.
+
+    The certificate and key (signed by the CA) serve every role: the client's connection, and
+    the scheduler and workers of a cluster fluxmap starts (local, SLURM/PBS jobs, which get the
+    file paths on their command line, so the files must be on storage the compute nodes see).
+    """
     files = (cfg.tls_ca_file, cfg.tls_cert, cfg.tls_key)
     if not any(files):
         return None
@@ -49,9 +54,12 @@ def security(cfg: ClusterConfig):
         raise ValueError("TLS needs tls_ca_file, tls_cert and tls_key together")
     from distributed.security import Security
 
-    return Security(
-        tls_ca_file=cfg.tls_ca_file, tls_client_cert=cfg.tls_cert, tls_client_key=cfg.tls_key, require_encryption=True
-    )
+    roles = {
+        f"tls_{role}_{part}": f
+        for role in ("client", "scheduler", "worker")
+        for part, f in (("cert", cfg.tls_cert), ("key", cfg.tls_key))
+    }
+    return Security(tls_ca_file=cfg.tls_ca_file, require_encryption=True, **roles)
 
 
 def _memory_limit(cfg: ClusterConfig, n_workers: int) -> str | int:
@@ -84,6 +92,8 @@ def _jobqueue_cluster(cfg: ClusterConfig):
         opts["queue"] = cfg.queue
     if cfg.account:
         opts["account"] = cfg.account
+    if cfg.interface:
+        opts["interface"] = cfg.interface
     sec = security(cfg)
     if sec is not None:
         opts["security"] = sec
@@ -200,6 +210,12 @@ def client_for(cfg: ClusterConfig) -> Iterator[Any]:
                 yield client
         return
     if cfg.kind == "kubernetes":
+        if sec is not None:
+            raise ValueError(
+                "TLS files are not used for kind=kubernetes: the DaskCluster's scheduler is a ClusterIP service, "
+                "reached inside the cluster or through `kubectl port-forward`. For TLS start the scheduler and workers "
+                "with their --tls-* files yourself and use kind=address with a tls:// address"
+            )
         from dask_kubernetes.operator import KubeCluster
 
         with (

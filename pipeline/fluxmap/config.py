@@ -238,6 +238,9 @@ class ClusterConfig:
     """HPC: job wall time."""
     python: str = "python"
     """HPC: the Python of the environment fluxmap is installed in, on the compute nodes."""
+    interface: str | None = None
+    """HPC: network interface of the scheduler and the workers (``ib0``, ``eth0``); default: the
+    jobqueue configuration's (``deploy/jobqueue.yaml``), else the host's first address."""
     image: str = "ghcr.io/fluxmap/fluxmap:0.1.0"
     """Kubernetes: the worker image (deploy/Dockerfile)."""
     namespace: str = "default"
