@@ -1,5 +1,9 @@
 """Strong scaling of the prediction stage: the same grid predicted and written by 1 and by N
-local worker processes (one thread each, a LocalCluster on loopback), models trained once.
+worker processes (one thread each), models trained once. The workers are a LocalCluster on
+loopback by default; ``--cluster slurm|pbs|kubernetes`` takes them from that cluster instead,
+with the rest of the ``cluster:`` block of ``--config`` (queue, account, memory, python, image,
+interface, TLS files): one single-threaded worker per batch job or pod, N jobs or pods for N
+workers. Remote workers need ``--workdir`` on storage they share with this process.
 
 Efficiency(N) = T(1) / (N * T(N)); 1.0 is perfect. Worker processes are started and have imported
 the pipeline before the clock starts; everything else in ``predict_to_zarr`` (ERA5 8-day means,
@@ -7,12 +11,15 @@ zone map, prediction, Zarr write) is timed. Prints one JSON line.
 
     python benchmarks/bench_scaling.py                    # 1 and 2 workers, Europe at 0.1 deg
     python benchmarks/bench_scaling.py --workers 1,2,4,8  # on a bigger machine
+    python benchmarks/bench_scaling.py --cluster slurm --config run.yaml --workdir /scratch/$USER \
+        --workers 1,4,16,64 --resolution 0.05   # from a login node
     python benchmarks/bench_scaling.py --tiny
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -22,12 +29,35 @@ import time
 from pathlib import Path
 
 from fluxmap.cluster import client_for
-from fluxmap.config import ClusterConfig
+from fluxmap.config import ClusterConfig, load_yaml, run_config_from_mapping
 from fluxmap.run import predict_to_zarr
 from fluxmap.testing import europe_demo_config, import_prediction_modules, tiny_trainable_config, trained_world
 
 
-def run(workers: tuple[int, ...] = (1, 2), tiny: bool = False, resolution: float = 0.1, workdir: str | None = None):
+def cluster_with(cluster: ClusterConfig, n: int) -> ClusterConfig:
+    """``cluster`` resized to ``n`` single-threaded workers: a LocalCluster of n processes, or n
+    batch jobs or pods of one worker (one core) each."""
+    if cluster.kind == "local":
+        return dataclasses.replace(cluster, n_workers=n, threads_per_worker=1)
+    if cluster.kind in ("slurm", "pbs", "kubernetes"):
+        return dataclasses.replace(cluster, n_workers=n, threads_per_worker=1, cores=1)
+    raise ValueError(
+        f"cluster kind {cluster.kind!r}: scaling needs a cluster this benchmark sizes itself "
+        "(local, slurm, pbs or kubernetes); an existing scheduler's workers are fixed"
+    )
+
+
+def run(
+    workers: tuple[int, ...] = (1, 2),
+    tiny: bool = False,
+    resolution: float = 0.1,
+    workdir: str | None = None,
+    cluster: ClusterConfig | None = None,
+    wait_s: float = 120,
+):
+    """``wait_s``: how long to wait for each set of workers to start (batch queues may need more)."""
+    cluster = cluster or ClusterConfig(kind="local")
+    sized = {n: cluster_with(cluster, n) for n in workers}  # refuses an unsizable kind before any work
     demo = tiny_trainable_config(space_chunk=16) if tiny else europe_demo_config(resolution)
     times: dict[int, float] = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -35,8 +65,8 @@ def run(workers: tuple[int, ...] = (1, 2), tiny: bool = False, resolution: float
         out = Path(cfg.workdir) / "predict"
         for n in workers:
             shutil.rmtree(out, ignore_errors=True)
-            with client_for(ClusterConfig(kind="local", n_workers=n, threads_per_worker=1)) as client:
-                client.wait_for_workers(n, timeout=120)
+            with client_for(sized[n]) as client:
+                client.wait_for_workers(n, timeout=wait_s)
                 client.run(import_prediction_modules)
                 t0 = time.perf_counter()
                 written = predict_to_zarr(cfg, log=lambda m: None)
@@ -45,6 +75,7 @@ def run(workers: tuple[int, ...] = (1, 2), tiny: bool = False, resolution: float
     return {
         "benchmark": "strong_scaling",
         "tiny": tiny,
+        "cluster": cluster.kind,
         "grid_cells": int(written["land_fraction"].size),
         "land_cell_periods": written["cells"],
         "seconds": {str(n): round(t, 2) for n, t in times.items()},
@@ -59,9 +90,19 @@ def main() -> None:
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     p.add_argument("--resolution", type=float, default=0.1)
     p.add_argument("--tiny", action="store_true")
+    p.add_argument("--cluster", choices=["local", "slurm", "pbs", "kubernetes"], default="local")
+    p.add_argument("--config", help="run YAML whose cluster: block sets up --cluster (queue, memory, python, ...)")
+    p.add_argument("--workdir", help="folder for the benchmark world (shared storage for remote workers)")
+    p.add_argument("--wait", type=float, default=120, help="seconds to wait for the workers to start (default 120)")
     a = p.parse_args()
     workers = tuple(int(v) for v in a.workers.split(","))
-    print(json.dumps(run(workers, tiny=a.tiny, resolution=a.resolution)))
+    base = run_config_from_mapping(load_yaml(a.config), where=a.config).cluster if a.config else ClusterConfig()
+    cluster = dataclasses.replace(base, kind=a.cluster)
+    print(
+        json.dumps(
+            run(workers, tiny=a.tiny, resolution=a.resolution, workdir=a.workdir, cluster=cluster, wait_s=a.wait)
+        )
+    )
 
 
 if __name__ == "__main__":

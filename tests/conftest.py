@@ -51,3 +51,49 @@ def tls_files(tmp_path: Path) -> dict[str, str]:
         path.chmod(0o600)
         out[name] = str(path)
     return out
+
+
+_SUBMIT = {"slurm": ("sbatch", "scancel", "Submitted batch job $job"), "pbs": ("qsub", "qdel", "$job.fakepbs")}
+
+
+def _fake_batch_system(tmp_path: Path, kind: str) -> tuple[Path, Path]:
+    """Stand-ins for a batch system's submit and cancel commands (``sbatch``/``scancel``,
+    ``qsub``/``qdel``), in a folder to put first on PATH. Submitting keeps the job script and runs
+    it on this machine in the background, in its own session (so cancelling kills the job's
+    nanny and workers together), and answers as the real command does, with a job id (the
+    submitting process's pid, unique among concurrent submissions). Cancelling records the id.
+    Returns the folder of the commands and the folder of the jobs (``<id>.sh``, ``.log``,
+    ``.pid``; ``cancelled``)."""
+    submit, cancel, answer = _SUBMIT[kind]
+    bin_dir, jobs = tmp_path / "bin", tmp_path / "jobs"
+    bin_dir.mkdir(parents=True)
+    jobs.mkdir(parents=True)
+    (bin_dir / submit).write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        f'job=$$; jobs="{jobs}"\n'
+        'cp "$1" "$jobs/$job.sh"\n'
+        'setsid bash "$jobs/$job.sh" > "$jobs/$job.log" 2>&1 < /dev/null &\n'
+        'echo $! > "$jobs/$job.pid"\n'
+        f'echo "{answer}"\n'
+    )
+    (bin_dir / cancel).write_text(
+        "#!/usr/bin/env bash\n"
+        f'jobs="{jobs}"; echo "$1" >> "$jobs/cancelled"\n'
+        'kill -TERM -- "-$(cat "$jobs/$1.pid")" 2>/dev/null || true\n'
+    )
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    return bin_dir, jobs
+
+
+@pytest.fixture
+def batch_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A function of ``kind`` (slurm or pbs) that puts that batch system's stand-ins first on PATH
+    for the test and returns the folder its jobs go to (see :func:`_fake_batch_system`)."""
+
+    def install(kind: str) -> Path:
+        bin_dir, jobs = _fake_batch_system(tmp_path / kind, kind)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        return jobs
+
+    return install

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -77,6 +79,25 @@ def test_bench_scaling_tiny(tmp_path):
     # Structure only: the timings themselves are the benchmark's, not the test's.
     assert set(result["seconds"]) == set(result["speedup"]) == set(result["efficiency"]) == {"1", "2"}
     assert result["land_cell_periods"] > 0
+
+
+def test_bench_scaling_tiny_on_batch_jobs(tmp_path, batch_system):
+    """The scaling benchmark on SLURM (emulated: the job scripts run on this machine): one
+    single-threaded worker per job, so 1 and then 2 jobs; each set cancelled after its run."""
+    import sys
+
+    from fluxmap.config import ClusterConfig
+
+    jobs = batch_system("slurm")
+    cluster = ClusterConfig(kind="slurm", memory="3GB", python=sys.executable, interface="lo")
+    result = _load("bench_scaling").run((1, 2), tiny=True, workdir=str(tmp_path), cluster=cluster)
+    assert result["cluster"] == "slurm" and set(result["efficiency"]) == {"1", "2"}
+    scripts = list(jobs.glob("*.sh"))
+    assert len(scripts) == 3  # 1 job, then 2
+    assert all("--cpus-per-task=1" in s.read_text() and "--nthreads 1 " in s.read_text() for s in scripts)
+    assert sorted((jobs / "cancelled").read_text().split()) == sorted(s.stem for s in scripts)
+    with pytest.raises(ValueError, match="workers are fixed"):
+        _load("bench_scaling").run((1, 2), tiny=True, cluster=ClusterConfig(kind="address", address="tcp://x:1"))
 
 
 def test_bench_memory_tiny(tmp_path):

@@ -484,39 +484,6 @@ def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_p
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
 
-_SUBMIT = {"slurm": ("sbatch", "scancel", "Submitted batch job $job"), "pbs": ("qsub", "qdel", "$job.fakepbs")}
-
-
-def fake_batch_system(tmp_path: Path, kind: str) -> tuple[Path, Path]:
-    """Stand-ins for a batch system's submit and cancel commands (``sbatch``/``scancel``,
-    ``qsub``/``qdel``), in a folder to put first on PATH. Submitting keeps the job script and runs
-    it on this machine in the background, in its own session (so cancelling kills the job's
-    nanny and workers together), and answers as the real command does, with a job id (the
-    submitting process's pid, unique among concurrent submissions). Cancelling records the id.
-    Returns the folder of the commands and the folder of the jobs (``<id>.sh``, ``.log``,
-    ``.pid``; ``cancelled``)."""
-    submit, cancel, answer = _SUBMIT[kind]
-    bin_dir, jobs = tmp_path / "bin", tmp_path / "jobs"
-    bin_dir.mkdir()
-    jobs.mkdir()
-    (bin_dir / submit).write_text(
-        "#!/usr/bin/env bash\nset -euo pipefail\n"
-        f'job=$$; jobs="{jobs}"\n'
-        'cp "$1" "$jobs/$job.sh"\n'
-        'setsid bash "$jobs/$job.sh" > "$jobs/$job.log" 2>&1 < /dev/null &\n'
-        'echo $! > "$jobs/$job.pid"\n'
-        f'echo "{answer}"\n'
-    )
-    (bin_dir / cancel).write_text(
-        "#!/usr/bin/env bash\n"
-        f'jobs="{jobs}"; echo "$1" >> "$jobs/cancelled"\n'
-        'kill -TERM -- "-$(cat "$jobs/$1.pid")" 2>/dev/null || true\n'
-    )
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    return bin_dir, jobs
-
-
 def _alive(pid: int) -> bool:
     """Running (a zombie, exited but not yet reaped by init, counts as gone)."""
     try:
@@ -529,7 +496,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize(
     "kind, directive, tls", [("slurm", "#SBATCH", False), ("pbs", "#PBS", False), ("slurm", "#SBATCH", True)]
 )
-def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, monkeypatch, request, kind, directive, tls):
+def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_system, request, kind, directive, tls):
     """``cluster: {kind: slurm}`` (and pbs) end to end, with the batch system emulated on this
     machine: fluxmap's dask-jobqueue cluster submits its rendered job scripts, they run for real
     (the exports, then the nanny and a worker that finds the scheduler over the configured
@@ -544,8 +511,7 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, monkeypa
     from fluxmap.config import ClusterConfig
     from fluxmap.run import predict_stage
 
-    bin_dir, jobs = fake_batch_system(tmp_path, kind)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    jobs = batch_system(kind)
     cfg, result, _ = run_dir
     remote_cfg = _remote_copy(cfg, tmp_path)
     files = request.getfixturevalue("tls_files") if tls else {}
