@@ -557,61 +557,113 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
 
+def _kill_a_busy_worker(client, store: Path, kill, stop, killed: dict) -> None:
+    """Once the first region is in ``store``, ``kill(worker_address)`` the first worker seen running
+    a region task (reads, prediction and writes of one region); what was killed goes to ``killed``."""
+    import time
+
+    from fluxmap.write import done_regions
+
+    while not stop.is_set() and not done_regions(store):
+        time.sleep(0.05)
+    while not stop.is_set():
+        processing = client.processing()
+        busy = [w for w, tasks in processing.items() if any("_write_region" in str(k) for k in tasks)]
+        if busy:
+            killed["done_before"] = len(done_regions(store))
+            killed["tasks"] = [str(k) for k in processing[busy[0]]]
+            kill(busy[0])
+            killed["worker"] = busy[0]
+            return
+        time.sleep(0.01)
+
+
+def _predict_while_killing(client, cfg, kill) -> tuple[dict, dict]:
+    """The prediction stage on ``client``'s cluster while :func:`_kill_a_busy_worker` kills a worker."""
+    import threading
+
+    from fluxmap.run import predict_stage
+
+    store = Path(cfg.workdir) / "predict" / "fluxmap.zarr"
+    killed: dict[str, object] = {}
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(client, store, kill, stop, killed), daemon=True)
+    killer.start()
+    try:
+        remote = predict_stage(cfg, log=lambda m: None)
+    finally:
+        stop.set()
+        killer.join(timeout=10)
+    assert "worker" in killed, "no worker was killed: the run finished before any block task was seen running"
+    return remote, killed
+
+
+def _assert_same_store(a_store: Path, b_store: Path) -> None:
+    from fluxmap.write import done_regions
+
+    a = xr.open_zarr(a_store, consolidated=True)
+    b = xr.open_zarr(b_store, consolidated=True)
+    assert done_regions(a_store) == done_regions(b_store)
+    for v in ("sr", "nee", "sr_sd", "sr_missing_predictors", "zone"):
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+
+
 def test_a_worker_killed_during_prediction_changes_nothing(run_dir, tmp_path):
     """SIGKILL one worker process while it predicts a region (one task: reads, prediction, writes):
     its nanny starts a new one, the lost region is recomputed from files, the run completes and
     the store equals the clean run's."""
     import dataclasses
     import signal
-    import threading
-    import time
 
     from fluxmap.cluster import client_for
     from fluxmap.config import ClusterConfig
-    from fluxmap.run import predict_stage
     from fluxmap.write import done_regions
 
     cfg, result, _ = run_dir
     remote_cfg = _remote_copy(cfg, tmp_path)
     remote_cfg = dataclasses.replace(remote_cfg, predict=dataclasses.replace(remote_cfg.predict, regions_per_batch=1))
-    store = Path(remote_cfg.workdir) / "predict" / "fluxmap.zarr"
     n_regions = len(done_regions(result["store"]))
-    killed: dict[str, object] = {}
-
-    def kill_a_busy_worker(client, pids, stop):
-        while not stop.is_set() and not done_regions(store):  # the first region is written
-            time.sleep(0.05)
-        while not stop.is_set():
-            processing = client.processing()
-            busy = [w for w, tasks in processing.items() if any("_write_region" in str(k) for k in tasks)]
-            if busy:
-                killed["done_before"] = len(done_regions(store))
-                killed["tasks"] = [str(k) for k in processing[busy[0]]]
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed["worker"] = busy[0]
-                return
-            time.sleep(0.01)
-
     with loopback_cluster(tmp_path) as address, client_for(ClusterConfig(kind="address", address=address)) as client:
         client.wait_for_workers(2, timeout=60)
         pids = client.run(os.getpid)
-        stop = threading.Event()
-        killer = threading.Thread(target=kill_a_busy_worker, args=(client, pids, stop), daemon=True)
-        killer.start()
-        try:
-            remote = predict_stage(remote_cfg, log=lambda m: None)
-        finally:
-            stop.set()
-            killer.join(timeout=10)
+        remote, killed = _predict_while_killing(client, remote_cfg, lambda w: os.kill(pids[w], signal.SIGKILL))
         after = client.run(os.getpid)
-    assert "worker" in killed, "no worker was killed: the run finished before any block task was seen running"
     assert 0 < killed["done_before"] < n_regions, killed
     assert pids[killed["worker"]] not in after.values()  # that process is gone; its nanny started another
-    a = xr.open_zarr(result["store"], consolidated=True)
-    b = xr.open_zarr(remote["store"], consolidated=True)
-    assert done_regions(remote["store"]) == done_regions(result["store"])
-    for v in ("sr", "nee", "sr_sd", "sr_missing_predictors", "zone"):
-        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    _assert_same_store(result["store"], remote["store"])
+
+
+def test_a_batch_job_lost_during_prediction_changes_nothing(run_dir, tmp_path, batch_system):
+    """A whole SLURM job (nanny and worker) SIGKILLed while its worker predicts a region, as when a
+    node fails or the job is preempted: nothing restarts it, the other job's worker recomputes the
+    lost region, the run completes and the store equals the clean run's."""
+    import dataclasses
+    import signal
+    import sys
+
+    from fluxmap.cluster import client_for
+    from fluxmap.config import ClusterConfig
+    from fluxmap.write import done_regions
+
+    batch_system("slurm")
+    cfg, result, _ = run_dir
+    remote_cfg = _remote_copy(cfg, tmp_path)
+    remote_cfg = dataclasses.replace(
+        remote_cfg,
+        predict=dataclasses.replace(remote_cfg.predict, regions_per_batch=1),
+        cluster=ClusterConfig(kind="slurm", n_workers=2, cores=1, memory="3GB", python=sys.executable, interface="lo"),
+    )
+    n_regions = len(done_regions(result["store"]))
+    with client_for(remote_cfg.cluster) as client:
+        client.wait_for_workers(2, timeout=120)
+        pids = client.run(os.getpid)
+        jobs = {w: os.getpgid(pid) for w, pid in pids.items()}  # each job runs in its own process group
+        assert len(set(jobs.values())) == 2
+        remote, killed = _predict_while_killing(client, remote_cfg, lambda w: os.killpg(jobs[w], signal.SIGKILL))
+        survivors = client.scheduler_info()["workers"]
+    assert 0 < killed["done_before"] < n_regions, killed
+    assert killed["worker"] not in survivors and len(survivors) == 1
+    _assert_same_store(result["store"], remote["store"])
 
 
 def test_a_corrupt_input_chunk_is_masked_and_reported(run_dir, tmp_path):
