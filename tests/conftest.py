@@ -89,11 +89,16 @@ def _fake_batch_system(tmp_path: Path, kind: str) -> tuple[Path, Path]:
 @pytest.fixture
 def batch_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A function of ``kind`` (slurm or pbs) that puts that batch system's stand-ins first on PATH
-    for the test and returns the folder its jobs go to (see :func:`_fake_batch_system`)."""
+    for the test and returns the folder its jobs go to (see :func:`_fake_batch_system`) and the
+    cluster config the emulation needs: this Python on the "compute nodes", the scheduler and
+    workers on the loopback interface, one core and 3 GB per job."""
+    import sys
 
-    def install(kind: str) -> Path:
+    from fluxmap.config import ClusterConfig
+
+    def install(kind: str) -> tuple[Path, ClusterConfig]:
         bin_dir, jobs = _fake_batch_system(tmp_path / kind, kind)
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-        return jobs
+        return jobs, ClusterConfig(kind=kind, cores=1, memory="3GB", python=sys.executable, interface="lo")
 
     return install

@@ -84,12 +84,9 @@ def test_bench_scaling_tiny(tmp_path):
 def test_bench_scaling_tiny_on_batch_jobs(tmp_path, batch_system):
     """The scaling benchmark on SLURM (emulated: the job scripts run on this machine): one
     single-threaded worker per job, so 1 and then 2 jobs; each set cancelled after its run."""
-    import sys
-
     from fluxmap.config import ClusterConfig
 
-    jobs = batch_system("slurm")
-    cluster = ClusterConfig(kind="slurm", memory="3GB", python=sys.executable, interface="lo")
+    jobs, cluster = batch_system("slurm")
     result = _load("bench_scaling").run((1, 2), tiny=True, workdir=str(tmp_path), cluster=cluster)
     assert result["cluster"] == "slurm" and set(result["efficiency"]) == {"1", "2"}
     scripts = list(jobs.glob("*.sh"))

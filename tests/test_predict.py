@@ -508,23 +508,13 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
     import time
 
     from fluxmap.cluster import WORKER_ENV, client_for
-    from fluxmap.config import ClusterConfig
     from fluxmap.run import predict_stage
 
-    jobs = batch_system(kind)
+    jobs, cluster = batch_system(kind)
     cfg, result, _ = run_dir
     remote_cfg = _remote_copy(cfg, tmp_path)
     files = request.getfixturevalue("tls_files") if tls else {}
-    cluster = ClusterConfig(
-        kind=kind,
-        n_workers=2,
-        cores=1,
-        memory="3GB",
-        walltime="00:30:00",
-        python=sys.executable,
-        interface="lo",
-        **files,
-    )
+    cluster = dataclasses.replace(cluster, n_workers=2, walltime="00:30:00", **files)
     protocol = "tls" if tls else "tcp"
     remote_cfg = dataclasses.replace(remote_cfg, cluster=cluster)
     with client_for(remote_cfg.cluster) as client:
@@ -639,19 +629,17 @@ def test_a_batch_job_lost_during_prediction_changes_nothing(run_dir, tmp_path, b
     lost region, the run completes and the store equals the clean run's."""
     import dataclasses
     import signal
-    import sys
 
     from fluxmap.cluster import client_for
-    from fluxmap.config import ClusterConfig
     from fluxmap.write import done_regions
 
-    batch_system("slurm")
+    _, cluster = batch_system("slurm")
     cfg, result, _ = run_dir
     remote_cfg = _remote_copy(cfg, tmp_path)
     remote_cfg = dataclasses.replace(
         remote_cfg,
         predict=dataclasses.replace(remote_cfg.predict, regions_per_batch=1),
-        cluster=ClusterConfig(kind="slurm", n_workers=2, cores=1, memory="3GB", python=sys.executable, interface="lo"),
+        cluster=dataclasses.replace(cluster, n_workers=2),
     )
     n_regions = len(done_regions(result["store"]))
     with client_for(remote_cfg.cluster) as client:
