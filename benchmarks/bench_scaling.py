@@ -2,8 +2,9 @@
 worker processes (one thread each), models trained once. The workers are a LocalCluster on
 loopback by default; ``--cluster slurm|pbs|kubernetes`` takes them from that cluster instead,
 with the rest of the ``cluster:`` block of ``--config`` (queue, account, memory, python, image,
-interface, TLS files): one single-threaded worker per batch job or pod, N jobs or pods for N
-workers. Remote workers need ``--workdir`` on storage they share with this process.
+interface, TLS files, volume claim): one single-threaded worker per batch job or pod, N jobs or
+pods for N workers. Remote workers need ``--workdir`` on storage they share with this process (for
+Kubernetes under the volume's ``mount_path``).
 
 Efficiency(N) = T(1) / (N * T(N)); 1.0 is perfect. Worker processes are started and have imported
 the pipeline before the clock starts; everything else in ``predict_to_zarr`` (ERA5 8-day means,
@@ -28,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fluxmap.cluster import client_for
+from fluxmap.cluster import check_shared_workdir, client_for
 from fluxmap.config import ClusterConfig, load_yaml, run_config_from_mapping
 from fluxmap.run import predict_to_zarr
 from fluxmap.testing import europe_demo_config, import_prediction_modules, tiny_trainable_config, trained_world
@@ -61,6 +62,7 @@ def run(
     demo = tiny_trainable_config(space_chunk=16) if tiny else europe_demo_config(resolution)
     times: dict[int, float] = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        check_shared_workdir(cluster, tmp)  # before the world is trained
         cfg, _ = trained_world(tmp, demo, n_estimators=40 if tiny else 200)
         out = Path(cfg.workdir) / "predict"
         for n in workers:

@@ -95,6 +95,9 @@ def test_bench_scaling_tiny_on_batch_jobs(tmp_path, batch_system):
     assert sorted((jobs / "cancelled").read_text().split()) == sorted(s.stem for s in scripts)
     with pytest.raises(ValueError, match="workers are fixed"):
         _load("bench_scaling").run((1, 2), tiny=True, cluster=ClusterConfig(kind="address", address="tcp://x:1"))
+    # Pods without the workdir's volume are refused before the world is trained.
+    with pytest.raises(ValueError, match="needs cluster.volume_claim"):
+        _load("bench_scaling").run((1, 2), tiny=True, cluster=ClusterConfig(kind="kubernetes"))
 
 
 def test_bench_memory_tiny(tmp_path):

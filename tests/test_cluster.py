@@ -8,7 +8,15 @@ import dask
 import pytest
 import yaml
 
-from fluxmap.cluster import WORKER_ENV, client_for, render_jobqueue_script, render_kubernetes, security
+from fluxmap.cluster import (
+    WORKER_ENV,
+    _k8s_quantity,
+    check_shared_workdir,
+    client_for,
+    render_jobqueue_script,
+    render_kubernetes,
+    security,
+)
 from fluxmap.config import ClusterConfig
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -166,26 +174,92 @@ def _daskcluster_schema() -> dict:
 
 
 def test_kubernetes_manifest_is_private_and_valid():
-    spec = render_kubernetes(
-        ClusterConfig(kind="kubernetes", image="registry.example/fluxmap:1", cores=2, memory="8GB", n_workers=3)
+    from box import Box
+    from dask_kubernetes.operator.controller.controller import build_scheduler_service_spec
+    from dask_kubernetes.operator.networking import _get_port
+
+    cfg = ClusterConfig(
+        kind="kubernetes", image="registry.example/fluxmap:1", cores=2, memory="8GB", n_workers=3, volume_claim="shared"
     )
+    spec = render_kubernetes(cfg)
     assert spec["kind"] == "DaskCluster" and spec["spec"]["worker"]["replicas"] == 3
     svc = spec["spec"]["scheduler"]["service"]
-    assert svc["type"] == "ClusterIP" and [p["name"] for p in svc["ports"]] == ["tcp-comm"]
-    worker = spec["spec"]["worker"]["spec"]["containers"][0]
+    assert svc["type"] == "ClusterIP" and [p["name"] for p in svc["ports"]] == ["tcp-comm", "http-dashboard"]
+    # The lookups KubeCluster (on connecting) and the operator (on scaling down) make on the service
+    # find each port once; the HTTP port is in-cluster only (ClusterIP), and without dashboard: true
+    # it serves the health probe but no dashboard pages.
+    service = Box(build_scheduler_service_spec("fluxmap", svc, {}, {}))
+    assert (_get_port(service, "tcp-comm"), _get_port(service, "http-dashboard")) == (8786, 8787)
+    scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
+    assert scheduler["args"] == ["dask", "scheduler", "--host", "0.0.0.0", "--no-dashboard"]
+    assert scheduler["resources"]["limits"] == {"cpu": "1", "memory": "4G"}
+    pod = spec["spec"]["worker"]["spec"]
+    worker = pod["containers"][0]
     assert worker["image"] == "registry.example/fluxmap:1" and worker["args"][:2] == ["dask", "worker"]
-    assert "--no-dashboard" in worker["args"]
-    assert worker["resources"]["limits"] == {"cpu": "2", "memory": "8Gi"}
+    # One worker per pod, using the pod's CPUs as threads and its memory as the limit.
+    args = worker["args"]
+    assert args[args.index("--nthreads") + 1] == "2" and args[args.index("--memory-limit") + 1] == "8GB"
+    assert "--no-dashboard" in args and "--nworkers" not in args
+    assert worker["resources"]["limits"] == {"cpu": "2", "memory": "8G"}
     assert {e["name"]: e["value"] for e in worker["env"]} == WORKER_ENV
+    assert pod["volumes"] == [{"name": "workdir", "persistentVolumeClaim": {"claimName": "shared"}}]
+    assert worker["volumeMounts"] == [{"name": "workdir", "mountPath": "/fluxmap"}]
     import jsonschema
 
     jsonschema.validate(spec, _daskcluster_schema())
     broken = {**spec, "spec": {**spec["spec"], "worker": {**spec["spec"]["worker"], "replicas": "three"}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, _daskcluster_schema())
-    # The committed manifest is this rendering with the default settings.
+    # The committed manifest is this rendering with the default settings and deploy/'s claim.
     committed = yaml.safe_load((DEPLOY / "kubernetes" / "daskcluster.yaml").read_text())
-    assert committed == render_kubernetes(ClusterConfig(kind="kubernetes"))
+    pvc = yaml.safe_load((DEPLOY / "kubernetes" / "pvc.yaml").read_text())
+    assert pvc["kind"] == "PersistentVolumeClaim" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert committed == render_kubernetes(ClusterConfig(kind="kubernetes", volume_claim=pvc["metadata"]["name"]))
+
+
+def test_dashboard_true_serves_the_scheduler_dashboard_still_only_in_cluster():
+    spec = render_kubernetes(ClusterConfig(kind="kubernetes", dashboard=True, volume_claim="shared"))
+    assert spec["spec"]["scheduler"]["spec"]["containers"][0]["args"][-1] == "--dashboard"
+    assert spec["spec"]["scheduler"]["service"]["type"] == "ClusterIP"
+
+
+@pytest.mark.parametrize(
+    "size, quantity",
+    [
+        ("16GB", "16G"),
+        ("8GiB", "8Gi"),
+        ("3.5GiB", "3584Mi"),
+        ("512MB", "512M"),
+        ("1.5GB", "1500M"),
+        ("1234kB", "1234000"),
+    ],
+)
+def test_memory_sizes_become_kubernetes_quantities_of_the_same_bytes(size, quantity):
+    assert _k8s_quantity(size) == quantity
+
+
+def test_kubernetes_needs_the_workdir_on_the_workers_volume(tmp_path, capsys):
+    with pytest.raises(ValueError, match="needs cluster.volume_claim"):
+        check_shared_workdir(ClusterConfig(kind="kubernetes"), "/fluxmap/run")
+    with pytest.raises(ValueError, match="needs cluster.volume_claim"):
+        with client_for(ClusterConfig(kind="kubernetes")):  # refused before any Kubernetes API call
+            pass
+    mounted = ClusterConfig(kind="kubernetes", volume_claim="shared", mount_path="/fluxmap")
+    check_shared_workdir(mounted, "/fluxmap/run")
+    for outside in ("/scratch/run", "/fluxmap-other/run", "/fluxmap/../run"):
+        with pytest.raises(ValueError, match="not inside cluster.mount_path"):
+            check_shared_workdir(mounted, outside)
+    check_shared_workdir(ClusterConfig(kind="slurm"), "/anywhere")  # only Kubernetes mounts a volume
+    from fluxmap.cli import main
+
+    # The CLI says so before it builds the demo world.
+    assert main(["run", "--cluster", "kubernetes", "--workdir", str(tmp_path / "w")]) == 2
+    assert "needs cluster.volume_claim" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+    # Rendering alone works, and says what a run would still need.
+    assert main(["cluster", "kubernetes"]) == 0
+    out = capsys.readouterr()
+    assert yaml.safe_load(out.out)["kind"] == "DaskCluster" and "no cluster.volume_claim" in out.err
 
 
 def test_deploy_files_exist_and_parse():

@@ -547,6 +547,154 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def operator_pods(spec: dict, logs: Path):
+    """The pods the Dask operator makes of a DaskCluster resource, run as processes on this machine.
+
+    The scheduler Deployment, its Service, the default worker group and one worker Deployment per
+    replica come from the operator's own builders (``dask_kubernetes.operator.controller``). Each
+    pod's container then runs as the kubelet runs it: its ``args`` as the command (the image has no
+    entrypoint), ``$(VAR)`` references expanded from the container's env, in that env; the image's
+    executables are this environment's. Only the network is emulated: the service's DNS name is
+    127.0.0.1 and its ports are free local ports, so the scheduler gets ``--host 127.0.0.1 --port P
+    --dashboard-address 127.0.0.1:Q`` appended (the last value of an option wins) and the workers'
+    ``DASK_SCHEDULER_ADDRESS`` points there. Waits for the scheduler pod's readiness probe; yields
+    the scheduler address, the Service and the worker Deployments."""
+    import re
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    import uuid
+
+    from dask_kubernetes.operator.controller import controller as op
+
+    name, namespace = spec["metadata"]["name"], spec["metadata"]["namespace"]
+    scheduler = op.build_scheduler_deployment_spec(name, spec["spec"]["scheduler"]["spec"], {}, {})
+    service = op.build_scheduler_service_spec(name, spec["spec"]["scheduler"]["service"], {}, {})
+    group = op.build_default_worker_group_spec(name, spec["spec"]["worker"], {}, {})
+    workers = [
+        op.build_worker_deployment_spec(
+            group["metadata"]["name"], namespace, name, uuid.uuid4().hex[:10], group["spec"]["worker"]["spec"], {}, {}
+        )
+        for _ in range(group["spec"]["worker"]["replicas"])
+    ]
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    local = {"tcp-comm": _free_port(), "http-dashboard": _free_port()}
+    dns = f"tcp://{service['metadata']['name']}.{namespace}.svc.cluster.local:{ports['tcp-comm']['port']}"
+    address = f"tcp://127.0.0.1:{local['tcp-comm']}"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    procs = []
+
+    def run(deployment: dict, extra: list[str], **overrides: str) -> None:
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "command" not in container
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        if "DASK_SCHEDULER_ADDRESS" in env:
+            assert env["DASK_SCHEDULER_ADDRESS"] == dns  # what the operator gives the pods
+        env.update(overrides)
+        args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
+        out = open(logs / f"{deployment['metadata']['name']}.log", "wb")  # noqa: SIM115 (closed with the process)
+        procs.append(
+            subprocess.Popen(
+                [*args, *extra],
+                env={**os.environ, "PATH": path, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        out.close()
+
+    try:
+        run(
+            scheduler,
+            ["--host", "127.0.0.1", "--port", str(local["tcp-comm"])]
+            + ["--dashboard-address", f"127.0.0.1:{local['http-dashboard']}"],
+        )
+        (container,) = scheduler["spec"]["template"]["spec"]["containers"]
+        probe = container["readinessProbe"]["httpGet"]
+        url = f"http://127.0.0.1:{local[probe['port']]}{probe['path']}"
+        for _ in range(300):
+            assert procs[0].poll() is None, (logs / f"{scheduler['metadata']['name']}.log").read_text()
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == 200 and r.read() == b"ok":
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(f"the scheduler pod never became ready ({url})")
+        for w in workers:
+            run(w, [], DASK_SCHEDULER_ADDRESS=address)
+        yield address, service, workers
+    finally:
+        import signal
+
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def test_pipeline_on_the_kubernetes_operators_pods_equals_the_local_run(run_dir, tmp_path):
+    """``cluster: {kind: kubernetes}`` as far as it runs without Kubernetes: fluxmap's rendered
+    DaskCluster, turned into pods by the Dask operator's own builders, each pod's command run for
+    real (see :func:`operator_pods`). The scheduler passes its readiness probe, the workers find it
+    at the address the operator gives them, one per pod named as its pod (the operator's scale-down
+    retires workers by that name), with the pod's CPUs as threads, its memory as their limit and the
+    worker environment; the prediction stage on them writes the local run's store in the workdir on
+    the mounted volume."""
+    from box import Box
+    from dask.utils import parse_bytes
+    from dask_kubernetes.operator.networking import _get_port
+
+    from fluxmap.cluster import WORKER_ENV, check_shared_workdir, client_for, render_kubernetes
+    from fluxmap.config import ClusterConfig
+    from fluxmap.run import predict_stage
+
+    cfg, result, _ = run_dir
+    volume = tmp_path / "volume"
+    remote_cfg = _remote_copy(cfg, volume)
+    cluster = ClusterConfig(
+        kind="kubernetes", n_workers=2, cores=1, memory="3GB", volume_claim="shared", mount_path=str(volume)
+    )
+    check_shared_workdir(cluster, remote_cfg.workdir)
+    spec = render_kubernetes(cluster)
+    assert spec["spec"]["worker"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] == str(volume)
+    logs = tmp_path / "pods"
+    logs.mkdir()
+    with (
+        operator_pods(spec, logs) as (address, service, deployments),
+        client_for(ClusterConfig(kind="address", address=address)) as client,
+    ):
+        client.wait_for_workers(2, timeout=120)
+        workers = client.scheduler_info()["workers"].values()
+        assert sorted(w["name"] for w in workers) == sorted(d["metadata"]["name"] for d in deployments)
+        assert all(w["nthreads"] == 1 and w["memory_limit"] == parse_bytes("3GB") for w in workers)
+        env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
+        assert all(e == WORKER_ENV for e in env.values()), env
+        assert {_get_port(Box(service), p) for p in ("tcp-comm", "http-dashboard")} == {8786, 8787}
+        remote = predict_stage(remote_cfg, log=lambda m: None)
+    a = xr.open_zarr(result["store"], consolidated=True)
+    b = xr.open_zarr(remote["store"], consolidated=True)
+    for v in ("sr", "nee", "sr_sd", "zone"):
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+
+
 def _kill_a_busy_worker(client, store: Path, kill, stop, killed: dict) -> None:
     """Once the first region is in ``store``, ``kill(worker_address)`` the first worker seen running
     a region task (reads, prediction and writes of one region); what was killed goes to ``killed``."""

@@ -50,8 +50,9 @@ def _on_cluster(cfg, func) -> None:
     if cfg.cluster.kind == "threads":
         func()
         return
-    from fluxmap.cluster import client_for
+    from fluxmap.cluster import check_shared_workdir, client_for
 
+    check_shared_workdir(cfg.cluster, cfg.workdir)
     with client_for(cfg.cluster) as client:
         print(
             f"cluster: {cfg.cluster.kind}, {len(client.scheduler_info()['workers'])} workers at "
@@ -128,7 +129,10 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from fluxmap.cluster import check_shared_workdir
+
     cfg = _run_config(args.config, args.workdir, args)
+    check_shared_workdir(cfg.cluster, cfg.workdir)  # before the demo world is built
     t = time.perf_counter()
     if cfg.demo is not None:
         root = Path(cfg.workdir) / "demo-world"
@@ -176,6 +180,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(_run_config(args.config).cluster, kind=args.kind)
     if args.kind == "kubernetes":
         print(yaml.safe_dump(render_kubernetes(cfg), sort_keys=False))
+        if not cfg.volume_claim:
+            print(
+                "fluxmap cluster: note: no cluster.volume_claim, so the worker pods mount no workdir; a run needs one "
+                "(deploy/kubernetes/pvc.yaml)",
+                file=sys.stderr,
+            )
     else:
         print(render_jobqueue_script(cfg))
     return 0

@@ -16,7 +16,15 @@ from typing import Any
 
 from fluxmap.config import ClusterConfig
 
-__all__ = ["WORKER_ENV", "client_for", "render_jobqueue_script", "render_kubernetes", "security"]
+__all__ = [
+    "SCHEDULER_RESOURCES",
+    "WORKER_ENV",
+    "check_shared_workdir",
+    "client_for",
+    "render_jobqueue_script",
+    "render_kubernetes",
+    "security",
+]
 
 WORKER_ENV: dict[str, str] = {
     "OMP_NUM_THREADS": "1",
@@ -112,39 +120,100 @@ def render_jobqueue_script(cfg: ClusterConfig) -> str:
         return cluster.job_script()
 
 
+def _k8s_quantity(size: str) -> str:
+    """A memory size as dask writes it ("16GB", "3.5GiB", "512MB") as a Kubernetes quantity of the
+    same number of bytes ("16G", "3584Mi", "512M"); "GB" is not a Kubernetes suffix, and "Gi" is 7 %
+    more than "G"."""
+    from dask.utils import parse_bytes
+
+    n = parse_bytes(size)
+    for suffix, factor in (("Gi", 2**30), ("G", 10**9), ("Mi", 2**20), ("M", 10**6)):
+        if n % factor == 0:
+            return f"{n // factor}{suffix}"
+    return str(n)
+
+
+SCHEDULER_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "1", "memory": "2G"},
+    "limits": {"cpu": "1", "memory": "4G"},
+}
+"""The scheduler pod's: it runs no tasks, so it does not get a worker's CPUs and memory. What it holds
+is the task graph: the whole global 500 m write is 648 region graphs of 30 tasks, 66 MB pickled
+(``benchmarks/bench_graph500.py``), submitted a batch of regions at a time. Its event loop uses one
+core."""
+
+
 def render_kubernetes(cfg: ClusterConfig) -> dict[str, Any]:
-    """The DaskCluster resource for the Dask operator: scheduler and worker pods from the fluxmap image."""
+    """The DaskCluster resource for the Dask operator: scheduler and worker pods from the fluxmap image.
+
+    - Scheduler: ``dask scheduler`` (the ``dask-scheduler`` executable of dask-kubernetes' default
+      spec is gone from distributed) behind a ClusterIP service: reachable inside the cluster or
+      through ``kubectl port-forward``, never publicly. The service keeps the scheduler's HTTP port,
+      which the readiness probe, ``KubeCluster`` and the operator's scale-down use; the dashboard
+      pages on it are served only with ``dashboard: true``.
+    - Workers: ``replicas`` pods of ``cores`` CPUs and ``memory``, one worker each (the operator
+      retires workers by pod name) with ``cores`` threads and the pod's memory as its limit, the
+      worker environment, and the workdir volume (``volume_claim`` at ``mount_path``).
+    """
     from dask_kubernetes.operator import make_cluster_spec
 
-    resources = {
-        "requests": {"cpu": str(cfg.cores), "memory": cfg.memory.replace("GB", "Gi")},
-        "limits": {"cpu": str(cfg.cores), "memory": cfg.memory.replace("GB", "Gi")},
-    }
+    memory = _k8s_quantity(cfg.memory)
+    pod = {"requests": {"cpu": str(cfg.cores), "memory": memory}, "limits": {"cpu": str(cfg.cores), "memory": memory}}
     spec = make_cluster_spec(
         name="fluxmap",
         image=cfg.image,
         n_workers=cfg.n_workers or 2,
-        resources=resources,
+        resources=pod,
         env=WORKER_ENV,
     )
     spec["metadata"]["namespace"] = cfg.namespace
-    worker = spec["spec"]["worker"]["spec"]["containers"][0]
+    worker_pod = spec["spec"]["worker"]["spec"]
+    worker = worker_pod["containers"][0]
     worker["args"] = [
         "dask",
         "worker",
         "--name",
         "$(DASK_WORKER_NAME)",
         "--nthreads",
-        str(cfg.threads_per_worker),
+        str(cfg.cores),
+        "--memory-limit",
+        cfg.memory,
         "--no-dashboard",
     ]
     worker.pop("ports", None)
+    if cfg.volume_claim:
+        worker_pod["volumes"] = [{"name": "workdir", "persistentVolumeClaim": {"claimName": cfg.volume_claim}}]
+        worker["volumeMounts"] = [{"name": "workdir", "mountPath": cfg.mount_path}]
     sched = spec["spec"]["scheduler"]
-    sched["service"]["type"] = "ClusterIP"  # never a LoadBalancer or NodePort: no public dashboard
-    if not cfg.dashboard:
-        ports = sched["service"]["ports"]
-        sched["service"]["ports"] = [p for p in ports if p["name"] != "http-dashboard"]
+    scheduler = sched["spec"]["containers"][0]
+    scheduler["args"] = ["dask", "scheduler", "--host", "0.0.0.0", "--dashboard" if cfg.dashboard else "--no-dashboard"]
+    scheduler["resources"] = {k: dict(v) for k, v in SCHEDULER_RESOURCES.items()}
+    scheduler["env"] = [{"name": "OMP_NUM_THREADS", "value": "1"}]
+    sched["service"]["type"] = "ClusterIP"  # never a LoadBalancer or NodePort: nothing public
     return spec
+
+
+_NO_VOLUME = (
+    "cluster kind 'kubernetes' needs cluster.volume_claim: a ReadWriteMany PersistentVolumeClaim holding the "
+    "workdir, mounted in the worker pods at cluster.mount_path (see deploy/kubernetes/pvc.yaml)"
+)
+
+
+def check_shared_workdir(cfg: ClusterConfig, workdir: str | os.PathLike) -> None:
+    """Refuse a Kubernetes run whose workers could not see the workdir: they read the models, the
+    inputs and the ERA5 means from it and write the store into it."""
+    if cfg.kind != "kubernetes":
+        return
+    if not cfg.volume_claim:
+        raise ValueError(_NO_VOLUME)
+    from pathlib import Path
+
+    mount = Path(cfg.mount_path)
+    if not Path(os.path.abspath(workdir)).is_relative_to(Path(os.path.abspath(mount))):
+        raise ValueError(
+            f"workdir {workdir} is not inside cluster.mount_path {mount}, where the worker pods see the volume "
+            f"{cfg.volume_claim}: put the workdir under {mount} (the same path for this process)"
+        )
 
 
 @contextlib.contextmanager
@@ -216,6 +285,8 @@ def client_for(cfg: ClusterConfig) -> Iterator[Any]:
                 "reached inside the cluster or through `kubectl port-forward`. For TLS start the scheduler and workers "
                 "with their --tls-* files yourself and use kind=address with a tls:// address"
             )
+        if not cfg.volume_claim:
+            raise ValueError(_NO_VOLUME)
         from dask_kubernetes.operator import KubeCluster
 
         with (

@@ -223,13 +223,15 @@ class ClusterConfig:
     n_workers: int | None = None
     """Workers (local: one per core by default; HPC and Kubernetes: jobs or pods)."""
     threads_per_worker: int = 1
-    """Threads per worker (XGBoost runs with one thread inside map_blocks)."""
+    """Threads per worker, local and HPC (XGBoost runs with one thread inside map_blocks)."""
     memory_limit: str = "auto"
     """Per-worker memory limit; auto = 80 % of RAM divided by the workers (spill before the OOM killer)."""
     cores: int = 4
-    """HPC: cores per job."""
+    """HPC: cores per job (``cores // threads_per_worker`` workers each). Kubernetes: CPUs per worker
+    pod; a pod runs one worker with that many threads (the Dask operator scales down by retiring
+    workers by their pod's name, so a pod holds exactly one)."""
     memory: str = "16GB"
-    """HPC: memory per job; Kubernetes: per pod."""
+    """HPC: memory per job; Kubernetes: per pod, and its worker's memory limit."""
     queue: str | None = None
     """HPC: partition or queue."""
     account: str | None = None
@@ -245,6 +247,14 @@ class ClusterConfig:
     """Kubernetes: the worker image (deploy/Dockerfile)."""
     namespace: str = "default"
     """Kubernetes: namespace of the DaskCluster."""
+    volume_claim: str | None = None
+    """Kubernetes: a ReadWriteMany PersistentVolumeClaim holding the workdir (and the inputs), mounted
+    in every worker pod at ``mount_path``; required by ``kind: kubernetes``, whose workers read the
+    models and inputs from the workdir and write the Zarr store into it."""
+    mount_path: str = "/fluxmap"
+    """Kubernetes: where the volume is mounted in the worker pods; the workdir must be inside it, at
+    the same path for the client (run fluxmap in a pod with the same mount, or mount the same
+    storage there)."""
     tls_ca_file: str | None = None
     """TLS: CA certificate (all three TLS files together turn TLS on)."""
     tls_cert: str | None = None
