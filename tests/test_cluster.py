@@ -10,6 +10,7 @@ import yaml
 
 from fluxmap.cluster import (
     WORKER_ENV,
+    _jobqueue_cluster,
     _k8s_quantity,
     check_shared_workdir,
     client_for,
@@ -145,6 +146,34 @@ def test_job_scripts_carry_resources_and_command(kind, directive):
     # The worker environment is exported before the nanny starts (it hands it to the workers).
     exports = [f"export {k}={v}" for k, v in WORKER_ENV.items()]
     assert all(e in script for e in exports) and script.index(exports[-1]) < script.index("dask_worker")
+
+
+def test_the_sites_jobqueue_configuration_is_kept_unless_the_run_sets_it():
+    """deploy/jobqueue.yaml (in ~/.config/dask) is where a site puts its queue, account, Python and
+    job prologue: fluxmap uses them where its run YAML is silent, and adds its worker environment
+    after the prologue instead of replacing it."""
+    import sys
+
+    jq = yaml.safe_load((DEPLOY / "jobqueue.yaml").read_text())["jobqueue"]
+    for kind in ("slurm", "pbs"):  # what fluxmap sets itself is not there to be edited in vain
+        assert not {"cores", "memory", "walltime", "processes"} & set(jq[kind])
+    site = {
+        "jobqueue.slurm.python": "/shared/envs/fluxmap/bin/python",
+        "jobqueue.slurm.queue": "short",
+        "jobqueue.slurm.job-script-prologue": ["module load python/3.11"],
+        "jobqueue.slurm.scheduler-options": {"port": 0},
+    }
+    with dask.config.set(site):
+        script = render_jobqueue_script(ClusterConfig(kind="slurm", cores=2))
+        opts = _jobqueue_cluster(ClusterConfig(kind="slurm"))[1]
+        run_set = render_jobqueue_script(ClusterConfig(kind="slurm", python="/other/bin/python", queue="long"))
+    assert "/shared/envs/fluxmap/bin/python -m distributed.cli.dask_worker" in script and "#SBATCH -p short" in script
+    prologue, exports = script.index("module load python/3.11"), script.index("export OMP_NUM_THREADS=1")
+    assert prologue < exports < script.index("dask_worker")
+    assert opts["scheduler_options"] == {"port": 0, "dashboard_address": None}
+    assert "/other/bin/python -m distributed.cli.dask_worker" in run_set and "#SBATCH -p long" in run_set
+    # Set nowhere: the Python running fluxmap, not whatever `python` is first on a compute node's PATH.
+    assert f"{sys.executable} -m distributed.cli.dask_worker" in render_jobqueue_script(ClusterConfig(kind="slurm"))
 
 
 def _daskcluster_schema() -> dict:

@@ -86,16 +86,29 @@ def _jobqueue_cluster(cfg: ClusterConfig):
         from dask_jobqueue import PBSCluster as Cls
     else:
         raise ValueError(f"not a batch-system kind: {cfg.kind!r}")
+    import dask
+
+    conf = dask.config.get(f"jobqueue.{cfg.kind}", {})
     opts: dict[str, Any] = {
         "cores": cfg.cores,
         "memory": cfg.memory,
         "processes": max(1, cfg.cores // cfg.threads_per_worker),
         "walltime": cfg.walltime,
-        "python": cfg.python,
-        "scheduler_options": {"dashboard_address": ":8787" if cfg.dashboard else None},
-        # Exported before the nanny starts: it passes them on to the worker processes it spawns.
-        "job_script_prologue": [f"export {k}={v}" for k, v in WORKER_ENV.items()],
+        # Added to the jobqueue configuration's, not instead of it.
+        "scheduler_options": {
+            **(conf.get("scheduler-options") or {}),
+            "dashboard_address": ":8787" if cfg.dashboard else None,
+        },
+        # The configuration's prologue (module loads, environment activation) first; then the worker
+        # environment, exported before the nanny starts: it passes it on to the workers it spawns.
+        "job_script_prologue": [
+            *(conf.get("job-script-prologue") or []),
+            *(f"export {k}={v}" for k, v in WORKER_ENV.items()),
+        ],
     }
+    # Unset here: the jobqueue configuration's (deploy/jobqueue.yaml) values, else dask-jobqueue's.
+    if cfg.python:
+        opts["python"] = cfg.python
     if cfg.queue:
         opts["queue"] = cfg.queue
     if cfg.account:

@@ -238,8 +238,10 @@ class ClusterConfig:
     """HPC: account or project to charge."""
     walltime: str = "02:00:00"
     """HPC: job wall time."""
-    python: str = "python"
-    """HPC: the Python of the environment fluxmap is installed in, on the compute nodes."""
+    python: str | None = None
+    """HPC: the Python of the environment fluxmap is installed in, on the compute nodes; default: the
+    jobqueue configuration's (``deploy/jobqueue.yaml``), else the Python running fluxmap (right when
+    the compute nodes see the same environment, as on a shared file system)."""
     interface: str | None = None
     """HPC: network interface of the scheduler and the workers (``ib0``, ``eth0``); default: the
     jobqueue configuration's (``deploy/jobqueue.yaml``), else the host's first address."""
