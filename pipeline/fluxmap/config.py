@@ -225,7 +225,8 @@ class ClusterConfig:
     threads_per_worker: int = 1
     """Threads per worker, local and HPC (XGBoost runs with one thread inside map_blocks)."""
     memory_limit: str = "auto"
-    """Per-worker memory limit; auto = 80 % of RAM divided by the workers (spill before the OOM killer)."""
+    """Local clusters: per-worker memory limit; auto = 80 % of RAM divided by the workers (spill before
+    the OOM killer). HPC jobs and Kubernetes pods divide ``memory`` instead."""
     cores: int = 4
     """HPC: cores per job (``cores // threads_per_worker`` workers each). Kubernetes: CPUs per worker
     pod; a pod runs one worker with that many threads (the Dask operator scales down by retiring
