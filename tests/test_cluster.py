@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dask
@@ -232,6 +233,12 @@ def test_kubernetes_manifest_is_private_and_valid():
     assert worker["resources"]["limits"] == {"cpu": "2", "memory": "8G"}
     assert {e["name"]: e["value"] for e in worker["env"]} == WORKER_ENV
     assert pod["volumes"] == [{"name": "workdir", "persistentVolumeClaim": {"claimName": "shared"}}]
+    # Unprivileged, as the image's own user, who can write to the volume.
+    uid = int(re.search(r"useradd .*--uid (\d+)", (DEPLOY / "Dockerfile").read_text()).group(1))
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid}
+    assert spec["spec"]["scheduler"]["spec"]["securityContext"]["runAsUser"] == uid
+    for c in (worker, scheduler):
+        assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     assert worker["volumeMounts"] == [{"name": "workdir", "mountPath": "/fluxmap"}]
     import jsonschema
 

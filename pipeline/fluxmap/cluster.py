@@ -146,6 +146,9 @@ def _k8s_quantity(size: str) -> str:
     return str(n)
 
 
+IMAGE_UID = 1000
+"""The user the fluxmap image runs as (``useradd --uid 1000`` in deploy/Dockerfile)."""
+
 SCHEDULER_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "1", "memory": "2G"},
     "limits": {"cpu": "1", "memory": "4G"},
@@ -167,6 +170,7 @@ def render_kubernetes(cfg: ClusterConfig) -> dict[str, Any]:
     - Workers: ``replicas`` pods of ``cores`` CPUs and ``memory``, one worker each (the operator
       retires workers by pod name) with ``cores`` threads and the pod's memory as its limit, the
       worker environment, and the workdir volume (``volume_claim`` at ``mount_path``).
+    - Both run as the image's unprivileged user, without privilege escalation or capabilities.
     """
     from dask_kubernetes.operator import make_cluster_spec
 
@@ -203,6 +207,11 @@ def render_kubernetes(cfg: ClusterConfig) -> dict[str, Any]:
     scheduler["resources"] = {k: dict(v) for k, v in SCHEDULER_RESOURCES.items()}
     scheduler["env"] = [{"name": "OMP_NUM_THREADS", "value": "1"}]
     sched["service"]["type"] = "ClusterIP"  # never a LoadBalancer or NodePort: nothing public
+    # The image's unprivileged user (deploy/Dockerfile); fsGroup makes the workdir volume writable to it.
+    sched["spec"]["securityContext"] = {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID}
+    worker_pod["securityContext"] = {**sched["spec"]["securityContext"], "fsGroup": IMAGE_UID}
+    for container in (scheduler, worker):
+        container["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     return spec
 
 
