@@ -162,7 +162,7 @@ def test_the_sites_jobqueue_configuration_is_kept_unless_the_run_sets_it():
         "jobqueue.slurm.python": "/shared/envs/fluxmap/bin/python",
         "jobqueue.slurm.queue": "short",
         "jobqueue.slurm.job-script-prologue": ["module load python/3.11"],
-        "jobqueue.slurm.scheduler-options": {"port": 0},
+        "jobqueue.slurm.scheduler_options": {"port": 0},  # either spelling, as dask-jobqueue reads it
     }
     with dask.config.set(site):
         script = render_jobqueue_script(ClusterConfig(kind="slurm", cores=2))

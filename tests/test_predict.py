@@ -602,7 +602,7 @@ def operator_pods(spec: dict, logs: Path):
             assert env["DASK_SCHEDULER_ADDRESS"] == dns  # what the operator gives the pods
         env.update(overrides)
         args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
-        out = open(logs / f"{deployment['metadata']['name']}.log", "wb")  # noqa: SIM115 (closed with the process)
+        out = open(logs / f"{deployment['metadata']['name']}.log", "wb")  # noqa: SIM115 (the child has its own copy)
         procs.append(
             subprocess.Popen(
                 [*args, *extra],
@@ -630,7 +630,8 @@ def operator_pods(spec: dict, logs: Path):
                     if r.status == 200 and r.read() == b"ok":
                         break
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         else:
             raise AssertionError(f"the scheduler pod never became ready ({url})")
         for w in workers:

@@ -88,7 +88,9 @@ def _jobqueue_cluster(cfg: ClusterConfig):
         raise ValueError(f"not a batch-system kind: {cfg.kind!r}")
     import dask
 
-    conf = dask.config.get(f"jobqueue.{cfg.kind}", {})
+    def conf(key: str):  # dask.config.get matches "-" and "_" spellings of the key
+        return dask.config.get(f"jobqueue.{cfg.kind}.{key}", default=None)
+
     opts: dict[str, Any] = {
         "cores": cfg.cores,
         "memory": cfg.memory,
@@ -96,13 +98,13 @@ def _jobqueue_cluster(cfg: ClusterConfig):
         "walltime": cfg.walltime,
         # Added to the jobqueue configuration's, not instead of it.
         "scheduler_options": {
-            **(conf.get("scheduler-options") or {}),
+            **(conf("scheduler-options") or {}),
             "dashboard_address": ":8787" if cfg.dashboard else None,
         },
         # The configuration's prologue (module loads, environment activation) first; then the worker
         # environment, exported before the nanny starts: it passes it on to the workers it spawns.
         "job_script_prologue": [
-            *(conf.get("job-script-prologue") or []),
+            *(conf("job-script-prologue") or []),
             *(f"export {k}={v}" for k, v in WORKER_ENV.items()),
         ],
     }
