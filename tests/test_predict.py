@@ -547,14 +547,6 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def operator_pods(spec: dict, logs: Path):
     """The pods the Dask operator makes of a DaskCluster resource, run as processes on this machine.
@@ -576,6 +568,7 @@ def operator_pods(spec: dict, logs: Path):
     import uuid
 
     from dask_kubernetes.operator.controller import controller as op
+    from distributed.utils import open_port
 
     name, namespace = spec["metadata"]["name"], spec["metadata"]["namespace"]
     scheduler = op.build_scheduler_deployment_spec(name, spec["spec"]["scheduler"]["spec"], {}, {})
@@ -588,7 +581,7 @@ def operator_pods(spec: dict, logs: Path):
         for _ in range(group["spec"]["worker"]["replicas"])
     ]
     ports = {p["name"]: p for p in service["spec"]["ports"]}
-    local = {"tcp-comm": _free_port(), "http-dashboard": _free_port()}
+    local = {"tcp-comm": open_port("127.0.0.1"), "http-dashboard": open_port("127.0.0.1")}
     dns = f"tcp://{service['metadata']['name']}.{namespace}.svc.cluster.local:{ports['tcp-comm']['port']}"
     address = f"tcp://127.0.0.1:{local['tcp-comm']}"
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"

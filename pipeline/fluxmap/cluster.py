@@ -207,7 +207,7 @@ def render_kubernetes(cfg: ClusterConfig) -> dict[str, Any]:
     scheduler = sched["spec"]["containers"][0]
     scheduler["args"] = ["dask", "scheduler", "--host", "0.0.0.0", "--dashboard" if cfg.dashboard else "--no-dashboard"]
     scheduler["resources"] = {k: dict(v) for k, v in SCHEDULER_RESOURCES.items()}
-    scheduler["env"] = [{"name": "OMP_NUM_THREADS", "value": "1"}]
+    scheduler["env"] = [{"name": "OMP_NUM_THREADS", "value": WORKER_ENV["OMP_NUM_THREADS"]}]
     sched["service"]["type"] = "ClusterIP"  # never a LoadBalancer or NodePort: nothing public
     # The image's unprivileged user (deploy/Dockerfile); fsGroup makes the workdir volume writable to it.
     sched["spec"]["securityContext"] = {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID}
