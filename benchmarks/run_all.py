@@ -7,6 +7,7 @@ uses. The JSON lines are kept next to the table.
     python benchmarks/run_all.py                       # full size: ~15 min on 2 cores
     python benchmarks/run_all.py --tiny --out /tmp/bench.md
     python benchmarks/run_all.py --only bench_scaling,bench_memory
+    python benchmarks/run_all.py --data ../shared/data  # adds the XGBoost vs RF sweep on real NEE (~7 min)
     python benchmarks/run_all.py --render results.jsonl   # table from earlier JSON lines
 """
 
@@ -38,13 +39,18 @@ def _row(figure: str, value: float | int | str, target: str = "", ok: bool | Non
     return {"figure": figure, "value": value, "target": target, "met": "" if ok is None else ("yes" if ok else "no")}
 
 
-def _versus_rf(result: dict) -> list[dict]:
+def _versus_rf(result: dict, data: str = "demo") -> list[dict]:
     if "xgboost_chosen" not in result:  # run with --skip-rf
         return []
     xgb, rf = result["xgboost_chosen"], result["rf_chosen"]
+
+    def size(r: dict) -> str:
+        return f"{r['n_estimators']} trees, depth {r['max_depth'] or 'unlimited'}"
+
     return [
         _row(
-            f"XGBoost / RF predict speed at equal LOSO skill (R2 {xgb['loso_r2']} vs {rf['loso_r2']})",
+            f"XGBoost / RF predict speed at equal LOSO skill, {data} (XGBoost {size(xgb)}, R2 {xgb['loso_r2']};"
+            f" RF {size(rf)}, R2 {rf['loso_r2']})",
             result["xgboost_over_rf_predict_speed"],
             ">= 4",
             result["xgboost_over_rf_predict_speed"] >= 4,
@@ -80,6 +86,8 @@ def figures(result: dict) -> list[dict]:
             ),
             *_versus_rf(result),
         ]
+    if kind == "xgboost_vs_rf_equal_skill":
+        return _versus_rf(result, f"{result['data']}, {result['sites']} sites")
     if kind == "strong_scaling":
         n = max(result["efficiency"], key=int)
         return [
@@ -156,7 +164,14 @@ def main() -> None:
     p.add_argument("--only", help="comma-separated benchmark names")
     p.add_argument("--out", default="benchmark-results.md", help="Markdown file (JSON lines go next to it)")
     p.add_argument("--render", metavar="JSONL", help="only render a table from an earlier JSON lines file")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="the shared real data (../shared/data): adds the XGBoost vs RF sweep on FLUXNET monthly NEE",
+    )
     a = p.parse_args()
+    if a.data:
+        SUITE["bench_predict@fluxnet"] = (["--fluxnet", a.data], ["--fluxnet", a.data, "--tiny"])
     out = Path(a.out)
     if a.render:
         results = [json.loads(line) for line in Path(a.render).read_text().splitlines() if line.strip()]

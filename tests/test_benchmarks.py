@@ -120,11 +120,23 @@ def test_benchmark_table_renders_targets():
             "above_baseline_ratio": 1.2,
             "machine": {"cpus": 2, "python": "3.11", "platform": "Linux"},
         },
+        {
+            "benchmark": "xgboost_vs_rf_equal_skill",
+            "data": "FLUXNET2015 monthly NEE",
+            "sites": 204,
+            "xgboost_chosen": {"n_estimators": 50, "max_depth": 4, "loso_r2": 0.313},
+            "rf_chosen": {"n_estimators": 10, "max_depth": None, "loso_r2": 0.316},
+            "xgboost_over_rf_predict_speed": 0.32,
+        },
     ]
     table = bench.render(results)
+    assert (
+        "| XGBoost / RF predict speed at equal LOSO skill, FLUXNET2015 monthly NEE, 204 sites (XGBoost 50 trees,"
+        " depth 4, R2 0.313; RF 10 trees, depth unlimited, R2 0.316) | 0.32 | >= 4 | no |"
+    ) in table
     assert "| strong scaling efficiency at 2 workers | 0.833 | >= 0.85 | no |" in table
     assert "| peak worker memory, grid x4.0 (400.0 -> 420.0 MB) | 1.05 | <= 1.2 | yes |" in table
-    assert "Machine: 2 CPUs, Python 3.11, Linux." in table and table.count('{"benchmark"') == 2
+    assert "Machine: 2 CPUs, Python 3.11, Linux." in table and table.count('{"benchmark"') == 3
 
 
 def test_bench_write_tiny(tmp_path):
