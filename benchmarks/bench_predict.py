@@ -90,7 +90,10 @@ def _predict_rate(model, x: np.ndarray, repeats: int = 5) -> float:
 
 def _configs(tiny: bool) -> dict[str, list[dict]]:
     if tiny:
-        return {"xgboost": [{"n_estimators": 10, "learning_rate": 0.3}], "rf": [{"n_estimators": 10}]}
+        return {
+            "xgboost": [{"n_estimators": 10, "learning_rate": 0.3, "max_depth": 4}],
+            "rf": [{"n_estimators": 10, "max_depth": None}],
+        }
     # Four depths per family, shallow to deep, so that neither family's fastest skilful
     # configuration is cut off by the grid (depths 4/6 vs 8/None left RF only its slow end).
     xgb = [

@@ -45,7 +45,8 @@ def _versus_rf(result: dict, data: str = "demo") -> list[dict]:
     xgb, rf = result["xgboost_chosen"], result["rf_chosen"]
 
     def size(r: dict) -> str:
-        return f"{r['n_estimators']} trees, depth {r['max_depth'] or 'unlimited'}"
+        depth = "the default depth" if "max_depth" not in r else f"depth {r['max_depth'] or 'unlimited'}"
+        return f"{r['n_estimators']} trees, {depth}"
 
     return [
         _row(
