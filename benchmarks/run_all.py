@@ -171,20 +171,21 @@ def main() -> None:
         help="the shared real data (../shared/data): adds the XGBoost vs RF sweep on FLUXNET monthly NEE",
     )
     a = p.parse_args()
+    suite = dict(SUITE)
     if a.data:
-        SUITE["bench_predict@fluxnet"] = (["--fluxnet", a.data], ["--fluxnet", a.data, "--tiny"])
+        suite["bench_predict@fluxnet"] = (["--fluxnet", a.data], ["--fluxnet", a.data, "--tiny"])
     out = Path(a.out)
     if a.render:
         results = [json.loads(line) for line in Path(a.render).read_text().splitlines() if line.strip()]
     else:
-        names = a.only.split(",") if a.only else list(SUITE)
-        unknown = sorted(set(names) - set(SUITE))
+        names = a.only.split(",") if a.only else list(suite)
+        unknown = sorted(set(names) - set(suite))
         if unknown:
-            p.error(f"unknown benchmark(s) {unknown}; known: {sorted(SUITE)}")
+            p.error(f"unknown benchmark(s) {unknown}; known: {sorted(suite)} (bench_predict@fluxnet comes with --data)")
         results = []
         for name in names:
             t0 = time.perf_counter()
-            results += run_one(name, SUITE[name][1] if a.tiny else SUITE[name][0])
+            results += run_one(name, suite[name][1] if a.tiny else suite[name][0])
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     out.write_text(render(results, title="fluxmap benchmarks (tiny)" if a.tiny else "fluxmap benchmarks"))
