@@ -478,10 +478,7 @@ def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_p
         client.wait_for_workers(2, timeout=60)
         assert len(client.scheduler_info()["workers"]) == 2
         remote = predict_stage(remote_cfg, log=lambda m: None)
-    a = xr.open_zarr(result["store"], consolidated=True)
-    b = xr.open_zarr(remote["store"], consolidated=True)
-    for v in ("sr", "nee", "sr_sd", "zone"):
-        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    _assert_same_store(result["store"], remote["store"])
 
 
 def _alive(pid: int) -> bool:
@@ -541,10 +538,7 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
             break
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids), "a cancelled job is still running"
-    a = xr.open_zarr(result["store"], consolidated=True)
-    b = xr.open_zarr(remote["store"], consolidated=True)
-    for v in ("sr", "nee", "sr_sd", "zone"):
-        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    _assert_same_store(result["store"], remote["store"])
 
 
 @contextlib.contextmanager
@@ -683,10 +677,7 @@ def test_pipeline_on_the_kubernetes_operators_pods_equals_the_local_run(run_dir,
         assert all(e == WORKER_ENV for e in env.values()), env
         assert {_get_port(Box(service), p) for p in ("tcp-comm", "http-dashboard")} == {8786, 8787}
         remote = predict_stage(remote_cfg, log=lambda m: None)
-    a = xr.open_zarr(result["store"], consolidated=True)
-    b = xr.open_zarr(remote["store"], consolidated=True)
-    for v in ("sr", "nee", "sr_sd", "zone"):
-        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    _assert_same_store(result["store"], remote["store"])
 
 
 def _kill_a_busy_worker(client, store: Path, kill, stop, killed: dict) -> None:
