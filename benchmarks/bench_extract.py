@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap.extract import extract_at_sites, locate_sites
-from fluxmap.grids import LatLonGrid
-from fluxmap.periods import period_starts
+from fluxmap.science.extract import extract_at_sites, locate_sites
+from fluxmap.science.grids import LatLonGrid
+from fluxmap.science.periods import period_starts
 
 
 def make_cube(path: Path, *, res: float, years: tuple[int, ...], chunks: tuple[int, int, int]) -> xr.Dataset:

@@ -1,7 +1,7 @@
 """Build the whole prediction graph for one year on the global 500 m grid (86,400 x 43,200 cells,
 46 periods), computing nothing: prints the build time, task count and peak Python memory; then
 create the CF Zarr store's metadata and cut the write graph into the one-task-per-region graphs
-a distributed cluster runs (``fluxmap.write.region_graphs``): their build time, task counts and
+a distributed cluster runs (``fluxmap.io.store.region_graphs``): their build time, task counts and
 pickled size (what the client sends the scheduler).
 
     python benchmarks/bench_graph500.py            # 500 m (1/240 deg), 2400 x 2400 blocks like MODIS tiles
@@ -20,11 +20,11 @@ import tracemalloc
 import dask.array as da
 import xarray as xr
 
-from fluxmap.grids import LatLonGrid, era5_grid
-from fluxmap.periods import period_starts
-from fluxmap.predict import ModelSet, predict_cube, predictor_cube
+from fluxmap.io.store import cf_dataset, create_store, region_graphs, region_slices
+from fluxmap.science.grids import LatLonGrid, era5_grid
+from fluxmap.science.periods import period_starts
+from fluxmap.science.predict import ModelSet, predict_cube, predictor_cube
 from fluxmap.testing import raise_if_dask_computes
-from fluxmap.write import cf_dataset, create_store, region_graphs, region_slices
 
 
 class _FeaturesOnly:

@@ -27,7 +27,7 @@ from pathlib import Path
 from fluxmap.cluster import client_for
 from fluxmap.config import ClusterConfig
 from fluxmap.demo import build_world
-from fluxmap.run import predict_to_zarr
+from fluxmap.stages.predict import predict_stage
 from fluxmap.testing import europe_demo_config, import_prediction_modules, tiny_trainable_config, trained_world
 
 
@@ -69,7 +69,7 @@ def run(resolution: float | None = None, tiny: bool = False, workdir: str | None
             with client_for(ClusterConfig(kind="local", n_workers=1, threads_per_worker=1)) as client:
                 client.wait_for_workers(1, timeout=120)
                 baseline = next(iter(client.run(_reset_peak).values()))
-                written = predict_to_zarr(c, log=lambda m: None)
+                written = predict_stage(c, log=lambda m: None)
                 peak = next(iter(client.run(_status_mb).values()))
             result[res] = {
                 "grid_cells": int(written["land_fraction"].size),

@@ -4,7 +4,7 @@ scikit-learn random forest at equal leave-one-site-out skill.
 - kernel: ``inplace_predict`` of the stage's own zone models (one thread) on an in-memory matrix
   of the real predictors of the grid's land cells (first time chunk), each cell by its zone's
   model as the stage does: pixel-predictions per second per core;
-- end to end: ``fluxmap.run.predict_to_zarr`` (catalog -> decoded predictors -> derived
+- end to end: ``fluxmap.stages.predict.predict_stage`` (catalog -> decoded predictors -> derived
   features -> each cell's zone -> zone models -> CF Zarr, ERA5 8-day means included) on the
   threaded scheduler with one thread: land cell-periods predicted per second per core. The
   stage reads the zone map the models stage wrote; the seconds it takes to make that map
@@ -34,18 +34,20 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from fluxmap.predict import ModelFiles, predictor_cube
-from fluxmap.run import _catalog_location, predict_to_zarr
+from fluxmap.io.models import ModelFiles
+from fluxmap.science.predict import predictor_cube
+from fluxmap.science.train import fit
+from fluxmap.science.validate import loso_predict, metrics
+from fluxmap.stages.common import catalog_location
+from fluxmap.stages.predict import predict_stage
 from fluxmap.testing import europe_demo_config, tiny_trainable_config, trained_world
-from fluxmap.train import fit
-from fluxmap.validate import loso_predict, metrics
 
 
 def _land_rows(cfg, out: Path, zone_map: Path, time_chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The real predictors of every land cell in the first time chunk, in memory, and their zones."""
-    from fluxmap.catalog import load_catalog
+    from fluxmap.io.catalog import load_catalog
 
-    path, params = _catalog_location(cfg)
+    path, params = catalog_location(cfg)
     cat = load_catalog(path, **params)
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
     cubes["era5"] = xr.open_zarr(out / "era5_8day.zarr", consolidated=True)
@@ -162,8 +164,8 @@ def equal_skill_on_fluxnet(data: Path, tiny: bool = False) -> dict:
 def run(tiny: bool = False, workdir: str | None = None, resolution: float = 0.1, rf_sweep: bool = True) -> dict:
     import dask
 
-    from fluxmap.catalog import load_catalog
-    from fluxmap.run import zone_map_store
+    from fluxmap.io.catalog import load_catalog
+    from fluxmap.stages.common import zone_map_store
 
     demo = tiny_trainable_config(space_chunk=64) if tiny else europe_demo_config(resolution)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -172,7 +174,7 @@ def run(tiny: bool = False, workdir: str | None = None, resolution: float = 0.1,
         # per-core figure is the stage's throughput on one core.
         with dask.config.set(scheduler="threads", num_workers=1):
             t0 = time.perf_counter()
-            written = predict_to_zarr(cfg, log=lambda m: None)
+            written = predict_stage(cfg, log=lambda m: None)
             e2e_s = time.perf_counter() - t0
         out = Path(cfg.workdir) / "predict"
         ds = xr.open_zarr(written["store"], consolidated=True)
@@ -182,7 +184,7 @@ def run(tiny: bool = False, workdir: str | None = None, resolution: float = 0.1,
             cols, zones = _land_rows(cfg, out, written["zone_map"], ds["sr"].chunksizes["time"][0])
         kernel_rate = _kernel_rate(models, cols, zones)
         # The stage reads the zone map the models stage made; made afresh it would cost this.
-        path, params = _catalog_location(cfg)
+        path, params = catalog_location(cfg)
         cat = load_catalog(path, **params)
         with dask.config.set(scheduler="threads", num_workers=1):
             t0 = time.perf_counter()

@@ -7,7 +7,7 @@ pods for N workers. Remote workers need ``--workdir`` on storage they share with
 Kubernetes under the volume's ``mount_path``).
 
 Efficiency(N) = T(1) / (N * T(N)); 1.0 is perfect. Worker processes are started and have imported
-the pipeline before the clock starts; everything else in ``predict_to_zarr`` (ERA5 8-day means,
+the pipeline before the clock starts; everything else in ``fluxmap.stages.predict.predict_stage`` (ERA5 8-day means,
 zone map, prediction, Zarr write) is timed. Prints one JSON line.
 
     python benchmarks/bench_scaling.py                    # 1 and 2 workers, Europe at 0.1 deg
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from fluxmap.cluster import check_shared_workdir, client_for
 from fluxmap.config import ClusterConfig, load_yaml, run_config_from_mapping
-from fluxmap.run import predict_to_zarr
+from fluxmap.stages.predict import predict_stage
 from fluxmap.testing import europe_demo_config, import_prediction_modules, tiny_trainable_config, trained_world
 
 
@@ -71,7 +71,7 @@ def run(
                 client.wait_for_workers(n, timeout=wait_s)
                 client.run(import_prediction_modules)
                 t0 = time.perf_counter()
-                written = predict_to_zarr(cfg, log=lambda m: None)
+                written = predict_stage(cfg, log=lambda m: None)
                 times[n] = time.perf_counter() - t0
     base = min(workers)
     return {

@@ -26,8 +26,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from fluxmap.periods import period_starts
-from fluxmap.write import cf_dataset, create_store, fill_regions, region_slices
+from fluxmap.io.store import cf_dataset, create_store, fill_regions, region_slices
+from fluxmap.science.periods import period_starts
 
 
 def run(

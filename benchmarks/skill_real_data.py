@@ -37,16 +37,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap import sites as S
-from fluxmap.catalog import builtin_catalog, load_catalog
-from fluxmap.demo import landcover_at_points, landcover_on_grid, read_mcd12c1
-from fluxmap.extract import extract_at_sites, locate_sites
-from fluxmap.grids import LatLonGrid, cell_area
-from fluxmap.periods import aggregate_to_periods
-from fluxmap.products import spec
-from fluxmap.train import FittedModel, fit
-from fluxmap.validate import compare, loso_predict, metrics, metrics_table
-from fluxmap.zones import fit_zones, zone_array
+from fluxmap.io import sites as S
+from fluxmap.io.catalog import builtin_catalog, load_catalog
+from fluxmap.io.landcover import read_mcd12c1
+from fluxmap.science.extract import extract_at_sites, locate_sites
+from fluxmap.science.grids import LatLonGrid, cell_area, landcover_at_points, landcover_on_grid
+from fluxmap.science.periods import aggregate_to_periods
+from fluxmap.science.products import spec
+from fluxmap.science.train import FittedModel, fit
+from fluxmap.science.validate import compare, loso_predict, metrics, metrics_table
+from fluxmap.science.zones import fit_zones, zone_array
 
 ZONE_FACTORS = ["t_mean", "p_mean", "t_range", "p_range"]
 MONTHLY_CLIMATE = ["t_month", "p_month", "t_mean", "p_mean", "t_range", "p_range"]
@@ -102,7 +102,7 @@ def landcover_at(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 def site_zones(df: pd.DataFrame, *, min_sites: int, restarts: int = 50):
     """Zones on the sites' annual climate (one row per ``site_id``): the fitted model and the
-    candidates table of :func:`fluxmap.zones.fit_zones`."""
+    candidates table of :func:`fluxmap.science.zones.fit_zones`."""
     return fit_zones(
         df.groupby("site_id")[ZONE_FACTORS].first(),
         factors=ZONE_FACTORS,
@@ -412,7 +412,7 @@ def global_maps(g: xr.Dataset, fields: dict[str, dict[str, np.ndarray]], mapped:
 
 def write_global_outputs(ds: xr.Dataset, out: Path) -> list[Path]:
     """``srdb_global.nc`` and, per flux, the zone models' map and the zone-minus-unified map (PNG)."""
-    from fluxmap.report import map_figure
+    from fluxmap.io.report import map_figure
 
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "srdb_global.nc"]

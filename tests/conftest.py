@@ -21,7 +21,7 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def demo_catalog(tiny_world):
-    from fluxmap.catalog import builtin_catalog, load_catalog
+    from fluxmap.io.catalog import builtin_catalog, load_catalog
 
     return load_catalog(builtin_catalog("demo"), **tiny_world.catalog_params)
 

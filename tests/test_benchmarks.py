@@ -148,7 +148,7 @@ def test_to_grid_interpolates_across_the_dateline():
     import numpy as np
     import xarray as xr
 
-    from fluxmap.grids import LatLonGrid
+    from fluxmap.science.grids import LatLonGrid
 
     mod = _load("skill_real_data")
     # A 5 deg field in the 0..360 convention, latitude north to south (like CMAP), varying with longitude.
@@ -202,3 +202,39 @@ def test_global_srdb_map_pieces(shared_data, tmp_path):
         assert (tmp_path / f"map_{v}_srdb_global.png").stat().st_size > 10_000
         assert (tmp_path / f"map_{v}_srdb_global_zone_minus_unified.png").is_file()
     assert sorted(Path(p).name for p in r["outputs"]) == sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_compare_outputs_finds_each_kind_of_difference(tmp_path):
+    """The script that proves a restructuring moved no figure: identical workdirs compare equal, and a
+    changed CSV, model file, Parquet table or store value is each reported."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    compare = _load("compare_outputs").compare
+    a = tmp_path / "a"
+    (a / "models" / "sr_8day").mkdir(parents=True)
+    (a / "predict").mkdir()
+    (a / "sites").mkdir()
+    pd.DataFrame({"target": ["sr"], "r2": [0.5]}).to_csv(a / "models" / "summary.csv", index=False)
+    (a / "models" / "sr_8day" / "model_unified.ubj").write_bytes(b"model")
+    (a / "models" / "sr_8day" / "model_unified.json").write_text("{}")
+    pd.DataFrame({"v": [1.0, 2.0]}).to_parquet(a / "sites" / "observations.parquet")
+    xr.Dataset({"sr": ("x", np.array([1.0, np.nan]))}).to_zarr(a / "predict" / "fluxmap.zarr", zarr_format=2, consolidated=True)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    same = compare(a, b)
+    assert same["identical"] and same["checked"] == {"bytes": 1, "models": 1, "parquet": 1, "zarr_arrays": 2}
+    (b / "models" / "summary.csv").write_text("target,r2\nsr,0.6\n")
+    (b / "models" / "sr_8day" / "model_unified.json").write_text('{"x": 1}')
+    pd.DataFrame({"v": [1.0, 2.5]}).to_parquet(b / "sites" / "observations.parquet")
+    xr.Dataset({"sr": ("x", np.array([1.0, 0.0]))}).to_zarr(b / "predict" / "fluxmap.zarr", mode="w", zarr_format=2, consolidated=True)
+    diffs = compare(a, b)["differences"]
+    assert diffs == [
+        "models/summary.csv: differs",
+        "models/sr_8day/model_unified.ubj: differs",
+        "sites/observations.parquet: differs",
+        "fluxmap.zarr/sr: values differ",
+    ], diffs

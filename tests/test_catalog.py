@@ -9,8 +9,8 @@ import pytest
 import xarray as xr
 import yaml
 
-from fluxmap import products as P
-from fluxmap.catalog import ALLOWED_READERS, CatalogError, builtin_catalog, check_catalog, load_catalog
+from fluxmap.io.catalog import ALLOWED_READERS, CatalogError, builtin_catalog, check_catalog, load_catalog
+from fluxmap.science import products as P
 from fluxmap.testing import raise_if_dask_computes
 
 CANONICAL = {

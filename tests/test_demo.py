@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import glob
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
-from fluxmap import demo, periods
-from fluxmap._demo_sites import SRDB_COLUMNS
-from fluxmap.grids import LatLonGrid, cell_area
+from fluxmap import demo
+from fluxmap.demo import SRDB_COLUMNS, ZONES, demo_sources
+from fluxmap.demo.physics import _PeriodState
+from fluxmap.io.landcover import read_mcd12c1
+from fluxmap.science import periods, products
+from fluxmap.science.grids import LatLonGrid, cell_area, landcover_on_grid
 from fluxmap.testing import tiny_demo_config
 
 
@@ -66,10 +71,10 @@ def test_era5_on_its_own_grid(demo_catalog, tiny_world):
 
 
 def test_landcover_is_the_real_mcd12c1():
-    lc = demo.read_mcd12c1()
+    lc = read_mcd12c1()
     assert lc.shape == (3600, 7200)
     g = LatLonGrid(1.0)
-    frac, major = demo.landcover_on_grid(lc, g)
+    frac, major = landcover_on_grid(lc, g)
     np.testing.assert_allclose(frac.sum(axis=0), 1.0, atol=1e-6)
 
     def at(lat, lon):
@@ -100,16 +105,19 @@ def test_truth_differs_between_zones(demo_catalog):
     assert set(tr.attrs) >= {"title"}
     assert float(tr.sr.min()) > 0 and np.isfinite(tr.nee.where(tr.land_fraction > 0.5)).any()
     np.testing.assert_allclose(tr.ra.values, (tr.sr - tr.rh).values, rtol=1e-5, equal_nan=True)
+    # The zones are named in CF flag attributes, so readers need not import fluxmap.demo.
+    assert tr.zone.attrs["flag_meanings"].split() == ["cold", "arid", "temperate", "tropical_humid"]
+    assert list(tr.zone.attrs["flag_values"]) == sorted(ZONES) and tr.zone.attrs["long_name"]
 
 
 def test_truth_function_has_zone_specific_drivers():
-    st = demo._PeriodState(
+    st = _PeriodState(
         *(np.full(2, v) for v in (15.0, 2.0, 0.6, 0.7, 0.6, 0.2, 3.0, 0.7, 5.0, 2.0, 300.0, 285.0)),
         snow=np.zeros(2, bool),
         refl={},
     )
     cold, warm = demo.truth_fluxes(st, np.array([1, 3]), np.array([20.0, 20.0])), None
-    hot = demo._PeriodState(**{**st.__dict__, "tair": np.full(2, 25.0)})
+    hot = _PeriodState(**{**st.__dict__, "tair": np.full(2, 25.0)})
     warm = demo.truth_fluxes(hot, np.array([1, 3]), np.array([20.0, 20.0]))
     # Temperature sensitivity (Q10 over 10 K) is higher in the cold zone than the temperate one.
     q_cold, q_temp = warm["sr"] / cold["sr"]
@@ -143,6 +151,13 @@ def test_site_files_in_raw_formats(tiny_world, shared_data):
     frame = pd.read_csv(dd[0])
     assert (frame.NEE_VUT_REF == -9999).any() and {"TIMESTAMP", "NEE_VUT_REF_QC"} <= set(frame.columns)
     assert list((tiny_world.root / "sites" / "fluxnet").glob("FLX_*_FULLSET_HH_*.csv"))
+    # The stage inputs name files that exist (a glob matching the DD files for FLUXNET).
+    srcs = {s.kind: s for s in demo_sources(tiny_world.root)}
+    assert set(srcs) == {"srdb", "cosore_daily", "fluxnet"}
+    for spec in srcs.values():
+        assert glob.glob(spec.path), spec.path
+        assert all(Path(path).is_file() for _, path in spec.options)
+    assert len(glob.glob(srcs["fluxnet"].path)) == cfg.n_fluxnet_sites
 
 
 def test_site_observations_follow_the_truth(tiny_world, demo_catalog):
@@ -156,7 +171,7 @@ def test_site_observations_follow_the_truth(tiny_world, demo_catalog):
         s = sites.loc[ds_name.removeprefix("d_demo_")]
         t = pd.to_datetime(g.date)
         p = periods.period_start_of(t)
-        mean8 = g.flux_co2_umol_m2_s.values * demo.UMOL_CO2_M2_S_TO_G_C_M2_D
+        mean8 = g.flux_co2_umol_m2_s.values * products.UMOL_CO2_M2_S_TO_G_C_M2_D
         obs = pd.Series(mean8, index=p).groupby(level=0).mean()
         tv = truth.isel(lat=int(s.row), lon=int(s.col)).sel(time=obs.index.values).values * s.site_effect
         ratios.append(np.median(obs.values / tv))

@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from fluxmap import periods
 from fluxmap.config import run_config_from_mapping
-from fluxmap.extract import extract_at_sites, locate_sites, to_periods
-from fluxmap.features import annual_stats, doy_features, growing_season_mean, long_term_means
-from fluxmap.run import demo_sources, extract_stage, sites_stage
+from fluxmap.demo import demo_sources
+from fluxmap.science import periods
+from fluxmap.science.extract import extract_at_sites, locate_sites, to_periods
+from fluxmap.science.features import annual_stats, doy_features, growing_season_mean, long_term_means
+from fluxmap.stages.extract import extract_stage
+from fluxmap.stages.sites import sites_stage
 from fluxmap.testing import raise_if_dask_computes
 
 
@@ -176,7 +178,7 @@ def test_sites_and_extract_stages_on_the_demo(tiny_world, tmp_path):
 
 def test_sites_outside_the_grid_or_on_masked_cells_are_quarantined(tiny_world, tmp_path):
     from fluxmap.config import RunConfig
-    from fluxmap.sites import read_generic_csv
+    from fluxmap.io.sites import read_generic_csv
 
     csv = tmp_path / "obs.csv"
     rows = ["site,lat,lon,t,flux"]

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fluxmap.selection import backward_elimination, correlation_filter, exhaustive_search
-from fluxmap.train import load_model
-from fluxmap.uncertainty import _stratified_rows, bootstrap_ensemble, class_area_shares, ensemble_spread
+from fluxmap.io.models import load_model
+from fluxmap.science.selection import backward_elimination, correlation_filter, exhaustive_search
+from fluxmap.science.train import FitSpec
+from fluxmap.science.uncertainty import _stratified_rows, bootstrap_ensemble, class_area_shares, ensemble_spread
 
 
 def _table(seed: int = 0, n_sites: int = 10, per: int = 12) -> pd.DataFrame:
@@ -37,13 +38,15 @@ def test_correlation_filter_drops_the_later_twin():
 
 
 def test_backward_elimination_keeps_the_informative_features():
-    chosen, path = backward_elimination(_table(), ["x1", "x2", "junk"], min_features=1, params={"n_estimators": 150})
+    chosen, path = backward_elimination(
+        _table(), ["x1", "x2", "junk"], min_features=1, spec=FitSpec(params={"n_estimators": 150})
+    )
     assert "x1" in chosen and "x2" in chosen
     assert list(path.n_features) == [3, 2, 1]
 
 
 def test_exhaustive_search_finds_the_true_set_and_refuses_large_sets():
-    chosen, table = exhaustive_search(_table(), ["x1", "x2", "junk"], params={"n_estimators": 150})
+    chosen, table = exhaustive_search(_table(), ["x1", "x2", "junk"], spec=FitSpec(params={"n_estimators": 150}))
     assert {"x1", "x2"} <= set(chosen) and len(table) == 7
     rank = {frozenset(f.split(",")): i for i, f in enumerate(table.features)}
     assert rank[frozenset({"x1", "x2"})] < min(i for s_, i in rank.items() if not {"x1", "x2"} <= s_)
@@ -83,7 +86,7 @@ def test_distributed_xgboost_on_a_local_cluster():
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
 
-    from fluxmap.train import fit_xgboost_dask
+    from fluxmap.science.train import fit_xgboost_dask
 
     df = _table(n_sites=20)
     with (
@@ -98,7 +101,10 @@ def test_distributed_xgboost_on_a_local_cluster():
 
 
 def test_model_stage_on_the_demo(tiny_world, tmp_path):
-    from fluxmap.run import demo_sources, extract_stage, model_stage, sites_stage
+    from fluxmap.demo import demo_sources
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.stages.models import model_stage
+    from fluxmap.stages.sites import sites_stage
     from fluxmap.testing import small_run_config
 
     cfg = small_run_config(tmp_path, tiny_world.root, targets=["sr:annual", "nee:8day"], params={"n_estimators": 30})
@@ -148,7 +154,7 @@ def test_model_stage_on_the_demo(tiny_world, tmp_path):
     ):
         assert np.isfinite(row[col]), col
     # The oracle: zone models on the world's true zones, each row's true zone read from the truth.
-    from fluxmap.catalog import builtin_catalog, load_catalog
+    from fluxmap.io.catalog import builtin_catalog, load_catalog
 
     true_zone = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params)).open("truth").zone
     preds = pd.read_parquet(out / "nee_8day" / "loso_predictions.parquet")
@@ -173,15 +179,15 @@ def test_final_models_train_on_the_cluster_when_the_table_is_large():
     from distributed import Client, LocalCluster
 
     from fluxmap.config import ModelConfig
-    from fluxmap.modelling import _final_fit
+    from fluxmap.stages.models import _final_fit
 
     df = _table(n_sites=10)
-    cfg = ModelConfig(distributed_rows=50)
+    cfg = ModelConfig(distributed_rows=50, params=(("n_estimators", 30),))
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
         Client(cluster),
     ):
-        m = _final_fit(cfg, df, ["x1", "x2"], {"n_estimators": 30}, {"zone": "unified"})
+        m = _final_fit(cfg, df, ["x1", "x2"], {"zone": "unified"})
     assert m.metadata["distributed"] is True and m.metadata["zone"] == "unified"
-    small = _final_fit(ModelConfig(), df, ["x1", "x2"], {"n_estimators": 30}, {})
+    small = _final_fit(ModelConfig(params=(("n_estimators", 30),)), df, ["x1", "x2"], {})
     assert "distributed" not in small.metadata

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from fluxmap.io.models import load_model, load_zones, save_model, save_zones
+from fluxmap.science.train import fit
+from fluxmap.science.validate import compare, loso_predict, metrics, metrics_table, paired_site_bootstrap
+from fluxmap.science.zones import assign_zones, fit_zones, zone_array
 from fluxmap.testing import raise_if_dask_computes
-from fluxmap.train import fit, load_model, save_model
-from fluxmap.validate import compare, loso_predict, metrics, metrics_table, paired_site_bootstrap
-from fluxmap.zones import ZoneModel, assign_zones, fit_zones, zone_array
 
 
 def _clustered_sites(n_per: int = 12, seed: int = 0) -> pd.DataFrame:
@@ -46,8 +47,8 @@ def test_zone_minimum_sites_enforced():
 def test_zone_model_json_roundtrip_and_lazy_grid(tmp_path):
     sites = _clustered_sites()
     model, _ = fit_zones(sites, factors=["a", "b", "c"], k_candidates=[3], min_sites=5, min_obs=0, restarts=5)
-    model.to_json(tmp_path / "zones.json")
-    again = ZoneModel.from_json(tmp_path / "zones.json")
+    save_zones(model, tmp_path / "zones.json")
+    again = load_zones(tmp_path / "zones.json")
     grid = np.random.default_rng(1).normal(2.5, 3, (3, 20, 30))
     grid[:, 0, 0] = np.nan
     eager = xr.Dataset({k: (("lat", "lon"), grid[i]) for i, k in enumerate("abc")})
@@ -70,7 +71,7 @@ def _table(n_sites: int = 12, per: int = 15, seed: int = 0) -> pd.DataFrame:
 
 
 def test_loso_never_trains_on_the_test_site(monkeypatch):
-    import fluxmap.validate as V
+    import fluxmap.science.validate as V
 
     seen = []
     real = V._one_fold

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fluxmap import periods
+from fluxmap.science import periods
 
 
 @given(

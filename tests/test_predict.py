@@ -14,22 +14,25 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from fluxmap import aggregate
-from fluxmap.grids import cell_area
+from fluxmap.science import aggregate
+from fluxmap.science.grids import cell_area
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_world, tmp_path_factory):
     """The whole pipeline on the tiny world, through prediction."""
-    from fluxmap.run import demo_sources, extract_stage, model_stage, predict_stage, sites_stage
-    from fluxmap.testing import small_run_config
+    from fluxmap.demo import demo_sources
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.stages.models import model_stage
+    from fluxmap.stages.sites import sites_stage
+    from fluxmap.testing import predict_and_report, small_run_config
 
     work = tmp_path_factory.mktemp("run")
     cfg = small_run_config(work, tiny_world.root, targets=["sr:8day", "nee:8day"], backward_elimination=False)
     log = []
     tables = extract_stage(cfg, sites_stage(cfg, demo_sources(tiny_world.root), log=log.append), log=log.append)
     model_stage(cfg, tables, log=log.append)
-    result = predict_stage(cfg, log=log.append)
+    result = predict_and_report(cfg, log=log.append)
     return cfg, result, log
 
 
@@ -89,14 +92,14 @@ def test_netcdf_c_reads_the_store(run_dir):
 
 
 def test_predictions_equal_the_models_at_cells(run_dir):
-    from fluxmap.predict import load_model_set
+    from fluxmap.io.models import load_model_set
 
     cfg, result, _ = run_dir
     ds = xr.open_zarr(result["store"], consolidated=True)
     ms = load_model_set("sr", Path(cfg.workdir) / "models" / "sr_8day", ensemble=False)
-    from fluxmap.catalog import builtin_catalog, load_catalog
-    from fluxmap.extract import to_periods
-    from fluxmap.predict import predictor_cube
+    from fluxmap.io.catalog import builtin_catalog, load_catalog
+    from fluxmap.science.extract import to_periods
+    from fluxmap.science.predict import predictor_cube
 
     cat = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params))
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
@@ -145,7 +148,7 @@ def _digest(path: Path) -> dict[str, str]:
 
 
 def test_interrupted_write_resumes_to_an_identical_store(run_dir, tmp_path):
-    from fluxmap.write import block_counts, create_store, done_regions, fill_regions, land_regions, region_slices
+    from fluxmap.io.store import block_counts, create_store, done_regions, fill_regions, land_regions, region_slices
 
     store = Path(run_dir[1]["store"])
     src = xr.open_zarr(store, consolidated=True)
@@ -214,7 +217,7 @@ def test_figures_of_a_large_grid_are_drawn_from_a_small_lazy_view(tmp_path):
     import dask
     import dask.array as dsa
 
-    from fluxmap.report import map_figure
+    from fluxmap.io.report import map_figure
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(1003, 2005)).astype("float32")
@@ -275,7 +278,7 @@ def test_report_and_totals(run_dir):
     totals = pd.read_csv(out / "totals.csv", index_col=0)
     assert set(totals.columns) >= {"sr", "sr_unified", "nee", "nee_unified"}
     # The unified map's totals: the same reduction of its own variable.
-    from fluxmap.catalog import builtin_catalog, load_catalog
+    from fluxmap.io.catalog import builtin_catalog, load_catalog
 
     lf = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params)).open("static")["land_fraction"]
     ds = xr.open_zarr(result["store"], consolidated=True)
@@ -305,7 +308,7 @@ def test_500m_subregion_end_to_end(run_dir, tmp_path):
 
     from fluxmap.config import DemoConfig
     from fluxmap.demo import build_world
-    from fluxmap.run import predict_stage
+    from fluxmap.testing import predict_and_report
 
     cfg, _, _ = run_dir
     world = build_world(
@@ -327,7 +330,7 @@ def test_500m_subregion_end_to_end(run_dir, tmp_path):
         workdir=str(work),
         extract=dataclasses.replace(cfg.extract, catalog_params=(("DEMO_ROOT", str(world.root)),)),
     )
-    result = predict_stage(cfg500, log=lambda m: None)
+    result = predict_and_report(cfg500, log=lambda m: None)
     ds = xr.open_zarr(result["store"], consolidated=True)
     assert ds.sizes["lat"] == 120 and ds.sizes["lon"] == 240
     assert float(ds.lat[0] - ds.lat[1]) == pytest.approx(1 / 240)
@@ -338,7 +341,7 @@ def test_500m_subregion_end_to_end(run_dir, tmp_path):
 
 
 def test_rerun_resumes_instead_of_rewriting(run_dir):
-    from fluxmap.run import predict_stage
+    from fluxmap.testing import predict_and_report
 
     cfg, result, log0 = run_dir
     # The first run already used the models stage's zone map (same zones, catalog and chunks).
@@ -348,7 +351,7 @@ def test_rerun_resumes_instead_of_rewriting(run_dir):
     before = {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")}
     log: list[str] = []
     zone_before = {p: p.stat().st_mtime_ns for p in models_map.rglob("*")}
-    predict_stage(cfg, log=log.append)
+    predict_and_report(cfg, log=log.append)
     assert any("0 regions written" in m for m in log), log
     assert any("sources reused (same inputs)" in m for m in log), log
     assert {p: p.stat().st_mtime_ns for p in Path(result["store"]).glob("sr/*")} == before
@@ -358,7 +361,7 @@ def test_rerun_resumes_instead_of_rewriting(run_dir):
 def test_changed_zones_invalidate_the_zone_map(run_dir, tmp_path):
     import dataclasses
 
-    from fluxmap.run import predict_to_zarr
+    from fluxmap.stages.predict import predict_stage
 
     cfg, result, _ = run_dir
     work = tmp_path / "work"
@@ -367,7 +370,7 @@ def test_changed_zones_invalidate_the_zone_map(run_dir, tmp_path):
     zones = work / "models" / "zones.json"
     zones.write_text(zones.read_text() + "\n")  # same zones, different file: the checksum changes
     log: list[str] = []
-    written = predict_to_zarr(dataclasses.replace(cfg, workdir=str(work)), log=log.append)
+    written = predict_stage(dataclasses.replace(cfg, workdir=str(work)), log=log.append)
     assert any("zone map ready" in m for m in log), log
     assert written["zone_map"] == work / "predict" / "zone.zarr"
     a = xr.open_zarr(Path(cfg.workdir) / "models" / "zone_map.zarr", consolidated=True).zone.values
@@ -379,9 +382,10 @@ def test_changed_zones_invalidate_the_zone_map(run_dir, tmp_path):
 def test_model_references_keep_tasks_small_and_predict_the_same(run_dir, tmp_path):
     from distributed import Client, LocalCluster
 
-    from fluxmap.catalog import builtin_catalog, load_catalog
-    from fluxmap.extract import to_periods
-    from fluxmap.predict import ModelFiles, load_model_set, predict_cube, predictor_cube
+    from fluxmap.io.catalog import builtin_catalog, load_catalog
+    from fluxmap.io.models import ModelFiles, load_model_set
+    from fluxmap.science.extract import to_periods
+    from fluxmap.science.predict import predict_cube, predictor_cube
 
     cfg, result, _ = run_dir
     cat = load_catalog(builtin_catalog("demo"), **dict(cfg.extract.catalog_params))
@@ -470,14 +474,14 @@ def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_p
     """The prediction stage on a real multi-process cluster writes the same store as the local run."""
     from fluxmap.cluster import client_for
     from fluxmap.config import ClusterConfig
-    from fluxmap.run import predict_stage
+    from fluxmap.testing import predict_and_report
 
     cfg, result, _ = run_dir
     remote_cfg = _remote_copy(cfg, tmp_path)
     with loopback_cluster(tmp_path) as address, client_for(ClusterConfig(kind="address", address=address)) as client:
         client.wait_for_workers(2, timeout=60)
         assert len(client.scheduler_info()["workers"]) == 2
-        remote = predict_stage(remote_cfg, log=lambda m: None)
+        remote = predict_and_report(remote_cfg, log=lambda m: None)
     _assert_same_store(result["store"], remote["store"])
 
 
@@ -505,7 +509,7 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
     import time
 
     from fluxmap.cluster import WORKER_ENV, client_for
-    from fluxmap.run import predict_stage
+    from fluxmap.testing import predict_and_report
 
     jobs, cluster = batch_system(kind)
     cfg, result, _ = run_dir
@@ -521,7 +525,7 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
         assert len(workers) == 2 and all(w.startswith(f"{protocol}://127.0.0.1:") for w in workers)
         env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
         assert all(e == WORKER_ENV for e in env.values()), env
-        remote = predict_stage(remote_cfg, log=lambda m: None)
+        remote = predict_and_report(remote_cfg, log=lambda m: None)
     scripts = sorted(jobs.glob("*.sh"))
     assert len(scripts) == 2
     for script in scripts:
@@ -652,7 +656,7 @@ def test_pipeline_on_the_kubernetes_operators_pods_equals_the_local_run(run_dir,
 
     from fluxmap.cluster import WORKER_ENV, check_shared_workdir, client_for, render_kubernetes
     from fluxmap.config import ClusterConfig
-    from fluxmap.run import predict_stage
+    from fluxmap.testing import predict_and_report
 
     cfg, result, _ = run_dir
     volume = tmp_path / "volume"
@@ -676,7 +680,7 @@ def test_pipeline_on_the_kubernetes_operators_pods_equals_the_local_run(run_dir,
         env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
         assert all(e == WORKER_ENV for e in env.values()), env
         assert {_get_port(Box(service), p) for p in ("tcp-comm", "http-dashboard")} == {8786, 8787}
-        remote = predict_stage(remote_cfg, log=lambda m: None)
+        remote = predict_and_report(remote_cfg, log=lambda m: None)
     _assert_same_store(result["store"], remote["store"])
 
 
@@ -685,7 +689,7 @@ def _kill_a_busy_worker(client, store: Path, kill, stop, killed: dict) -> None:
     a region task (reads, prediction and writes of one region); what was killed goes to ``killed``."""
     import time
 
-    from fluxmap.write import done_regions
+    from fluxmap.io.store import done_regions
 
     while not stop.is_set() and not done_regions(store):
         time.sleep(0.05)
@@ -705,7 +709,7 @@ def _predict_while_killing(client, cfg, kill) -> tuple[dict, dict]:
     """The prediction stage on ``client``'s cluster while :func:`_kill_a_busy_worker` kills a worker."""
     import threading
 
-    from fluxmap.run import predict_stage
+    from fluxmap.testing import predict_and_report
 
     store = Path(cfg.workdir) / "predict" / "fluxmap.zarr"
     killed: dict[str, object] = {}
@@ -713,7 +717,7 @@ def _predict_while_killing(client, cfg, kill) -> tuple[dict, dict]:
     killer = threading.Thread(target=_kill_a_busy_worker, args=(client, store, kill, stop, killed), daemon=True)
     killer.start()
     try:
-        remote = predict_stage(cfg, log=lambda m: None)
+        remote = predict_and_report(cfg, log=lambda m: None)
     finally:
         stop.set()
         killer.join(timeout=10)
@@ -722,7 +726,7 @@ def _predict_while_killing(client, cfg, kill) -> tuple[dict, dict]:
 
 
 def _assert_same_store(a_store: Path, b_store: Path) -> None:
-    from fluxmap.write import done_regions
+    from fluxmap.io.store import done_regions
 
     a = xr.open_zarr(a_store, consolidated=True)
     b = xr.open_zarr(b_store, consolidated=True)
@@ -740,7 +744,7 @@ def test_a_worker_killed_during_prediction_changes_nothing(run_dir, tmp_path):
 
     from fluxmap.cluster import client_for
     from fluxmap.config import ClusterConfig
-    from fluxmap.write import done_regions
+    from fluxmap.io.store import done_regions
 
     cfg, result, _ = run_dir
     remote_cfg = _remote_copy(cfg, tmp_path)
@@ -764,7 +768,7 @@ def test_a_batch_job_lost_during_prediction_changes_nothing(run_dir, tmp_path, b
     import signal
 
     from fluxmap.cluster import client_for
-    from fluxmap.write import done_regions
+    from fluxmap.io.store import done_regions
 
     _, cluster = batch_system("slurm")
     cfg, result, _ = run_dir
@@ -794,7 +798,7 @@ def test_a_corrupt_input_chunk_is_masked_and_reported(run_dir, tmp_path):
 
     import zarr
 
-    from fluxmap.run import predict_stage
+    from fluxmap.testing import predict_and_report
 
     cfg, _, _ = run_dir
     world = Path(dict(cfg.extract.catalog_params)["DEMO_ROOT"])
@@ -817,7 +821,7 @@ def test_a_corrupt_input_chunk_is_masked_and_reported(run_dir, tmp_path):
         cfg, workdir=str(work), extract=dataclasses.replace(cfg.extract, catalog_params=(("DEMO_ROOT", str(broken)),))
     )
     log: list[str] = []
-    result = predict_stage(cfg2, log=log.append)
+    result = predict_and_report(cfg2, log=log.append)
     ds = xr.open_zarr(result["store"], consolidated=True)
     land = ds.zone.values > 0
     assert np.isfinite(ds.sr.values[:, land]).all()  # the run finished and predicted every land cell

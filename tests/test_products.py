@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from fluxmap import products as P
+from fluxmap.science import products as P
 from fluxmap.testing import raise_if_dask_computes
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from fluxmap.catalog import builtin_catalog, load_catalog
-from fluxmap.grids import EARTH_RADIUS_M, cell_area, reproject_to_latlon
+from fluxmap.io.catalog import builtin_catalog, load_catalog
+from fluxmap.science.grids import EARTH_RADIUS_M, cell_area, reproject_to_latlon
 from fluxmap.testing import raise_if_dask_computes
 
 

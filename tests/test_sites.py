@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fluxmap import sites as S
-from fluxmap.periods import aggregate_to_periods, period_starts
-from fluxmap.products import UMOL_CO2_M2_S_TO_G_C_M2_D
+from fluxmap.io import sites as S
+from fluxmap.science.periods import aggregate_to_periods, period_starts
+from fluxmap.science.products import UMOL_CO2_M2_S_TO_G_C_M2_D
 
 
 def _accounted(t: S.SiteTable, source: str) -> None:

@@ -16,7 +16,7 @@ import xarray as xr
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import dask, dask.array as da, numpy as np, pandas as pd, xarray as xr
-    from fluxmap.write import cf_dataset, create_store, fill_regions, region_slices
+    from fluxmap.io.store import cf_dataset, create_store, fill_regions, region_slices
 
     dask.config.set(scheduler="synchronous")
     store, fmt, kill_at = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -55,7 +55,7 @@ def _digest(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("fmt", [2, 3])
 def test_killed_write_resumes_to_a_byte_identical_store(tmp_path, fmt):
-    from fluxmap.write import done_regions
+    from fluxmap.io.store import done_regions
 
     clean, killed = tmp_path / "clean.zarr", tmp_path / "killed.zarr"
     assert _run(clean, fmt, "none") == 0
@@ -74,7 +74,7 @@ def test_killed_write_resumes_to_a_byte_identical_store(tmp_path, fmt):
 def test_variables_that_regions_cannot_split_are_refused_by_name(tmp_path):
     import dask.array as da
 
-    from fluxmap.write import create_store, fill_regions, region_slices
+    from fluxmap.io.store import create_store, fill_regions, region_slices
 
     t = np.array(["2020-01-01", "2020-01-09"], dtype="datetime64[ns]")
     ds = xr.Dataset(
@@ -94,7 +94,7 @@ def _small(fail_at: str | None = None):
     import dask.array as da
     import pandas as pd
 
-    from fluxmap.write import cf_dataset
+    from fluxmap.io.store import cf_dataset
 
     def block(x, block_info=None):
         loc = block_info[0]["chunk-location"]
@@ -117,7 +117,7 @@ def test_regions_stream_on_a_distributed_cluster(tmp_path):
     import dask
     from distributed import Client, LocalCluster
 
-    from fluxmap.write import _key, create_store, done_regions, fill_regions, region_slices
+    from fluxmap.io.store import _key, create_store, done_regions, fill_regions, region_slices
 
     chunks = {"time": 2, "lat": 4, "lon": 4}
     ds = _small()
@@ -143,7 +143,7 @@ def test_regions_stream_on_a_distributed_cluster(tmp_path):
 def test_block_counts_equal_numpy_per_block_with_ragged_edges():
     import dask.array as da
 
-    from fluxmap.write import block_counts, block_index, land_regions, region_slices
+    from fluxmap.io.store import block_counts, block_index, land_regions, region_slices
 
     rng = np.random.default_rng(3)
     mask = rng.random((23, 37)) < 0.3
@@ -177,7 +177,7 @@ def test_regions_on_a_distributed_cluster_run_as_one_task_each(tmp_path):
     import pandas as pd
     from distributed import Client, LocalCluster, get_task_stream
 
-    from fluxmap.write import cf_dataset, create_store, fill_regions, region_slices
+    from fluxmap.io.store import cf_dataset, create_store, fill_regions, region_slices
 
     calls = _BLOCK_CALLS
     calls.clear()

@@ -1,32 +1,32 @@
 """fluxmap: site carbon-flux measurements to global, gridded, validated maps.
 
-Stages, in pipeline order: :mod:`fluxmap.catalog` (lazy predictor cubes from Intake
-catalogs, decoded by :mod:`fluxmap.products`), :mod:`fluxmap.sites` (observations and
-quarantine), :mod:`fluxmap.periods` (the MODIS 8-day calendar), :mod:`fluxmap.extract`
-and :mod:`fluxmap.features` (predictors at sites), :mod:`fluxmap.zones`,
-:mod:`fluxmap.selection`, :mod:`fluxmap.train`, :mod:`fluxmap.validate`,
-:mod:`fluxmap.uncertainty` (models), wired by :mod:`fluxmap.run` and :mod:`fluxmap.cli`.
+Stages, in pipeline order: :mod:`fluxmap.io.catalog` (lazy predictor cubes from Intake
+catalogs, decoded by :mod:`fluxmap.science.products`), :mod:`fluxmap.io.sites` (observations and
+quarantine), :mod:`fluxmap.science.periods` (the MODIS 8-day calendar), :mod:`fluxmap.science.extract`
+and :mod:`fluxmap.science.features` (predictors at sites), :mod:`fluxmap.science.zones`,
+:mod:`fluxmap.science.selection`, :mod:`fluxmap.science.train`, :mod:`fluxmap.science.validate`,
+:mod:`fluxmap.science.uncertainty` (models), run by :mod:`fluxmap.stages` and :mod:`fluxmap.cli`.
 :mod:`fluxmap.demo` builds the embedded demo world.
 """
 
-__version__ = "0.1.0"
-
-from fluxmap.catalog import CatalogError, FluxCatalog, builtin_catalog, describe, load_catalog  # noqa: E402
+from fluxmap._version import __version__ as __version__
 from fluxmap.config import DemoConfig, RunConfig  # noqa: E402
 from fluxmap.demo import DemoWorld, build_world  # noqa: E402
-from fluxmap.extract import extract_at_sites, locate_sites, to_periods  # noqa: E402
-from fluxmap.periods import (  # noqa: E402
+from fluxmap.io.catalog import CatalogError, FluxCatalog, builtin_catalog, describe, load_catalog  # noqa: E402
+from fluxmap.io.models import load_model, save_model  # noqa: E402
+from fluxmap.io.sites import SiteTable, read_cosore_daily, read_fluxnet, read_generic_csv, read_srdb  # noqa: E402
+from fluxmap.science.extract import extract_at_sites, locate_sites, to_periods  # noqa: E402
+from fluxmap.science.periods import (  # noqa: E402
     aggregate_to_periods,
     period_bounds,
     period_days,
     period_start_of,
     period_starts,
 )
-from fluxmap.products import TARGETS, VARIABLES, spec  # noqa: E402
-from fluxmap.sites import SiteTable, read_cosore_daily, read_fluxnet, read_generic_csv, read_srdb  # noqa: E402
-from fluxmap.train import fit, load_model, save_model  # noqa: E402
-from fluxmap.validate import loso_predict, metrics  # noqa: E402
-from fluxmap.zones import ZoneModel, assign_zones, fit_zones  # noqa: E402
+from fluxmap.science.products import TARGETS, VARIABLES, spec  # noqa: E402
+from fluxmap.science.train import fit  # noqa: E402
+from fluxmap.science.validate import loso_predict, metrics  # noqa: E402
+from fluxmap.science.zones import ZoneModel, assign_zones, fit_zones  # noqa: E402
 
 __all__ = [
     "TARGETS",

@@ -7,8 +7,9 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from fluxmap import __version__
+from fluxmap._version import __version__
 
 EPILOG = """\
 Stages so far: demo world -> catalog (lazy cubes) -> sites (observations, quarantine)
@@ -79,7 +80,7 @@ def _ensure_world(root: Path, cfg, force: bool) -> Path:
 
 
 def _summarize_catalog(catalog: str, params: dict[str, str], entries: list[str] | None) -> bool:
-    from fluxmap.catalog import CatalogError, builtin_catalog, describe, load_catalog
+    from fluxmap.io.catalog import CatalogError, builtin_catalog, describe, load_catalog
     from fluxmap.testing import raise_if_dask_computes
 
     path = Path(catalog) if Path(catalog).suffix in (".yaml", ".yml") else builtin_catalog(catalog)
@@ -116,7 +117,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = False) -> None:
-    from fluxmap.run import demo_sources, extract_stage, model_stage, predict_stage, sites_stage
+    from fluxmap.demo import demo_sources
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.stages.models import model_stage
+    from fluxmap.stages.predict import predict_stage
+    from fluxmap.stages.report import report_stage
+    from fluxmap.stages.sites import sites_stage
 
     specs = cfg.sites.sources or demo_sources(Path(cfg.workdir) / "demo-world")
     table = sites_stage(cfg, specs)
@@ -125,7 +131,7 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
         if model or predict:
             model_stage(cfg, tables)
         if predict:
-            predict_stage(cfg)
+            report_stage(cfg, predict_stage(cfg))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -200,46 +206,67 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", help="connect to an existing scheduler (tcp:// or tls://)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fluxmap",
-        description="Site carbon-flux measurements to global, gridded, validated maps.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--version", action="version", version=f"fluxmap {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    r = sub.add_parser(
-        "run",
-        help="run every stage that exists so far on the embedded demo world",
-        description="Run the pipeline end to end. With no config it generates the "
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "run every stage that exists so far on the embedded demo world",
+        "Run the pipeline end to end. With no config it generates the "
         "embedded demo world (cached) and opens its catalog as lazy cubes.",
-    )
-    r.add_argument("--workdir", help="folder for every output (default: the config's, else fluxmap-output)")
-    r.add_argument("--config", help="run YAML: workdir, demo, sites, extract blocks (see README)")
-    r.add_argument("--force", action="store_true", help="regenerate even if the cached world is current")
-    _cluster_args(r)
-    r.set_defaults(func=cmd_run)
-
-    k = sub.add_parser(
-        "cluster",
-        help="render HPC job scripts or the Kubernetes DaskCluster manifest (submits nothing)",
-        description="Print what fluxmap would submit: the SLURM or PBS worker job script "
+    ),
+    "cluster": (
+        "render HPC job scripts or the Kubernetes DaskCluster manifest (submits nothing)",
+        "Print what fluxmap would submit: the SLURM or PBS worker job script "
         "(dask-jobqueue) or the DaskCluster resource for the Dask operator (dask-kubernetes), "
         "from the run config's cluster block.",
-    )
+    ),
+    "demo": (
+        "generate the embedded demo world (MODIS/ERA5-like stores, sites, truth)",
+        "Generate the seeded demo world: MODIS-like 8-day cubes and an "
+        "ERA5-like daily cube in the real encodings, static layers with the real MCD12C1 "
+        "2019 land cover, site files in SRDB/COSORE/FLUXNET formats, and the ground truth.",
+    ),
+    "catalog": (
+        "check a catalog and print its entries as lazy cubes (computes nothing)",
+        "Load an Intake catalog (built-in name: demo, cloud, reference; or a "
+        "YAML path), check it is safe, open entries decoded to canonical variables, and "
+        "print dims, chunks, units and sizes without computing anything.",
+    ),
+}
+"""Per subcommand (besides the stage commands): its one-line summary and its description."""
+
+
+def _parser(sub: Any, name: str) -> argparse.ArgumentParser:
+    """The subcommand ``name`` with its summary (in ``fluxmap --help``) and description."""
+    summary, description = _COMMANDS[name]
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
+    return parser
+
+
+def _stage_args(p: argparse.ArgumentParser, func: Any, *, config: str) -> None:
+    """``--config``, ``--workdir`` and the cluster options of a command that runs stages."""
+    p.add_argument("--config", help=config)
+    p.add_argument("--workdir", help="folder for every output (default: the config's, else fluxmap-output)")
+    _cluster_args(p)
+    p.set_defaults(func=func)
+
+
+def _add_run(sub: Any) -> None:
+    """``fluxmap run``: every stage, end to end."""
+    r = _parser(sub, "run")
+    r.add_argument("--force", action="store_true", help="regenerate even if the cached world is current")
+    _stage_args(r, cmd_run, config="run YAML: workdir, demo, sites, extract blocks (see README)")
+
+
+def _add_cluster(sub: Any) -> None:
+    """``fluxmap cluster``: render job scripts or manifests."""
+    k = _parser(sub, "cluster")
     k.add_argument("kind", choices=["slurm", "pbs", "kubernetes"])
     k.add_argument("--config", help="run YAML with a cluster: block")
     k.set_defaults(func=cmd_cluster)
 
-    d = sub.add_parser(
-        "demo",
-        help="generate the embedded demo world (MODIS/ERA5-like stores, sites, truth)",
-        description="Generate the seeded demo world: MODIS-like 8-day cubes and an "
-        "ERA5-like daily cube in the real encodings, static layers with the real MCD12C1 "
-        "2019 land cover, site files in SRDB/COSORE/FLUXNET formats, and the ground truth.",
-    )
+
+def _add_demo(sub: Any) -> None:
+    """``fluxmap demo``: generate the demo world."""
+    d = _parser(sub, "demo")
     d.add_argument("--root", default="fluxmap-demo", help="where to write it (default: %(default)s)")
     d.add_argument(
         "--config", help="run YAML whose demo: block sets DemoConfig fields (seed, resolution, bbox, years, ...)"
@@ -247,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="regenerate even if the world there is current")
     d.set_defaults(func=cmd_demo)
 
+
+def _add_stages(sub: Any) -> None:
+    """``fluxmap sites|extract|models|predict``: the pipeline up to that stage."""
     for name, func, text in (
         (
             "sites",
@@ -279,29 +309,37 @@ def build_parser() -> argparse.ArgumentParser:
             description=text[0].upper() + text[1:] + ". Cached: reruns with "
             "the same inputs and settings reuse the outputs.",
         )
-        sp.add_argument("--config", help="run YAML (default: the embedded demo world's sites)")
-        sp.add_argument("--workdir", help="output folder (default: the config's, else fluxmap-output)")
-        _cluster_args(sp)
-        sp.set_defaults(func=func)
+        _stage_args(sp, func, config="run YAML (default: the embedded demo world's sites)")
 
-    c = sub.add_parser(
-        "catalog",
-        help="check a catalog and print its entries as lazy cubes (computes nothing)",
-        description="Load an Intake catalog (built-in name: demo, cloud, reference; or a "
-        "YAML path), check it is safe, open entries decoded to canonical variables, and "
-        "print dims, chunks, units and sizes without computing anything.",
-    )
+
+def _add_catalog(sub: Any) -> None:
+    """``fluxmap catalog``: check a catalog and describe its entries lazily."""
+    c = _parser(sub, "catalog")
     c.add_argument("catalog", nargs="?", default="demo", help="built-in name or path (default: %(default)s)")
     c.add_argument("--root", default="fluxmap-demo", help="demo world folder for the demo catalog")
     c.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="catalog user parameter")
     c.add_argument("--entry", action="append", metavar="NAME", help="open only these entries")
     c.set_defaults(func=cmd_catalog)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fluxmap`` argument parser: one subcommand per entry point."""
+    p = argparse.ArgumentParser(
+        prog="fluxmap",
+        description="Site carbon-flux measurements to global, gridded, validated maps.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"fluxmap {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_cluster, _add_demo, _add_stages, _add_catalog):
+        add(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fluxmap.catalog import CatalogError
+    from fluxmap.io.catalog import CatalogError
 
     try:
         return int(args.func(args))

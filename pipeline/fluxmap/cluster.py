@@ -80,6 +80,7 @@ def _memory_limit(cfg: ClusterConfig, n_workers: int) -> str | int:
 
 
 def _jobqueue_cluster(cfg: ClusterConfig):
+    Cls: type[Any]  # SLURMCluster or PBSCluster
     if cfg.kind == "slurm":
         from dask_jobqueue import SLURMCluster as Cls
     elif cfg.kind == "pbs":

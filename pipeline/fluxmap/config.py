@@ -179,7 +179,7 @@ class ModelConfig:
     selection_params: tuple[tuple[str, Any], ...] = (("n_estimators", 60),)
     """Lighter model settings used only while selecting predictors."""
     params: tuple[tuple[str, Any], ...] = (("n_estimators", 200),)
-    """Model settings (over the defaults of fluxmap.train)."""
+    """Model settings (over the defaults of fluxmap.science.train)."""
     bootstrap_members: int = 10
     """Bootstrap ensemble size (0 to skip)."""
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)

@@ -96,15 +96,15 @@ def tiny_trainable_config(**overrides: object) -> DemoConfig:
 
 
 def import_prediction_modules() -> bool:
-    """Import what a prediction worker uses (XGBoost, zarr, flox for the 8-day means, fluxmap.predict,
-    fluxmap.write): run on every worker (``client.run``) before timing or measuring it, so imports
+    """Import what a prediction worker uses (XGBoost, zarr, flox for the 8-day means, fluxmap.science.predict,
+    fluxmap.io.store): run on every worker (``client.run``) before timing or measuring it, so imports
     are not counted."""
     import flox.aggregate_npg  # noqa: F401
     import xgboost  # noqa: F401
     import zarr  # noqa: F401
 
-    import fluxmap.predict  # noqa: F401
-    import fluxmap.write  # noqa: F401
+    import fluxmap.io.store  # noqa: F401
+    import fluxmap.science.predict  # noqa: F401
 
     return True
 
@@ -125,8 +125,10 @@ def trained_world(root, demo: DemoConfig, *, n_estimators: int = 200, log=None):
     import dataclasses
     from pathlib import Path
 
-    from fluxmap.demo import build_world
-    from fluxmap.run import demo_sources, extract_stage, model_stage, sites_stage
+    from fluxmap.demo import build_world, demo_sources
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.stages.models import model_stage
+    from fluxmap.stages.sites import sites_stage
 
     root = Path(root)
     world = build_world(root / "world", demo)
@@ -147,3 +149,12 @@ def trained_world(root, demo: DemoConfig, *, n_estimators: int = 200, log=None):
     if not (root / "work" / "models" / "sr_8day" / "model_unified.ubj").is_file():
         raise RuntimeError(f"{root}: no sr:8day model was trained (too few COSORE-like sites in {demo})")
     return cfg, tables
+
+
+def predict_and_report(cfg, *, log=print) -> dict:
+    """The predict stage, then the report stage on its store (as ``fluxmap run`` does): the
+    report stage's result (store, report, totals, error against the truth)."""
+    from fluxmap.stages.predict import predict_stage
+    from fluxmap.stages.report import report_stage
+
+    return report_stage(cfg, predict_stage(cfg, log=log), log=log)

@@ -1,0 +1,482 @@
+"""Intake catalogs of the predictor sources, opened as lazy cubes in canonical names and units.
+
+A fluxmap catalog is an Intake 2 catalog (``version: 2``) whose entries use only
+allow-listed readers and data types and name no code: :func:`load_catalog` checks
+the YAML with the safe loader before Intake sees it, and refuses ``{func(...)}``,
+``{import(...)}`` and ``{pickle64(...)}`` templates and any other reader class.
+
+Each entry's ``metadata.fluxmap`` block says which product it holds (the decoder
+in :mod:`fluxmap.science.products` to apply), which source variable plays which role when
+the names differ from the product's own, the source's CRS where the file has none,
+and the time step. :meth:`FluxCatalog.open` reads the entry with Intake (lazily,
+with the entry's chunks), decodes it and returns a Dataset with canonical
+variables, units and CF attributes. Opening computes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+
+from fluxmap.science import periods, products
+
+__all__ = [
+    "CatalogError",
+    "FluxCatalog",
+    "builtin_catalog",
+    "describe",
+    "load_catalog",
+]
+
+ALLOWED_READERS = frozenset(
+    {
+        "intake.readers.readers:XArrayDatasetReader",
+        "fluxmap.io.catalog:StacCubeReader",
+    }
+)
+"""Intake readers a fluxmap catalog may name (all return lazy xarray Datasets)."""
+
+ALLOWED_DATATYPES = frozenset(
+    {
+        "intake.readers.datatypes:Zarr",
+        "intake.readers.datatypes:NetCDF3",
+        "intake.readers.datatypes:HDF5",
+        "intake.readers.datatypes:TIFF",
+        "intake.readers.datatypes:CSV",
+        "intake.readers.datatypes:Service",
+    }
+)
+"""Intake data types a fluxmap catalog may name."""
+
+_FORBIDDEN_TEMPLATES = ("{func(", "{import(", "{pickle64(", "{pickle(")
+_TOP_KEYS = ("version", "aliases", "metadata", "user_parameters", "data", "entries")
+
+
+class CatalogError(ValueError):
+    """A catalog, entry or variable is missing, unsafe or not in the expected units."""
+
+
+# --- STAC (MODIS on the Planetary Computer) -------------------------------------------------
+
+
+def _stac_reader_base() -> type:
+    from intake.readers.readers import BaseReader
+
+    return BaseReader
+
+
+class StacCubeReader(_stac_reader_base()):  # type: ignore[misc]
+    """Intake reader: search a STAC API and load the items as a lazy cube with odc-stac.
+
+    Assets are signed with the ``planetary-computer`` package when the API is the
+    Planetary Computer's. Dimensions come back as ``(time, y, x)`` in the items' CRS
+    (MODIS sinusoidal) unless ``crs``/``resolution`` ask for another grid; band
+    names are the asset keys (the products' SDS names), so the decoders apply as is.
+    Needs ``pip install 'fluxmap[cloud]'``.
+    """
+
+    output_instance = "xarray:Dataset"
+    imports = {"pystac_client", "odc.stac"}
+
+    def _read(
+        self,
+        data,
+        collection: str,
+        assets: list[str],
+        bbox: str | list[float],
+        datetime: str,
+        chunks: dict[str, int],
+        crs: str | None = None,
+        resolution: float | None = None,
+        **kw: Any,
+    ) -> xr.Dataset:
+        import odc.stac
+        import pystac_client
+
+        modifier = None
+        if "planetarycomputer" in data.url:
+            import planetary_computer
+
+            modifier = planetary_computer.sign_inplace
+        box = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else list(bbox)
+        client = pystac_client.Client.open(data.url, modifier=modifier)
+        items = client.search(collections=[collection], bbox=box, datetime=datetime).item_collection()
+        if len(items) == 0:
+            raise CatalogError(f"STAC {data.url}: no {collection} items in bbox {box} for {datetime}")
+        extra = {k: v for k, v in (("crs", crs), ("resolution", resolution)) if v is not None}
+        return odc.stac.load(items, bands=assets, bbox=box, chunks=chunks, groupby="solar_day", **extra, **kw)
+
+
+# --- safety and loading ----------------------------------------------------------------
+
+
+def _walk_strings(obj: Any, where: str):
+    if isinstance(obj, str):
+        yield where, obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _walk_strings(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _walk_strings(v, f"{where}[{i}]")
+
+
+def check_catalog(doc: Any, source: str) -> None:
+    """Raise :class:`CatalogError` unless ``doc`` is a safe, complete fluxmap catalog."""
+    if not isinstance(doc, dict):
+        raise CatalogError(f"{source}: not a YAML mapping")
+    missing = [k for k in _TOP_KEYS if k not in doc]
+    if missing:
+        raise CatalogError(f"{source}: missing top-level key(s) {missing} of the Intake v2 format")
+    if doc["version"] != 2:
+        raise CatalogError(f"{source}: version is {doc['version']!r}, fluxmap reads Intake v2 catalogs")
+    for where, text in _walk_strings(doc, "catalog"):
+        for bad in _FORBIDDEN_TEMPLATES:
+            if bad in text:
+                raise CatalogError(f"{source}: {where} uses the code template {bad}...; catalogs must not run code")
+    for name, entry in (doc.get("entries") or {}).items():
+        reader = (entry or {}).get("reader")
+        if reader not in ALLOWED_READERS:
+            raise CatalogError(f"{source}: entry {name!r} names reader {reader!r}; allowed: {sorted(ALLOWED_READERS)}")
+        meta = (entry.get("metadata") or {}).get("fluxmap")
+        if not isinstance(meta, dict) or "product" not in meta:
+            raise CatalogError(f"{source}: entry {name!r} has no metadata.fluxmap.product")
+        if meta["product"] not in DECODERS:
+            raise CatalogError(
+                f"{source}: entry {name!r} has unknown product {meta['product']!r}; known: {sorted(DECODERS)}"
+            )
+    for tok, data in (doc.get("data") or {}).items():
+        dt = (data or {}).get("datatype")
+        if dt not in ALLOWED_DATATYPES:
+            raise CatalogError(f"{source}: data {tok!r} has datatype {dt!r}; allowed: {sorted(ALLOWED_DATATYPES)}")
+
+
+def _catalog_dirs() -> list[Path]:
+    package = Path(__file__).resolve().parents[1]  # fluxmap/
+    dirs = [Path(d) for d in os.environ.get("FLUXMAP_CATALOGS", "").split(os.pathsep) if d]
+    # A wheel holds them as fluxmap/catalogs; a source checkout as catalogs/ beside pipeline/.
+    return [*dirs, package / "catalogs", package.parents[1] / "catalogs"]
+
+
+def builtin_catalog(name: str) -> Path:
+    """Path of a catalog shipped with fluxmap (``demo``, ``cloud``, ``reference``).
+
+    Looked up in ``$FLUXMAP_CATALOGS`` (a path list), then the installed package,
+    then the source checkout's ``catalogs/``.
+    """
+    known: set[str] = set()
+    for d in _catalog_dirs():
+        path = d / f"{name}.yaml"
+        if path.is_file():
+            return path
+        if d.is_dir():
+            known |= {p.stem for p in d.glob("*.yaml")}
+    raise CatalogError(f"no built-in catalog {name!r}; known: {sorted(known)}")
+
+
+def load_catalog(path: str | Path, **params: str) -> FluxCatalog:
+    """Check and load a catalog file; ``params`` set its user parameters (e.g. ``DEMO_ROOT``)."""
+    import intake
+
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalog file not found: {path}")
+    doc = yaml.safe_load(path.read_text())
+    check_catalog(doc, str(path))
+    unknown = sorted(set(params) - set(doc["user_parameters"]))
+    if unknown:
+        raise CatalogError(
+            f"{path}: unknown user parameter(s) {unknown}; the catalog declares {sorted(doc['user_parameters'])}"
+        )
+    cat = intake.from_yaml_file(str(path))
+    for k, v in params.items():
+        cat.user_parameters[k] = str(v)
+    return FluxCatalog(cat=cat, path=path, doc=doc)
+
+
+@dataclass
+class FluxCatalog:
+    """A checked Intake catalog whose entries open as canonical, lazy Datasets."""
+
+    cat: Any
+    """The Intake ``Catalog``."""
+    path: Path
+    """Where it was read from."""
+    doc: dict
+    """Its YAML document."""
+
+    @property
+    def entries(self) -> list[str]:
+        """Entry names, in file order."""
+        return list(self.doc["entries"])
+
+    def meta(self, name: str) -> dict:
+        """The ``metadata.fluxmap`` block of an entry."""
+        self._check_name(name)
+        return dict(self.doc["entries"][name]["metadata"]["fluxmap"])
+
+    def _check_name(self, name: str) -> None:
+        if name not in self.doc["entries"]:
+            raise CatalogError(f"{self.path}: no entry {name!r}; entries: {self.entries}")
+
+    def open_raw(self, name: str) -> xr.Dataset:
+        """The entry as Intake reads it: lazy, chunked, still encoded."""
+        self._check_name(name)
+        try:
+            return self.cat[name].read()
+        except FileNotFoundError as e:
+            raise CatalogError(f"{self.path}: entry {name!r}: source not found ({e})") from e
+        except ImportError as e:
+            raise CatalogError(f"{self.path}: entry {name!r} needs a package that is not installed: {e}") from e
+        except CatalogError:
+            raise
+        except Exception as e:  # network, credentials, corrupt files: say which entry
+            raise CatalogError(f"{self.path}: entry {name!r} cannot be read: {type(e).__name__}: {e}") from e
+
+    def open(self, name: str, **options: Any) -> xr.Dataset:
+        """Open an entry decoded to canonical names, units and CF attributes (lazy).
+
+        ``options`` go to the product's decoder (e.g. ``max_error_class`` for MOD11A2).
+        """
+        meta = self.meta(name)
+        raw = self.open_raw(name)
+        where = f"{self.path.name}:{name}"
+        ds = DECODERS[meta["product"]](raw, meta, where, **options)
+        ds.attrs.update({"fluxmap_entry": name, "fluxmap_product": meta["product"], "fluxmap_catalog": str(self.path)})
+        return ds
+
+    def describe(self) -> str:
+        """One block per entry: product, description, chunks (opening nothing)."""
+        lines = [f"catalog {self.path}"]
+        for name in self.entries:
+            e = self.doc["entries"][name]
+            meta = e["metadata"]["fluxmap"]
+            lines.append(f"  {name}: {meta['product']} - {e['metadata'].get('description', '')}")
+        return "\n".join(lines)
+
+
+# --- decoding per product ------------------------------------------------------------------
+
+_UNIT_ALIASES: dict[str, dict[str, Callable[[xr.DataArray], xr.DataArray]]] = {
+    "K": {
+        "K": lambda x: x,
+        "kelvin": lambda x: x,
+        "degK": lambda x: x,
+        "Kelvin": lambda x: x,
+        "celsius": lambda x: x + 273.15,
+        "degC": lambda x: x + 273.15,
+        "deg C": lambda x: x + 273.15,
+        "C": lambda x: x + 273.15,
+        "degrees_Celsius": lambda x: x + 273.15,
+    },
+    "mm d-1": {
+        "mm d-1": lambda x: x,
+        "mm/day": lambda x: x,
+        "mm day-1": lambda x: x,
+        "kg m-2 d-1": lambda x: x,
+        "kg m-2 s-1": lambda x: x * 86400.0,
+        "m d-1": lambda x: x * 1000.0,
+    },
+    "m": {"m": lambda x: x, "metres": lambda x: x, "meters": lambda x: x},
+    "kg m-2": {"kg m-2": lambda x: x, "kg C m-2": lambda x: x},
+    "1": {"1": lambda x: x, "": lambda x: x},
+}
+
+
+def _source_var(raw: xr.Dataset, meta: dict, role: str, where: str) -> xr.DataArray:
+    """The source variable playing ``role`` (renamed by ``meta['variables']``), checked."""
+    name = (meta.get("variables") or {}).get(role, role)
+    if name not in raw.variables:
+        raise CatalogError(
+            f"{where}: variable {name!r} (role {role!r}) not in the source; it has {sorted(map(str, raw.data_vars))}"
+        )
+    return raw[name]
+
+
+def _expect_units(da: xr.DataArray, accepted: set[str], where: str) -> None:
+    units = da.attrs.get("units")
+    if units is not None and units not in accepted:
+        raise CatalogError(f"{where}: variable {da.name!r} has units {units!r}; expected one of {sorted(accepted)}")
+
+
+def _to_units(da: xr.DataArray, target: str, where: str) -> xr.DataArray:
+    units = da.attrs.get("units")
+    table = _UNIT_ALIASES.get(target, {target: lambda x: x})
+    if units is None:
+        raise CatalogError(
+            f"{where}: variable {da.name!r} has no units attribute; expected {target!r} or one of {sorted(table)}"
+        )
+    if units not in table:
+        raise CatalogError(
+            f"{where}: variable {da.name!r} has units {units!r}, which fluxmap cannot convert "
+            f"to {target!r}; accepted: {sorted(table)}"
+        )
+    return table[units](da.astype("float32"))
+
+
+def _geo_dims(ds: xr.Dataset) -> xr.Dataset:
+    """Canonical geographic dimension names ``lat``/``lon`` (ERA5 says latitude/longitude)."""
+    ren = {k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in ds.dims or k in ds.coords}
+    return ds.rename(ren) if ren else ds
+
+
+def _with_coords(raw: xr.Dataset, data: dict[str, xr.DataArray]) -> xr.Dataset:
+    return _geo_dims(xr.Dataset(data, attrs=dict(raw.attrs)))
+
+
+def _period_days(raw: xr.Dataset, where: str) -> xr.DataArray:
+    if "time" not in raw.coords:
+        raise CatalogError(f"{where}: 8-day period sums need a time coordinate")
+    starts = raw["time"].values
+    bad = np.asarray(periods.period_start_of(starts).values != starts)
+    if bad.any():
+        raise CatalogError(f"{where}: time {starts[bad][0]} is not the start of a MODIS 8-day period")
+    return xr.DataArray(periods.period_days(starts), dims="time", coords={"time": raw["time"]})
+
+
+def _decode_mod11a2(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    out = {}
+    for name, lst_role, qc_role in (("lst_day", "LST_Day_1km", "QC_Day"), ("lst_night", "LST_Night_1km", "QC_Night")):
+        lst = _source_var(raw, meta, lst_role, where)
+        _expect_units(lst, {"K", "Kelvin", "kelvin"}, where)
+        out[name] = products.decode_mod11a2(lst, _source_var(raw, meta, qc_role, where), name=name, **opt)
+    return _with_coords(raw, out)
+
+
+def _decode_mod09a1(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    bands = meta.get("bands", ["b01", "b02", "b03", "b04", "b05", "b06", "b07"])
+    state = _source_var(raw, meta, "sur_refl_state_500m", where) if meta.get("state_qa", True) else None
+    clear = True if state is None else products.state_clear(state, **opt)  # one mask for every band
+    out = {}
+    for b in bands:
+        out[f"refl_{b}"] = products.decode_reflectance(_source_var(raw, meta, f"sur_refl_{b}", where), clear, band=b)
+    if {"b01", "b02"} <= set(bands):
+        out["ndvi"] = products.ndvi(out["refl_b01"], out["refl_b02"])
+        if "b03" in bands:
+            out["evi"] = products.evi(out["refl_b01"], out["refl_b02"], out["refl_b03"])
+        if "b06" in bands:
+            out["lswi"] = products.lswi(out["refl_b02"], out["refl_b06"])
+    ds = _with_coords(raw, out)
+    crs = meta.get("crs")
+    if crs:
+        import rioxarray  # noqa: F401  (the .rio accessor)
+
+        ds = ds.rio.write_crs(crs)
+    return ds
+
+
+def _decode_mod15a2h(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    qc = _source_var(raw, meta, "FparLai_QC", where)
+    return _with_coords(
+        raw,
+        {
+            "lai": products.decode_mod15a2h(_source_var(raw, meta, "Lai_500m", where), qc, name="lai", **opt),
+            "fpar": products.decode_mod15a2h(_source_var(raw, meta, "Fpar_500m", where), qc, name="fpar", **opt),
+        },
+    )
+
+
+def _decode_mod17a2h(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    return _with_coords(
+        raw, {"gpp": products.decode_mod17a2h(_source_var(raw, meta, "Gpp_500m", where), _period_days(raw, where))}
+    )
+
+
+def _decode_mod16a2(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    return _with_coords(
+        raw, {"et": products.decode_mod16a2(_source_var(raw, meta, "ET_500m", where), _period_days(raw, where))}
+    )
+
+
+def _decode_landcover(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    lc = _source_var(raw, meta, "LC_Type1", where)
+    if "band" in lc.dims:
+        lc = lc.squeeze("band", drop=True)
+    return _with_coords(raw, {"landcover": products.decode_mcd12(lc, product=meta["product"])})
+
+
+def _time_step_hours(raw: xr.Dataset, meta: dict, where: str) -> float:
+    if "step_hours" in meta:
+        return float(meta["step_hours"])
+    t = raw["time"].values
+    if len(t) < 2:
+        raise CatalogError(f"{where}: give metadata.fluxmap.step_hours; one time step cannot tell it")
+    steps = np.unique(np.diff(t).astype("timedelta64[s]").astype(float) / 3600.0)
+    if len(steps) != 1:
+        raise CatalogError(f"{where}: irregular time steps {steps[:5]} h; give metadata.fluxmap.step_hours")
+    return float(steps[0])
+
+
+def _decode_era5(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    t2m = _source_var(raw, meta, "2m_temperature", where)
+    tp = _source_var(raw, meta, "total_precipitation", where)
+    _expect_units(t2m, {"K", "kelvin"}, where)
+    _expect_units(tp, {"m", "m of water equivalent"}, where)
+    return _with_coords(
+        raw,
+        {
+            "t2m": products.decode_era5_temperature(t2m),
+            "tp": products.decode_era5_precipitation(tp, step_hours=_time_step_hours(raw, meta, where)),
+        },
+    )
+
+
+def _decode_canonical(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    """Sources already in physical units: rename by role, convert known units, attribute."""
+    roles = meta.get("variables") or {}
+    if not roles:
+        raise CatalogError(f"{where}: a 'canonical' entry must map canonical names in metadata.fluxmap.variables")
+    out = {}
+    for canon in roles:
+        spec = products.spec(canon)
+        da = _source_var(raw, meta, canon, where)
+        if canon == "landcover":
+            out[canon] = products.apply_cf(da, canon)
+            continue
+        if canon == "land_fraction" and meta.get("land_codes"):
+            out[canon] = products.apply_cf(da.isin(meta["land_codes"]).astype("float32"), canon)
+            continue
+        out[canon] = products.apply_cf(_to_units(da, spec.units, where), canon)
+    ds = _with_coords(raw, out)
+    extra = [v for v in raw.data_vars if v not in set(roles.values())]
+    return ds.assign({v: raw[v] for v in extra if v in meta.get("keep", [])})
+
+
+DECODERS: dict[str, Callable[..., xr.Dataset]] = {
+    "MOD11A2": _decode_mod11a2,
+    "MOD09A1": _decode_mod09a1,
+    "MOD15A2H": _decode_mod15a2h,
+    "MOD17A2H": _decode_mod17a2h,
+    "MOD16A2": _decode_mod16a2,
+    "MCD12Q1": _decode_landcover,
+    "MCD12C1": _decode_landcover,
+    "ERA5": _decode_era5,
+    "canonical": _decode_canonical,
+}
+"""Decoder of each product name a catalog entry may declare."""
+
+
+# --- summaries ------------------------------------------------------------------------------
+
+
+def describe(ds: xr.Dataset, *, name: str = "") -> str:
+    """A short, compute-free summary of a lazy cube: dims, chunks, variables, units, size."""
+    import dask
+
+    dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
+    lines = [f"{name or ds.attrs.get('fluxmap_entry', 'dataset')}: {dims}"]
+    for v, da in ds.data_vars.items():
+        chunks = "x".join(str(max(c)) for c in da.chunks) if da.chunks else "in memory"
+        lazy = "lazy" if dask.is_dask_collection(da) else "eager"
+        lines.append(
+            f"    {v:<12} {str(da.dtype):<8} [{da.attrs.get('units', '?')}] "
+            f"chunks {chunks} ({lazy}, {da.nbytes / 2**20:,.1f} MiB)"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""Model files: fitted models in non-executable formats with a metadata file, the zoning as JSON,
+and the checksummed reference to a target's model folder that prediction tasks carry.
+
+Formats: XGBoost models as UBJSON (``.ubj``, XGBoost's own format); scikit-learn and
+quantile-forest models with skops (``.skops``), loaded only with the exact types
+fluxmap writes. Pickle, joblib and unknown files are refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fluxmap.science.predict import ModelSet
+from fluxmap.science.train import FittedModel
+from fluxmap.science.zones import ZoneModel
+
+__all__ = ["ModelFiles", "load_model", "load_model_set", "load_zones", "save_model", "save_zones"]
+
+
+def save_zones(model: ZoneModel, path: str | Path) -> None:
+    """Write the zoning as JSON (plain numbers; safe to share, nothing executable)."""
+    Path(path).write_text(json.dumps(model.to_dict(), indent=1))
+
+
+def load_zones(path: str | Path) -> ZoneModel:
+    """Read a zoning written by :func:`save_zones`."""
+    return ZoneModel.from_dict(json.loads(Path(path).read_text()))
+
+
+_REFUSED = {".pkl", ".pickle", ".joblib", ".sav", ".dill", ".pt", ".npy"}
+
+
+def save_model(model: FittedModel, stem: str | Path) -> Path:
+    """Write the model (``stem.ubj`` or ``stem.skops``) and ``stem.json`` metadata; return the model path."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if model.kind == "xgboost":
+        path = stem.with_suffix(".ubj")
+        model.estimator.get_booster().save_model(str(path))
+    else:
+        import skops.io as sio
+
+        path = stem.with_suffix(".skops")
+        sio.dump(model.estimator, path)
+    meta = {**model.metadata, "kind": model.kind, "features": model.features, "file": path.name}
+    stem.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
+    return path
+
+
+def load_model(path: str | Path) -> FittedModel:
+    """Load a model written by :func:`save_model`; refuses pickles and unknown formats."""
+    path = Path(path)
+    if path.suffix in _REFUSED:
+        raise ValueError(
+            f"{path}: refusing to load a {path.suffix} file: pickle-based formats can run code. "
+            "fluxmap reads only XGBoost .ubj/.json models and .skops files it wrote"
+        )
+    if path.suffix not in (".ubj", ".skops"):
+        raise ValueError(f"{path}: unknown model format {path.suffix!r} (expected .ubj or .skops)")
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path}: metadata file {meta_path.name} missing")
+    meta = json.loads(meta_path.read_text())
+    if path.suffix == ".ubj":
+        import xgboost as xgb
+
+        est = xgb.XGBRegressor()
+        est.load_model(str(path))
+        return FittedModel("xgboost", est, meta["features"], meta)
+    import skops.io as sio
+
+    unknown = sio.get_untrusted_types(file=path)
+    allowed = {
+        "quantile_forest._quantile_forest.RandomForestQuantileRegressor",
+        "quantile_forest._quantile_forest_fast.QuantileForest",
+        "sklearn.ensemble._forest.RandomForestRegressor",
+        "sklearn.tree._classes.DecisionTreeRegressor",
+        "sklearn.tree._tree.Tree",
+        "builtins.dict",
+        "numpy.dtype",
+    }
+    bad = [t for t in unknown if t not in allowed]
+    if bad:
+        raise ValueError(f"{path}: holds types fluxmap does not write: {bad}; refusing to load")
+    est = sio.load(path, trusted=unknown)
+    return FittedModel(meta["kind"], est, meta["features"], meta)
+
+
+def _model_paths(folder: Path, *, ensemble: bool) -> tuple[list[Path], Path, list[Path]]:
+    zones = sorted(folder.glob("model_zone_*.ubj"))
+    members = sorted(folder.glob("ensemble_*.ubj")) if ensemble else []
+    unified = folder / "model_unified.ubj"
+    if not unified.is_file():
+        raise FileNotFoundError(f"{folder}: no model_unified.ubj (run the model stage first)")
+    return zones, unified, members
+
+
+def _single_threaded(path: Path) -> FittedModel:
+    # Blocks are the unit of parallelism (one per worker thread): a model that starts its own
+    # threads on top would oversubscribe the cores.
+    m = load_model(path)
+    if m.kind == "xgboost":
+        m.estimator.get_booster().set_param({"nthread": 1})
+    elif hasattr(m.estimator, "n_jobs"):
+        m.estimator.n_jobs = 1
+    return m
+
+
+def load_model_set(target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False) -> ModelSet:
+    """A target's zone models (``model_zone_<k>.ubj``), unified model and ensemble members."""
+    zones, unified, members = _model_paths(Path(folder), ensemble=ensemble)
+
+    return ModelSet(
+        target=target,
+        zone_models={int(p.stem.split("_")[-1]): _single_threaded(p) for p in zones},
+        unified=_single_threaded(unified),
+        ensemble=[_single_threaded(p) for p in members],
+        unified_map=unified_map,
+    )
+
+
+def _digest(folder: Path, *, ensemble: bool) -> str:
+    zones, unified, members = _model_paths(folder, ensemble=ensemble)
+    h = hashlib.sha256()
+    for p in [*zones, unified, *members]:
+        for f in (p, p.with_suffix(".json")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a target's models are, and the checksum of their files.
+
+    Prediction tasks carry this (a few hundred bytes) instead of the models; each
+    worker process loads the models from the (shared) model folder once and keeps
+    them. Nothing lives only in a worker's memory, so a worker that dies is
+    replaced and its blocks recomputed from files, and a model file changed after
+    the graph was built is refused instead of silently mixed in.
+    """
+
+    target: str
+    folder: str
+    ensemble: bool
+    digest: str
+    unified_map: bool = False
+
+    @classmethod
+    def of(cls, target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False) -> ModelFiles:
+        folder = Path(folder).resolve()
+        return cls(target, str(folder), ensemble, _digest(folder, ensemble=ensemble), unified_map)
+
+    def load(self) -> ModelSet:
+        return _load_once(self)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_once(ref: ModelFiles) -> ModelSet:
+    folder = Path(ref.folder)
+    if _digest(folder, ensemble=ref.ensemble) != ref.digest:
+        raise RuntimeError(
+            f"{folder}: the model files changed after the prediction graph was built; rerun the predict stage"
+        )
+    return load_model_set(ref.target, folder, ensemble=ref.ensemble, unified_map=ref.unified_map)

@@ -1,0 +1,160 @@
+"""The tidy observation table every site reader returns, its quarantine, and the checks they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fluxmap.science.products import TARGETS
+
+__all__ = ["OBS_COLUMNS", "QUARANTINE_COLUMNS", "SiteTable", "concat"]
+
+OBS_COLUMNS = [
+    "site_id",
+    "lat",
+    "lon",
+    "start",
+    "end",
+    "variable",
+    "value",
+    "quality",
+    "ecosystem",
+    "method",
+    "source",
+    "record_id",
+    "tsoil_c",
+    "swc",
+    "tair_c",
+]
+"""Columns of the tidy observation table (value in g C m-2 d-1, start/end UTC, end exclusive)."""
+
+QUARANTINE_COLUMNS = ["source", "file", "row", "record_id", "site_id", "variable", "reason", "detail"]
+"""Columns of the quarantine table: one row per rejected candidate, with the reason."""
+
+@dataclass
+class SiteTable:
+    """Kept observations, their quarantine, and the counts of the reading."""
+
+    observations: pd.DataFrame
+    """Tidy observations, columns :data:`OBS_COLUMNS`."""
+    quarantine: pd.DataFrame
+    """Rejected candidates, columns :data:`QUARANTINE_COLUMNS`."""
+    report: dict[str, Any] = field(default_factory=dict)
+    """Counts: rows read, candidates, kept, quarantined by reason, per source."""
+
+
+def concat(tables: list[SiteTable]) -> SiteTable:
+    """Join several readers' results into one table (reports merged by source)."""
+    obs = pd.concat([t.observations for t in tables], ignore_index=True) if tables else _empty_obs()
+    qua = pd.concat([t.quarantine for t in tables], ignore_index=True) if tables else _empty_quarantine()
+    report: dict[str, Any] = {}
+    for t in tables:
+        report.update(t.report)
+    return SiteTable(obs, qua, report)
+
+
+def _empty_obs() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=_OBS_DTYPES.get(c, "object")) for c in OBS_COLUMNS})
+
+
+def _empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in QUARANTINE_COLUMNS})
+
+
+_OBS_DTYPES = {
+    "lat": "float64",
+    "lon": "float64",
+    "value": "float64",
+    "quality": "float64",
+    "start": "datetime64[ns]",
+    "end": "datetime64[ns]",
+    "tsoil_c": "float64",
+    "swc": "float64",
+    "tair_c": "float64",
+}
+
+
+def _finish(
+    cand: pd.DataFrame,
+    *,
+    source: str,
+    file: str,
+    rows_in: int,
+    extra_quarantine: pd.DataFrame | None = None,
+    filters: dict[str, Any] | None = None,
+    duplicate_keys: tuple[str, ...] = ("site_id", "variable", "start", "end", "source", "method"),
+) -> SiteTable:
+    """Split candidates (with a ``reason`` column, None = keep) into kept and quarantine.
+
+    Common checks run on every candidate not already rejected: variable known,
+    coordinates in range, value finite, period well formed, no duplicates.
+    """
+    cand = cand.copy()
+    for c in OBS_COLUMNS:
+        if c not in cand:
+            cand[c] = np.nan
+    if "reason" not in cand:
+        cand["reason"] = None
+    if "detail" not in cand:
+        cand["detail"] = ""
+    ok = cand["reason"].isna()
+
+    def reject(mask: pd.Series, reason: str, detail: pd.Series | str = "") -> None:
+        nonlocal ok
+        m = ok & mask
+        cand.loc[m, "reason"] = reason
+        cand.loc[m, "detail"] = detail[m] if isinstance(detail, pd.Series) else detail
+        ok = ok & ~m
+
+    lat = pd.to_numeric(cand["lat"], errors="coerce")
+    lon = pd.to_numeric(cand["lon"], errors="coerce")
+    reject(~cand["variable"].isin(TARGETS), "unknown variable", cand["variable"].astype(str))
+    reject(lat.isna() | lon.isna(), "missing coordinates")
+    reject(
+        (lat.abs() > 90) | (lon < -180) | (lon > 360),
+        "coordinates out of range",
+        "lat=" + lat.astype(str) + " lon=" + lon.astype(str),
+    )
+    reject(cand["start"].isna() | cand["end"].isna() | (cand["end"] <= cand["start"]), "bad time period")
+    value = pd.to_numeric(cand["value"], errors="coerce")
+    reject(~np.isfinite(value), "non-finite value", cand["value"].astype(str))
+    # Soil CO2 efflux is a source by definition; a negative SR or RH is an entry error.
+    reject(cand["variable"].isin(["sr", "rh"]) & (value < 0), "non-physical negative soil flux", value.astype(str))
+    dup = cand.duplicated(list(duplicate_keys), keep="first") & ok
+    reject(dup, "duplicate", "same site, variable, method and period as an earlier row")
+
+    cand["lat"], cand["lon"], cand["value"] = lat, np.where(lon > 180, lon - 360, lon), value
+    kept = cand.loc[ok, OBS_COLUMNS].astype({k: v for k, v in _OBS_DTYPES.items()}).reset_index(drop=True)
+    q = cand.loc[~ok].copy()
+    q["source"], q["file"] = source, file
+    quarantine = q.reindex(columns=QUARANTINE_COLUMNS)
+    if extra_quarantine is not None and len(extra_quarantine):
+        quarantine = pd.concat([quarantine, extra_quarantine.reindex(columns=QUARANTINE_COLUMNS)], ignore_index=True)
+    quarantine = quarantine.astype({"row": "Int64"}).reset_index(drop=True)
+    reasons = quarantine["reason"].value_counts().to_dict()
+    report = {
+        source: {
+            "file": file,
+            "rows_in": int(rows_in),
+            "candidates": int(len(cand) + (len(extra_quarantine) if extra_quarantine is not None else 0)),
+            "kept": int(len(kept)),
+            "quarantined": int(len(quarantine)),
+            "quarantined_by_reason": {str(k): int(v) for k, v in reasons.items()},
+            "kept_by_variable": {str(k): int(v) for k, v in kept["variable"].value_counts().items()},
+            **({"filters": filters} if filters else {}),
+        }
+    }
+    return SiteTable(kept, quarantine, report)
+
+
+def _file_check(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"site file not found: {path}")
+    return path
+
+

@@ -1,0 +1,174 @@
+"""Derived predictors: annual statistics per site-year or pixel-year, seasonal day-of-year
+transform, site-level long-term means.
+
+Pure functions of xarray objects; each works on numpy- and dask-backed data with
+the same result (tested both ways), so training and global prediction share them.
+Annual max/min/mean of every predictor follow Zhu et al. (2024).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap.science import periods
+
+__all__ = [
+    "annual_stats",
+    "doy_features",
+    "grid_zone_factors",
+    "growing_season_mean",
+    "long_term_means",
+    "regrid_nearest",
+]
+
+
+def annual_stats(ds: xr.Dataset, *, stats: tuple[str, ...] = ("max", "min", "mean")) -> xr.Dataset:
+    """For each variable ``v`` with a time axis: ``v_ann_max``, ``v_ann_min``, ``v_ann_mean``
+    over its calendar year, broadcast back to every period of that year (NaN-skipping).
+
+    Each year's statistic is broadcast with ``expand_dims`` and the years concatenated,
+    so the graph stays a few tasks per chunk even on the 500 m global grid.
+    """
+    timed = [v for v in ds.data_vars if "time" in ds[v].dims and np.issubdtype(ds[v].dtype, np.floating)]
+    year = ds["time"].dt.year.values
+    out = {}
+    for stat in stats:
+        pieces = []
+        for y in np.unique(year):
+            part = ds[timed].isel(time=np.flatnonzero(year == y))
+            agg = getattr(part, stat)("time", skipna=True)
+            pieces.append(agg.expand_dims(time=part["time"].values).transpose(*part[timed[0]].dims) if timed else agg)
+        back = xr.concat(pieces, dim="time") if pieces else ds[timed]
+        for v in timed:
+            out[f"{v}_ann_{stat}"] = (
+                back[v]
+                .transpose(*ds[v].dims)
+                .assign_attrs(
+                    long_name=f"annual {stat} of {ds[v].attrs.get('long_name', v)}", units=ds[v].attrs.get("units", "")
+                )
+            )
+    return xr.Dataset(out, coords={"time": ds["time"]})
+
+
+def doy_features(time: xr.DataArray | np.ndarray | pd.DatetimeIndex) -> xr.Dataset:
+    """``doy_sin``/``doy_cos`` of the 8-day period's midpoint, so DOY 1 and 365 are neighbours.
+
+    angle = 2 pi (doy_mid - 1) / days_in_year, doy_mid the period's middle day.
+    """
+    t = pd.DatetimeIndex(np.asarray(time))
+    starts = periods.period_start_of(t)
+    mid = starts + pd.to_timedelta(periods.period_days(starts) / 2.0, unit="D")
+    year_days = np.where(t.is_leap_year, 366.0, 365.0)
+    angle = 2 * np.pi * (mid.day_of_year.values - 1 + (mid.hour.values / 24.0)) / year_days
+    coords = {"time": np.asarray(time)}
+    return xr.Dataset(
+        {
+            "doy_sin": ("time", np.sin(angle), {"long_name": "sine of the period's day of year", "units": "1"}),
+            "doy_cos": ("time", np.cos(angle), {"long_name": "cosine of the period's day of year", "units": "1"}),
+        },
+        coords=coords,
+    )
+
+
+def growing_season_mean(da: xr.DataArray, t2m: xr.DataArray, *, threshold_k: float = 278.15) -> xr.DataArray:
+    """Mean of ``da`` over the periods whose air temperature exceeds ``threshold_k`` (5 C).
+
+    Used for growing-season LSWI as a zoning factor (Zhu et al. 2024).
+    """
+    return da.where(t2m > threshold_k).mean("time", skipna=True).rename(f"{da.name}_growing_season")
+
+
+def long_term_means(ds: xr.Dataset) -> xr.Dataset:
+    """Mean over time of every time-varying variable (site- or pixel-level climate for zoning)."""
+    timed = [v for v in ds.data_vars if "time" in ds[v].dims]
+    return ds[timed].mean("time", skipna=True).rename({v: f"{v}_mean" for v in timed})
+
+
+def regrid_nearest(
+    da: xr.DataArray, lat: np.ndarray, lon: np.ndarray, *, chunks: tuple[int, int] | None = None
+) -> xr.DataArray:
+    """Nearest-neighbour values of a lat/lon field at other cell centres (lazy; 0-360 aware).
+
+    Used to bring ERA5's 0.25 deg points onto the MODIS-like grid for zoning and
+    prediction; ERA5 is smooth at that scale, so nearest is within its own error.
+    For dask-backed input every output block (``chunks`` = lat, lon sizes) is one
+    task that depends on the source (which should be small: one chunk in lat/lon)
+    and picks its cells with integer indices, so the graph grows with the number
+    of output blocks, not cells.
+    """
+    lat, lon = np.asarray(lat), np.asarray(lon)
+    src_lon = da["lon"].values
+    tgt_lon = lon % 360.0 if src_lon.max() > 180 else lon
+    iy = pd.Index(da["lat"].values).get_indexer(lat, method="nearest")
+    ix = pd.Index(src_lon).get_indexer(tgt_lon, method="nearest")
+    coords = {"lat": ("lat", lat), "lon": ("lon", lon)}
+    if not da.chunks:
+        out = da.isel(lat=xr.DataArray(iy, dims="lat"), lon=xr.DataArray(ix, dims="lon"))
+        return out.drop_vars(["lat", "lon"], errors="ignore").assign_coords(coords)
+    import warnings
+
+    import dask.array as dsa
+    from dask.array.core import PerformanceWarning
+
+    other = [d for d in da.dims if d not in ("lat", "lon")]
+    src = da.transpose(*other, "lat", "lon").chunk({"lat": -1, "lon": -1}).data
+    cy, cx = chunks or (len(lat), len(lon))
+    letters = "".join(chr(ord("t") + i) for i in range(len(other)))
+    with warnings.catch_warnings():
+        # Many output blocks from one small source block is the point here, not a mistake.
+        warnings.simplefilter("ignore", PerformanceWarning)
+        data = dsa.blockwise(
+            _pick,
+            letters + "yx",
+            src,
+            letters + "ab",
+            dsa.from_array(iy, chunks=cy),
+            "y",
+            dsa.from_array(ix, chunks=cx),
+            "x",
+            concatenate=True,
+            dtype=da.dtype,
+        )
+    return xr.DataArray(
+        data,
+        dims=(*other, "lat", "lon"),
+        coords={**{d: da[d] for d in other if d in da.coords}, **coords},
+        attrs=da.attrs,
+    )
+
+
+def _pick(src: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    return src[..., iy, :][..., ix]
+
+
+def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
+    """Long-term zoning factors of every cell of the MODIS-like grid, lazily.
+
+    ``cubes`` holds decoded, canonical Datasets by catalog entry: ``era5`` (t2m, tp on
+    its own grid), ``mod09a1`` (ndvi, lswi), ``static`` (elevation, soc). Names match
+    the site factors of the extract stage (``t2m_mean``, ``tp_mean``, ``ndvi_mean``,
+    ``lswi_growing_season``, ``elevation``, ``soc``).
+    """
+    from fluxmap.science.extract import to_periods
+
+    modis = cubes["mod09a1"]
+    lat, lon = modis["lat"].values, modis["lon"].values
+    era = cubes["era5"][["t2m", "tp"]]
+    era_p = to_periods(era) if pd.Series(era.time.values).diff().median() < pd.Timedelta(days=8) else era
+    space = (modis.chunksizes["lat"][0], modis.chunksizes["lon"][0]) if modis.chunks else None
+    t2m_8day = regrid_nearest(era_p["t2m"], lat, lon, chunks=space).sel(time=modis["time"])
+    out = xr.Dataset(
+        {
+            "t2m_mean": regrid_nearest(era["t2m"].mean("time"), lat, lon, chunks=space),
+            "tp_mean": regrid_nearest(era["tp"].mean("time"), lat, lon, chunks=space),
+            "ndvi_mean": modis["ndvi"].mean("time", skipna=True),
+            "lswi_growing_season": growing_season_mean(modis["lswi"], t2m_8day),
+            "elevation": cubes["static"]["elevation"],
+            "soc": cubes["static"]["soc"],
+        }
+    )
+    if "land_fraction" in cubes["static"]:
+        out = out.where(cubes["static"]["land_fraction"] > 0.5)
+    return out.drop_vars([c for c in out.coords if c not in ("lat", "lon")])

@@ -1,0 +1,184 @@
+"""Global prediction: the training predictors rebuilt lazily on the grid, each cell's zone,
+and the zone models applied block by block with ``xr.map_blocks``.
+
+The predictor cube is built from the same decoded catalog entries, with the same
+derived features (annual max/min/mean per pixel-year, the day-of-year transform)
+as the training table, so a model sees the same variables in both places. ERA5 is
+averaged to the 8-day periods on its own grid and then brought to the MODIS-like
+grid by nearest neighbour. Nothing here computes: the caller decides which blocks
+to evaluate (the writer skips blocks without land).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap.science.extract import to_periods
+from fluxmap.science.features import annual_stats, doy_features, regrid_nearest
+from fluxmap.science.train import FittedModel
+
+__all__ = ["ModelSet", "ModelSource", "predict_block", "predict_cube", "predictor_cube"]
+
+
+@dataclass
+class ModelSet:
+    """Everything the block function needs for one target: zone models, fallback, ensemble, and
+    whether the unified model's own map is wanted too (``unified_map``)."""
+
+    target: str
+    zone_models: dict[int, FittedModel]
+    unified: FittedModel
+    ensemble: list[FittedModel] = field(default_factory=list)
+    unified_map: bool = False
+
+    @property
+    def features(self) -> list[str]:
+        """Every predictor any of the models uses."""
+        names: list[str] = []
+        for m in [*self.zone_models.values(), self.unified, *self.ensemble]:
+            names += [f for f in m.features if f not in names]
+        return names
+
+
+class ModelSource(Protocol):
+    """Anything that yields a :class:`ModelSet` when asked (on a worker): e.g.
+    :class:`fluxmap.io.models.ModelFiles`, a checksummed reference to the model folder."""
+
+    @property
+    def target(self) -> str: ...  # read-only: a frozen dataclass's field satisfies it
+
+    def load(self) -> ModelSet: ...
+
+
+def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2") -> xr.Dataset:
+    """All predictors on the grid of ``grid_entry``, lazily, named as in the training table."""
+    base = cubes[grid_entry]
+    lat, lon, time = base["lat"].values, base["lon"].values, base["time"]
+    chunks = {d: base.chunksizes[d] for d in ("time", "lat", "lon")} if base.chunks else None
+    timed, static = [], []
+    for ds in cubes.values():
+        ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+        if "time" not in ds.dims:
+            static.append(ds[[v for v in ds.data_vars if set(ds[v].dims) <= {"lat", "lon"}]])
+            continue
+        if pd.Series(ds.time.values).diff().median() < pd.Timedelta(days=8):
+            ds = to_periods(ds)
+        if {"lat", "lon"} <= set(ds.dims) and (
+            ds.sizes["lat"] != lat.size or ds.sizes["lon"] != lon.size or not np.allclose(ds["lat"].values, lat)
+        ):
+            space = (chunks["lat"][0], chunks["lon"][0]) if chunks else None
+            ds = xr.Dataset({v: regrid_nearest(ds[v], lat, lon, chunks=space) for v in ds.data_vars}).sel(time=time)
+        timed.append(ds)
+    tv = xr.merge(timed, join="inner", compat="override", combine_attrs="drop")
+    if chunks:
+        tv = tv.chunk({d: chunks[d][0] for d in chunks})
+    doy = doy_features(tv.time)
+    out = xr.merge([tv, annual_stats(tv), doy, *static], compat="override", combine_attrs="drop")
+    if chunks:
+        # One chunk grid for every variable: the MODIS cube's (blocks are the unit of prediction and writing).
+        out = out.chunk({d: chunks[d][0] for d in chunks})
+    return out
+
+
+def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Dataset:
+    """Predict one (time, lat, lon) block: each land cell by its zone's model.
+
+    Cells whose zone has no model use the unified model; cells outside the land
+    mask (zone 0) stay NaN. Returns the flux, the ensemble spread and 5-95 %
+    range, a flag of cells where a predictor of the zone models was missing or not finite
+    (XGBoost still predicts through its learned default directions) and, with
+    ``unified_map``, the unified model's flux at every land cell (``<target>_unified``).
+    """
+    if not isinstance(models, ModelSet):
+        models = models.load()
+    t = models.target
+    shape = (block.sizes["time"], block.sizes["lat"], block.sizes["lon"])
+    zone2d = np.asarray(block["zone"].transpose("lat", "lon").values)
+    out = np.full(shape, np.nan, dtype="float32")
+    missing = np.zeros(shape, dtype="uint8")
+    arrays = {
+        f: (block[f].transpose(*[d for d in ("time", "lat", "lon") if d in block[f].dims]).values, block[f].dims)
+        for f in models.features
+    }
+
+    def rows(cells: np.ndarray, features: list[str]) -> np.ndarray:
+        """The float32 matrix (time x cells, features) of the cells ``cells`` (a lat x lon mask),
+        filled straight from the block one period at a time (each period's rows stay in cache;
+        about twice as fast as whole columns): no broadcast copies, one cast."""
+        flat = np.flatnonzero(cells)
+        x = np.empty((shape[0], flat.size, len(features)), dtype="float32")
+        columns = []
+        for f in features:
+            v, dims = arrays[f]
+            if "lat" in dims and "time" in dims:
+                columns.append(("cells", v.reshape(shape[0], -1)))
+            elif "lat" in dims:
+                columns.append(("static", v.ravel()[flat]))
+            else:
+                columns.append(("period", v if "time" in dims else np.full(shape[0], v)))
+        for period in range(shape[0]):
+            for j, (kind, v) in enumerate(columns):
+                x[period, :, j] = (
+                    np.take(v[period], flat) if kind == "cells" else (v if kind == "static" else v[period])
+                )
+        return x.reshape(-1, len(features))
+
+    for z in np.unique(zone2d[zone2d > 0]):
+        model = models.zone_models.get(int(z), models.unified)
+        cells = zone2d == z
+        x = rows(cells, model.features)
+        out[:, cells] = model.predict(x).reshape(shape[0], -1)
+        # A row sum is NaN or infinite when any predictor is (a matrix-vector product: ~6x faster
+        # than isnan().any() on the whole matrix).
+        ones = np.ones(x.shape[1], dtype="float32")
+        missing[:, cells] = ~np.isfinite(x @ ones).reshape(shape[0], -1)
+    data = {t: (("time", "lat", "lon"), out), f"{t}_missing_predictors": (("time", "lat", "lon"), missing)}
+    land = zone2d > 0
+    if models.unified_map:
+        unified = np.full(shape, np.nan, dtype="float32")
+        unified[:, land] = models.unified.predict(rows(land, models.unified.features)).reshape(shape[0], -1)
+        data[f"{t}_unified"] = (("time", "lat", "lon"), unified)
+    if models.ensemble:
+        preds = np.stack([m.predict(rows(land, m.features)) for m in models.ensemble])
+        for name, values in (
+            ("sd", preds.std(axis=0, ddof=1)),
+            ("p05", np.percentile(preds, 5, axis=0)),
+            ("p95", np.percentile(preds, 95, axis=0)),
+        ):
+            arr = np.full(shape, np.nan, dtype="float32")
+            arr[:, land] = values.reshape(shape[0], -1)
+            data[f"{t}_{name}"] = (("time", "lat", "lon"), arr)
+    return xr.Dataset(data, coords={c: block[c] for c in ("time", "lat", "lon")})
+
+
+def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | ModelSource) -> xr.Dataset:
+    """Lazy prediction over the whole cube with ``xr.map_blocks`` and an explicit template.
+
+    ``models`` is a :class:`ModelSet` (every task then carries the models: fine on
+    threads) or a :class:`~fluxmap.io.models.ModelFiles` reference (for clusters: each worker loads the
+    models once from the model folder, which must be on storage the workers see).
+    """
+    ms = models if isinstance(models, ModelSet) else models.load()
+    target, features = ms.target, ms.features
+    ds = predictors[features].assign(zone=zone)
+    like = predictors[features[0]]
+    if "time" not in like.dims:
+        like = predictors[[v for v in predictors.data_vars if "time" in predictors[v].dims][0]]
+    like = like.transpose("time", "lat", "lon")
+    f32 = xr.zeros_like(like, dtype="float32")
+    template = xr.Dataset({target: f32, f"{target}_missing_predictors": xr.zeros_like(like, dtype="uint8")})
+    if ms.unified_map:
+        template = template.assign({f"{target}_unified": f32})
+    if ms.ensemble:
+        template = template.assign({f"{target}_{s}": f32 for s in ("sd", "p05", "p95")})
+    ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "lat", "lon")])
+    if like.chunks:
+        # Static layers come with their own chunks: align everything to the time-varying cube.
+        ds = ds.chunk({d: like.chunksizes[d] for d in ("time", "lat", "lon")})
+    template = template.drop_vars([c for c in template.coords if c not in ("time", "lat", "lon")])
+    return xr.map_blocks(predict_block, ds, kwargs={"models": models}, template=template)

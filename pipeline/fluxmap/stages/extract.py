@@ -1,0 +1,113 @@
+"""Stage 2, extract: observations aligned to the 8-day periods, predictors extracted at the
+sites from the catalog's lazy cubes (one vectorized index, one computation), and the training
+tables written (``extract/training_8day.parquet``, ``training_annual.parquet``,
+``quarantine.parquet``, ``site_factors.parquet``, ``provenance.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap.config import RunConfig
+from fluxmap.io.provenance import cache_key, is_cached, sha256, write_provenance
+from fluxmap.io.sites import SiteTable
+from fluxmap.science.extract import extract_at_sites, locate_sites, to_periods
+from fluxmap.science.training import align_to_periods, site_locations, split_modes, training_tables
+from fluxmap.stages.common import Log, catalog_location, open_catalog, upstream_key
+
+__all__ = ["extract_predictors", "extract_stage"]
+
+_FILES = ["training_8day.parquet", "training_annual.parquet", "quarantine.parquet", "site_factors.parquet"]
+
+
+def extract_predictors(
+    cfg: RunConfig, locations: pd.DataFrame
+) -> tuple[xr.Dataset, xr.Dataset, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Predictors at every location: time-varying (time, site) and static (site); per entry, which
+    locations are outside its grid and which sit on cells it masks throughout."""
+    cat = open_catalog(cfg)
+    timed, static, outside = [], [], {}
+    timed_names: list[str] = []
+    for entry in cfg.extract.entries:
+        ds = cat.open(entry)
+        where = locate_sites(ds, locations.index.values, locations.lat.values, locations.lon.values)
+        outside[entry] = ~where.inside
+        picked = extract_at_sites(ds, where, window=cfg.extract.window)
+        if "time" in picked.dims:
+            if pd.Series(picked.time.values).diff().median() < pd.Timedelta(days=8):
+                picked = to_periods(picked)
+            timed.append(picked)
+            timed_names.append(entry)
+        else:
+            static.append(picked.drop_dims([d for d in picked.dims if d != "site"], errors="ignore"))
+    computed = dask.compute(*timed, *static)
+    # A site whose cell has no valid value of an entry at any time (ocean, permanent
+    # snow, QC-masked throughout) cannot be trained on with that entry.
+    masked = {}
+    for entry, ds in zip(timed_names, computed[: len(timed)]):
+        arr = ds.to_array()
+        masked[entry] = arr.isnull().all([d for d in arr.dims if d != "site"]).values
+    tv = (
+        xr.merge(computed[: len(timed)], join="outer", compat="override", combine_attrs="drop")
+        if timed
+        else xr.Dataset()
+    )
+    st = xr.merge(computed[len(timed) :], compat="override", combine_attrs="drop") if static else xr.Dataset()
+    return tv, st, outside, masked
+
+
+def _inputs(cfg: RunConfig) -> dict[str, str]:
+    inputs = {"sites": upstream_key(cfg, "sites")}
+    catalog_path, params = catalog_location(cfg)
+    inputs["catalog"] = sha256(catalog_path)
+    # Local stores are identified by their own checksum lists (the demo world's world.json).
+    world = Path(params.get("DEMO_ROOT", "")) / "world.json"
+    if "DEMO_ROOT" in params and world.is_file():
+        inputs["demo_world"] = sha256(world)
+    return inputs
+
+
+def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict[str, pd.DataFrame]:
+    """Align observations to 8-day periods, extract predictors at the sites, add derived features,
+    write the training tables and return them (cached: a rerun with the same inputs reads them)."""
+    out = Path(cfg.workdir) / "extract"
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs(cfg)
+    settings = {"extract": dataclasses.asdict(cfg.extract), "min_coverage": cfg.sites.min_coverage}
+    key = cache_key(settings, inputs)
+    if is_cached(out, key, _FILES):
+        log(f"extract: cached in {out}")
+        return {f.split(".")[0]: pd.read_parquet(out / f) for f in _FILES}
+    t0 = time.perf_counter()
+    annual_obs, short_obs = split_modes(table.observations)
+    periods_ok, low = align_to_periods(short_obs, min_coverage=cfg.sites.min_coverage)
+    locs = site_locations(periods_ok, annual_obs)
+    tables, predictors, placed = training_tables(
+        periods_ok, annual_obs, locs, extract_predictors(cfg, locs), quarantine=[low]
+    )
+    tables["site_factors"].to_parquet(out / _FILES[3], index=True)
+    for name in _FILES[:3]:
+        tables[name.split(".")[0]].to_parquet(out / name, index=False)
+    q = tables["quarantine"]
+    counts = {
+        "periods_in": int(placed + len(low)),
+        "training_8day": int(len(tables["training_8day"])),
+        "training_annual": int(len(tables["training_annual"])),
+        "quarantined": q.reason.value_counts().to_dict(),
+        "locations": int(len(locs)),
+        "predictors": predictors,
+    }
+    write_provenance(out, key, inputs=inputs, settings=settings, counts=counts)
+    log(
+        f"extract: {counts['training_8day']} 8-day records, {counts['training_annual']} site-years, {len(q)} "
+        f"quarantined, {len(locs)} locations, {len(predictors)} predictors ({time.perf_counter() - t0:.1f} s)"
+    )
+    for reason, n in q.reason.value_counts().items():
+        log(f"    quarantined: {n:7d}  {reason}")
+    return tables

@@ -1,0 +1,210 @@
+"""Stage 4, predict: the predictors rebuilt lazily on the grid, each cell's zone, the models
+applied block by block, written region by region into the CF Zarr store (resumable), and the
+blocks where predictors were missing reported (``predict/fluxmap.zarr``, ``suspect_blocks.csv``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from fluxmap._version import __version__
+from fluxmap.config import RunConfig
+from fluxmap.io.models import ModelFiles
+from fluxmap.io.progress import Progress
+from fluxmap.io.provenance import cache_key, git_revision, sha256, versions
+from fluxmap.io.store import (
+    block_counts,
+    block_index,
+    cf_dataset,
+    create_store,
+    done_regions,
+    fill_regions,
+    land_regions,
+    region_slices,
+)
+from fluxmap.science.extract import to_periods
+from fluxmap.science.predict import predict_cube, predictor_cube
+from fluxmap.stages.common import Log, catalog_inputs, open_catalog, zone_map_store
+
+__all__ = ["predict_stage"]
+
+
+def _targets(cfg: RunConfig, models_dir: Path) -> list[str]:
+    return [
+        t
+        for t in cfg.model.targets
+        if t.endswith(":8day") and (models_dir / t.replace(":", "_") / "model_unified.ubj").is_file()
+    ]
+
+
+def _period_means(cubes: dict[str, xr.Dataset], out: Path, inputs: dict[str, str]) -> bool:
+    """Sub-period sources (ERA5) averaged to the 8-day periods once, on their own grid (small next
+    to the MODIS grid), written to ``out/<entry>_8day.zarr`` and put in ``cubes`` in place of the
+    daily cube. Written, not persisted: a worker lost later loses nothing that cannot be reread.
+    Reused by a rerun with the same inputs (``prepared.json``); returns whether they were."""
+    sub = [
+        e
+        for e, c in cubes.items()
+        if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
+    ]
+    prep_key = cache_key({"sub_period": sub}, inputs)
+    prep_file = out / "prepared.json"
+    prepared = [out / f"{e}_8day.zarr" for e in sub]
+    reuse = (
+        prep_file.is_file()
+        and json.loads(prep_file.read_text()).get("key") == prep_key
+        and all(p.is_dir() for p in prepared)
+    )
+    if not reuse:
+        prep_file.unlink(missing_ok=True)
+        for e in sub:
+            means = to_periods(cubes[e])
+            means = means.chunk({"time": max(means.chunksizes["time"])})  # Zarr wants regular chunks
+            for v in means.variables.values():
+                v.encoding = {}
+            means.to_zarr(out / f"{e}_8day.zarr", mode="w", zarr_format=2, consolidated=True)
+        prep_file.write_text(json.dumps({"key": prep_key, "files": [p.name for p in prepared]}, indent=1))
+    for e in sub:
+        cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
+    return reuse
+
+
+def _store_attrs(cfg: RunConfig, key: str, model_files: dict[str, str], inputs: dict[str, str]) -> dict[str, str]:
+    return {
+        "title": "fluxmap gridded carbon fluxes",
+        "institution": "fluxmap",
+        "source": "fluxmap " + __version__,
+        "history": f"fluxmap {__version__} predict",
+        "references": "https://github.com/ (fluxmap README)",
+        "fluxmap_run_key": key,
+        "fluxmap_config": json.dumps(dataclasses.asdict(cfg), default=str, sort_keys=True),
+        "fluxmap_versions": json.dumps(versions(), sort_keys=True),
+        "fluxmap_model_sha256": json.dumps(model_files, sort_keys=True),
+        "fluxmap_input_sha256": json.dumps(inputs, sort_keys=True),
+        "fluxmap_git_revision": git_revision(),
+    }
+
+
+def _is_current(store: Path, key: str) -> bool:
+    try:
+        return store.exists() and xr.open_zarr(store, consolidated=True).attrs.get("fluxmap_run_key") == key
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
+    """The prediction itself: catalog -> predictors -> zones -> models -> the CF Zarr store (resumable).
+
+    Returns the store path, the targets written, the land fraction, ``cells``: the land
+    cell-periods of the grid, each predicted once per target, and ``seconds`` of the two phases
+    (ERA5 8-day means + the zone map when the models stage's cannot be used; prediction + write),
+    and ``zone_map``, the zone store used. An empty dict when there are no 8-day models.
+    """
+    models_dir, out = Path(cfg.workdir) / "models", Path(cfg.workdir) / "predict"
+    out.mkdir(parents=True, exist_ok=True)
+    targets = _targets(cfg, models_dir)
+    if not targets:
+        log(f"predict: skipped, no 8-day models in {models_dir} (targets {list(cfg.model.targets)})")
+        return {}
+    cat = open_catalog(cfg)
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    inputs = catalog_inputs(cfg)
+    t0 = time.perf_counter()
+    zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
+    reuse = _period_means(cubes, out, inputs)
+    predictors = predictor_cube(cubes)
+    land_fraction = cubes["static"]["land_fraction"]  # lazy: a 500 m global grid is never loaded whole
+    chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
+    land_cells = block_counts(land_fraction > 0.5, chunks)  # per (lat, lon) block
+    zone = xr.open_zarr(zone_store, consolidated=True)["zone"]
+    prepare_s = time.perf_counter() - t0
+    log(
+        f"predict: 8-day sub-period sources {'reused (same inputs)' if reuse else 'ready'}; zone map "
+        f"{'reused (same inputs and zones)' if zone_reused else 'ready'} ({zone_store}); {prepare_s:.1f} s"
+    )
+    refs = [
+        ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble,
+                      unified_map=cfg.predict.unified)
+        for t in targets
+    ]  # fmt: skip
+    pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
+    model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(models_dir.rglob("*.ubj"))}
+    key = cache_key({"predict": dataclasses.asdict(cfg.predict), "targets": targets}, {"models": model_files, **inputs})
+    ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs))
+    store = out / "fluxmap.zarr"
+    if not _is_current(store, key):
+        create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
+    all_regions = region_slices({str(d): n for d, n in ds.sizes.items()}, chunks)
+
+    # Largest amount of work (land cell-periods) first: the last regions to finish are the small
+    # ones, so workers are not left idle behind one big region at the end (LPT scheduling).
+    def work(r: dict[str, slice]) -> int:
+        return int(land_cells[block_index(r, chunks)]) * (r["time"].stop - r["time"].start)
+
+    regions = sorted(land_regions(all_regions, land_cells, chunks), key=lambda r: -work(r))
+    before = len(done_regions(store))
+    t0 = time.perf_counter()
+    with Progress(len(regions), "predict + write regions", log) as bar:
+        n = fill_regions(store, ds, regions, batch=cfg.predict.regions_per_batch, progress=lambda done, _: bar(done))
+    write_s = time.perf_counter() - t0
+    log(
+        f"predict: {n} regions written ({before} already done, {len(all_regions) - len(regions)} without land "
+        f"skipped) in {write_s:.1f} s -> {store}"
+    )
+    _suspect_blocks(store, regions, targets, land_fraction > 0.5, land_cells, chunks, out, log=log)
+    return {
+        "store": store,
+        "zone_map": zone_store,
+        "targets": targets,
+        "land_fraction": land_fraction,
+        "cells": sum(work(r) for r in regions),
+        "seconds": {"prepare": prepare_s, "predict_and_write": write_s},
+    }
+
+
+def _suspect_blocks(
+    store: Path,
+    regions: list[dict[str, slice]],
+    targets: list[str],
+    land: xr.DataArray,
+    land_cells: Any,
+    chunks: dict[str, int],
+    out: Path,
+    *,
+    threshold: float = 0.9,
+    log: Log = print,
+) -> pd.DataFrame:
+    """Blocks where predictors were missing over most land cells: a corrupt or empty input chunk
+    (fill values everywhere, a NaN storm) shows up here with its position, instead of silently
+    lowering the map's quality. Written to ``suspect_blocks.csv``. The flags are counted per block
+    in one dask computation (on the cluster when there is one); only the counts come back."""
+    ds = xr.open_zarr(store, consolidated=True)
+    mask = land.transpose("lat", "lon").data
+    rows = []
+    for t in targets:
+        flag = ds[f"{t.split(':')[0]}_missing_predictors"].transpose("time", "lat", "lon").data
+        # Plain arrays (no coordinates): the store and the land mask share the grid by construction.
+        counts = block_counts(xr.DataArray((flag == 1) & mask[None], dims=("time", "lat", "lon")), chunks)
+        for r in regions:
+            i, j = block_index(r, chunks)
+            cells = land_cells[i, j] * (r["time"].stop - r["time"].start)
+            frac = float(counts[r["time"].start // chunks["time"], i, j] / cells) if cells else 0.0
+            if frac > threshold:
+                rows.append({"target": t, "time": f"{r['time'].start}:{r['time'].stop}",
+                             "lat": f"{r['lat'].start}:{r['lat'].stop}", "lon": f"{r['lon'].start}:{r['lon'].stop}",
+                             "missing_fraction": round(frac, 3)})  # fmt: skip
+    table = pd.DataFrame(rows, columns=["target", "time", "lat", "lon", "missing_fraction"])
+    table.to_csv(out / "suspect_blocks.csv", index=False)
+    for _, r in table.iterrows():
+        log(
+            f"predict: WARNING {r.target} block time {r.time}, lat {r.lat}, lon {r.lon}: predictors missing in "
+            f"{r.missing_fraction:.0%} of land cells (corrupt or empty input chunk?); predicted with the models' "
+            "defaults and flagged in *_missing_predictors"
+        )
+    return table

@@ -1,0 +1,148 @@
+"""Stage 5, report: totals (Pg C yr-1), the SR partition, latitudinal profiles and maps, all
+reductions of the lazy store, the error against the truth where one is known (the demo), and the
+Markdown report (``predict/totals.csv``, ``partition.csv``, ``latitudinal_profile_*.csv``,
+``map_*.png``, ``error_vs_truth*.csv``, ``report.md``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap.config import RunConfig
+from fluxmap.io import figures, report
+from fluxmap.io.catalog import FluxCatalog
+from fluxmap.io.models import load_zones
+from fluxmap.science import aggregate
+from fluxmap.science.validate import map_errors, map_errors_by_zone
+from fluxmap.stages.common import Log, open_catalog
+
+__all__ = ["report_stage"]
+
+
+def _maps(ds: xr.Dataset, v: str, out: Path) -> dict[str, str]:
+    """A target's mean map, zone-minus-unified map and ensemble SD map, drawn from block means of
+    at most ~1,500 cells across (:func:`fluxmap.science.aggregate.display_field`)."""
+    def draw(field: xr.DataArray, name: str, title: str, cmap: str, **kw: Any) -> str:
+        view = aggregate.display_field(aggregate.annual_mean(field))
+        return figures.map_figure(view, out / name, title=title, units="g C m-2 d-1", cmap=cmap, **kw).name
+
+    found = {
+        f"{v} annual mean": draw(ds[v], f"map_{v}_mean.png", f"{v}: mean over the run (zone models)",
+                                 "RdBu_r" if v == "nee" else "viridis")
+    }  # fmt: skip
+    if f"{v}_unified" in ds:
+        found[f"{v} zone minus unified"] = draw(
+            ds[v] - ds[f"{v}_unified"], f"map_{v}_zone_minus_unified.png",
+            f"{v}: zone models minus the unified model, mean over the run", "RdBu_r", symmetric=True,
+        )  # fmt: skip
+    if f"{v}_sd" in ds:
+        found[f"{v} uncertainty"] = draw(ds[f"{v}_sd"], f"map_{v}_sd.png", f"{v}: bootstrap ensemble standard deviation", "magma")
+    return found
+
+
+def _zone_names(zone: xr.DataArray) -> dict[int, str]:
+    """Zone names from CF ``flag_values`` / ``flag_meanings`` (underscores read as spaces)."""
+    values, meanings = zone.attrs.get("flag_values"), str(zone.attrs.get("flag_meanings", "")).split()
+    if values is None or len(meanings) != len(np.atleast_1d(values)):
+        return {}
+    return {int(z): m.replace("_", " ") for z, m in zip(np.atleast_1d(values), meanings)}
+
+
+def _against_truth(
+    cat: FluxCatalog, ds: xr.Dataset, land_fraction: xr.DataArray, names: list[str], totals: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both maps' error against the demo truth, cell by cell, over the grid and within each true zone."""
+    truth = cat.open("truth")
+    lf = land_fraction.load()  # the demo truth is generated in memory at demo size: compare in memory
+    true_zone, zone_names = truth["zone"].values, _zone_names(truth["zone"])
+    rows, by_zone = [], []
+    for v in [n for n in names if n in truth]:
+        t_v, p_v = truth[v].load(), ds[v].load()
+        # The same cells: the unified map is predicted wherever the zone map is.
+        unified = ds[f"{v}_unified"].values if f"{v}_unified" in ds else None
+        ok = np.isfinite(t_v.values) & np.isfinite(p_v.values)
+        tt = aggregate.annual_totals(t_v.where(np.isfinite(p_v)), lf)
+        row = {
+            "target": v,
+            **map_errors(t_v.values, p_v.values, unified, ok),
+            "predicted_total_pg_c_yr": float(totals[v].total_pg_c_yr.mean()),
+            "truth_total_pg_c_yr": float(tt.total_pg_c_yr.mean()),
+        }
+        if unified is not None:
+            row["unified_total_pg_c_yr"] = float(totals[f"{v}_unified"].total_pg_c_yr.mean())
+        rows.append(row)
+        by_zone.append(map_errors_by_zone(v, t_v.values, p_v.values, unified, true_zone, ok, names=zone_names))
+    return pd.DataFrame(rows).set_index("target"), pd.concat(by_zone, ignore_index=True)
+
+
+def _log_totals(totals: dict[str, pd.DataFrame], truth_table: pd.DataFrame | None, log: Log) -> None:
+    log("totals (Pg C yr-1, mean over years): " + ", ".join(f"{v} {t.total_pg_c_yr.mean():.1f}" for v, t in totals.items()))
+    for v, r in (truth_table if truth_table is not None else pd.DataFrame()).iterrows():
+        log(
+            f"  {v} vs the demo truth: R2 {r.r2:.3f}, RMSE {r.rmse_g_c_m2_d:.3f} g C m-2 d-1, total "
+            f"{r.predicted_total_pg_c_yr:.1f} vs {r.truth_total_pg_c_yr:.1f} Pg C yr-1"
+        )
+        if "r2_unified" in r and np.isfinite(r.r2_unified):
+            log(
+                f"    unified model's map: R2 {r.r2_unified:.3f}, RMSE {r.rmse_unified_g_c_m2_d:.3f}, total "
+                f"{r.unified_total_pg_c_yr:.1f} Pg C yr-1"
+            )
+
+
+def _validation_text(models_dir: Path, targets: list[str]) -> str:
+    validation = (models_dir / "summary.md").read_text() if (models_dir / "summary.md").is_file() else ""
+    for t in targets:
+        rep = models_dir / t.replace(":", "_") / "report.md"
+        if rep.is_file():
+            validation += "\n" + rep.read_text().replace("# ", "### ", 1)
+    return validation
+
+
+def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -> dict[str, Any]:
+    """Totals, profiles, maps, the error against the truth (demo) and the report of the store that
+    :func:`fluxmap.stages.predict.predict_stage` wrote (``written``: its result; empty: nothing to report)."""
+    if not written:
+        return {}
+    store, land_fraction, targets = written["store"], written["land_fraction"], written["targets"]
+    out, models_dir = store.parent, Path(cfg.workdir) / "models"
+    ds = xr.open_zarr(store, consolidated=True)
+    names = [t.split(":")[0] for t in targets]
+    totals, profiles, maps = {}, {}, {}
+    for v in names:  # lazy: totals, profiles and the maps are reductions computed chunk by chunk
+        totals[v] = aggregate.annual_totals(ds[v], land_fraction)
+        profiles[v] = aggregate.latitudinal_profile(ds[v], land_fraction)
+        profiles[v].to_csv(out / f"latitudinal_profile_{v}.csv")
+        maps.update(_maps(ds, v, out))
+        if f"{v}_unified" in ds:
+            totals[f"{v}_unified"] = aggregate.annual_totals(ds[f"{v}_unified"], land_fraction)
+    k = load_zones(models_dir / "zones.json").k  # the colour scale, without a pass over the store
+    z = aggregate.display_field(ds["zone"], categorical=True).load()
+    maps["zones"] = figures.map_figure(
+        z.where(z > 0), out / "map_zones.png", title="environmental zones", units="zone", cmap="tab10",
+        vmin=0.5, vmax=k + 0.5,
+    ).name  # fmt: skip
+    maps["latitudinal profiles"] = figures.profile_figure(profiles, out / "latitudinal_profiles.png").name
+    table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
+    table["covered_fraction_min"] = pd.concat([t.covered_fraction for t in totals.values()], axis=1).min(axis=1)
+    table.to_csv(out / "totals.csv")
+    part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
+    if part is not None:
+        part.to_csv(out / "partition.csv")
+    cat = open_catalog(cfg)
+    truth_table = truth_by_zone = None
+    if "truth" in cat.entries:
+        truth_table, truth_by_zone = _against_truth(cat, ds, land_fraction, names, totals)
+        truth_table.to_csv(out / "error_vs_truth.csv")
+        truth_by_zone.to_csv(out / "error_vs_truth_by_zone.csv", index=False)
+    path = report.write_report(
+        out / "report.md", totals=table, partition=part, figures=maps, validation=_validation_text(models_dir, targets),
+        truth=truth_table, truth_by_zone=truth_by_zone, store=str(store),
+        formats=f"Zarr v{cfg.predict.zarr_format}, consolidated metadata, CF-1.10",
+    )  # fmt: skip
+    _log_totals(totals, truth_table, log)
+    log(f"report: {path}")
+    return {"store": store, "report": path, "totals": table, "error_vs_truth": truth_table}
