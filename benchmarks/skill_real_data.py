@@ -412,7 +412,7 @@ def global_maps(g: xr.Dataset, fields: dict[str, dict[str, np.ndarray]], mapped:
 
 def write_global_outputs(ds: xr.Dataset, out: Path) -> list[Path]:
     """``srdb_global.nc`` and, per flux, the zone models' map and the zone-minus-unified map (PNG)."""
-    from fluxmap.io.report import map_figure
+    from fluxmap.io.figures import map_figure
 
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "srdb_global.nc"]

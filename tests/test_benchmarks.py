@@ -141,7 +141,9 @@ def test_benchmark_table_renders_targets():
 
 def test_bench_write_tiny(tmp_path):
     result = _load("bench_write").run(shape=(4, 20, 40), chunks=(2, 10, 20), workdir=str(tmp_path))
-    assert result["regions"] == 8 and result["fluxmap_mb_s"] > 0 and result["fluxmap_over_raw"] > 0
+    # Structure only: a rounded throughput is a wall-clock figure (0.0 MB/s on a loaded machine).
+    assert result["regions"] == 8
+    assert all(isinstance(result[k], float) and result[k] >= 0 for k in ("fluxmap_mb_s", "fluxmap_over_raw"))
 
 
 def test_to_grid_interpolates_across_the_dateline():
@@ -226,7 +228,7 @@ def test_compare_outputs_finds_each_kind_of_difference(tmp_path):
     b = tmp_path / "b"
     shutil.copytree(a, b)
     same = compare(a, b)
-    assert same["identical"] and same["checked"] == {"bytes": 1, "models": 1, "parquet": 1, "zarr_arrays": 2}
+    assert same["identical"] and same["checked"] == {"bytes": 1, "models": 1, "parquet": 1, "zarr_arrays": 1}
     (b / "models" / "summary.csv").write_text("target,r2\nsr,0.6\n")
     (b / "models" / "sr_8day" / "model_unified.json").write_text('{"x": 1}')
     pd.DataFrame({"v": [1.0, 2.5]}).to_parquet(b / "sites" / "observations.parquet")

@@ -217,7 +217,7 @@ def test_figures_of_a_large_grid_are_drawn_from_a_small_lazy_view(tmp_path):
     import dask
     import dask.array as dsa
 
-    from fluxmap.io.report import map_figure
+    from fluxmap.io.figures import map_figure
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(1003, 2005)).astype("float32")
