@@ -8,7 +8,9 @@ Kubernetes under the volume's ``mount_path``).
 
 Efficiency(N) = T(1) / (N * T(N)); 1.0 is perfect. Worker processes are started and have imported
 the pipeline before the clock starts; everything else in ``fluxmap.stages.predict.predict_stage`` (ERA5 8-day means,
-zone map, prediction, Zarr write) is timed. Prints one JSON line.
+zone map, prediction, Zarr write) is timed. Each worker count runs ``--repeats`` times (default 3),
+the counts' order alternating between rounds (1, 2; 2, 1; 1, 2), and its time is the median: no
+count always runs first. Prints one JSON line.
 
     python benchmarks/bench_scaling.py                    # 1 and 2 workers, Europe at 0.1 deg
     python benchmarks/bench_scaling.py --workers 1,2,4,8  # on a bigger machine
@@ -25,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -55,24 +58,30 @@ def run(
     workdir: str | None = None,
     cluster: ClusterConfig | None = None,
     wait_s: float = 120,
+    repeats: int | None = None,
 ):
-    """``wait_s``: how long to wait for each set of workers to start (batch queues may need more)."""
+    """``wait_s``: how long to wait for each set of workers to start (batch queues may need more).
+    ``repeats`` (default 3, tiny 1) rounds over the worker counts, alternating their order (1, 2, then
+    2, 1, ...) so no count always runs first or on a warmer machine; each count's time is the median."""
+    repeats = repeats or (1 if tiny else 3)
     cluster = cluster or ClusterConfig(kind="local")
     sized = {n: cluster_with(cluster, n) for n in workers}  # refuses an unsizable kind before any work
     demo = tiny_trainable_config(space_chunk=16) if tiny else europe_demo_config(resolution)
-    times: dict[int, float] = {}
+    samples: dict[int, list[float]] = {n: [] for n in workers}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         check_shared_workdir(cluster, tmp)  # before the world is trained
         cfg, _ = trained_world(tmp, demo, n_estimators=40 if tiny else 200)
         out = Path(cfg.workdir) / "predict"
-        for n in workers:
-            shutil.rmtree(out, ignore_errors=True)
-            with client_for(sized[n]) as client:
-                client.wait_for_workers(n, timeout=wait_s)
-                client.run(import_prediction_modules)
-                t0 = time.perf_counter()
-                written = predict_stage(cfg, log=lambda m: None)
-                times[n] = time.perf_counter() - t0
+        for r in range(repeats):
+            for n in workers if r % 2 == 0 else workers[::-1]:
+                shutil.rmtree(out, ignore_errors=True)
+                with client_for(sized[n]) as client:
+                    client.wait_for_workers(n, timeout=wait_s)
+                    client.run(import_prediction_modules)
+                    t0 = time.perf_counter()
+                    written = predict_stage(cfg, log=lambda m: None)
+                    samples[n].append(time.perf_counter() - t0)
+    times = {n: float(statistics.median(v)) for n, v in samples.items()}
     base = min(workers)
     return {
         "benchmark": "strong_scaling",
@@ -81,6 +90,8 @@ def run(
         "grid_cells": int(written["land_fraction"].size),
         "land_cell_periods": written["cells"],
         "seconds": {str(n): round(t, 2) for n, t in times.items()},
+        "samples_s": {str(n): [round(t, 2) for t in v] for n, v in samples.items()},
+        "repeats": repeats,
         "speedup": {str(n): round(times[base] / t, 3) for n, t in times.items()},
         "efficiency": {str(n): round(times[base] * base / (t * n), 3) for n, t in times.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -96,13 +107,15 @@ def main() -> None:
     p.add_argument("--config", help="run YAML whose cluster: block sets up --cluster (queue, memory, python, ...)")
     p.add_argument("--workdir", help="folder for the benchmark world (shared storage for remote workers)")
     p.add_argument("--wait", type=float, default=120, help="seconds to wait for the workers to start (default 120)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds over the worker counts, alternating order")
     a = p.parse_args()
     workers = tuple(int(v) for v in a.workers.split(","))
     base = run_config_from_mapping(load_yaml(a.config), where=a.config).cluster if a.config else ClusterConfig()
     cluster = dataclasses.replace(base, kind=a.cluster)
     print(
         json.dumps(
-            run(workers, tiny=a.tiny, resolution=a.resolution, workdir=a.workdir, cluster=cluster, wait_s=a.wait)
+            run(workers, tiny=a.tiny, resolution=a.resolution, workdir=a.workdir, cluster=cluster, wait_s=a.wait,
+                repeats=a.repeats)
         )
     )
 

@@ -102,14 +102,18 @@ def figures(result: dict) -> list[dict]:
         ]
     if kind == "worker_memory":
         c, f = result["coarse"], result["fine"]
+        # Judged on the growth above the worker's imported-pipeline baseline: the baseline (libraries,
+        # ~300 MB) is the same at every grid size and would dilute a growth in the total.
+        grow = {k: round(d["peak_mb"] - d["baseline_mb"], 1) for k, d in (("coarse", c), ("fine", f))}
         return [
             _row(
-                f"peak worker memory, grid x{result['cells_ratio']} ({c['peak_mb']} -> {f['peak_mb']} MB)",
-                result["peak_ratio"],
+                f"worker memory above the imported baseline, grid x{result['cells_ratio']} "
+                f"({grow['coarse']} -> {grow['fine']} MB)",
+                result["above_baseline_ratio"],
                 "<= 1.2",
-                result["peak_ratio"] <= 1.2,
+                result["above_baseline_ratio"] <= 1.2,
             ),
-            _row("  growth above the imported-pipeline baseline, ratio", result["above_baseline_ratio"]),
+            _row(f"  total peak ({c['peak_mb']} -> {f['peak_mb']} MB), ratio", result["peak_ratio"]),
         ]
     if kind == "zarr_write":
         return [

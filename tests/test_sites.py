@@ -210,3 +210,33 @@ def test_year_end_coverage():
     assert kept[kept.start == pd.Timestamp("2019-12-27")].end.iloc[0] == pd.Timestamp("2020-01-01")
     assert (kept.value == 2.0).all()
     assert set(kept.start) <= set(period_starts([2019, 2020]))
+
+
+def test_fluxnet_monthly_and_yearly_records_keep_their_calendar_periods(shared_data):
+    """A site east of Greenwich (UTC+1): its YY records stay in their own calendar year and its MM
+    records in their own month (the UTC shift applies to half-hours and days only); before, the
+    shift moved each year's start to 31 December 23:00 of the previous year."""
+    info = pd.read_csv(shared_data / "fluxnet" / "siteinfo_fluxnet2015.csv")
+    f = shared_data / "fluxnet"
+    yy = S.read_fluxnet(f / "FLX_FR-Pue_FLUXNET2015_FULLSET_YY_2007-2014_2-3.csv", site_info=info, min_qc=0,
+                        utc_offset_hours=1)  # fmt: skip
+    o = yy.observations
+    assert list(o.start) == [pd.Timestamp(f"{y}-01-01") for y in range(2007, 2015)]
+    assert list(o.end) == [pd.Timestamp(f"{y + 1}-01-01") for y in range(2007, 2015)]
+    mm = S.read_fluxnet(f / "FLX_FR-Pue_FLUXNET2015_FULLSET_MM_2007-2014_2-3.csv", site_info=info, min_qc=0,
+                        utc_offset_hours=1)  # fmt: skip
+    starts = mm.observations.start
+    assert (starts.dt.day == 1).all() and (starts.dt.hour == 0).all() and starts.min() == pd.Timestamp("2007-01-01")
+
+
+def test_generic_csv_annual_rates_use_the_calendar_year(tmp_path):
+    """g C m-2 yr-1 is per calendar year: 365 days in 2019, 366 in 2020 (not 365.25 everywhere)."""
+    path = tmp_path / "annual.csv"
+    pd.DataFrame(
+        {"site": ["a", "b"], "lat": [10.0, 10.0], "lon": [5.0, 5.0], "time": ["2019-01-01", "2020-01-01"],
+         "flux": [365.0, 366.0]}
+    ).to_csv(path, index=False)  # fmt: skip
+    mapping = {"site_id": "site", "lat": "lat", "lon": "lon", "start": "time", "step": "365D", "value": "flux",
+               "units_name": "g C m-2 yr-1", "variable_name": "sr"}  # fmt: skip
+    t = S.read_generic_csv(path, mapping)
+    assert t.observations.value.tolist() == [1.0, 1.0]

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from fluxmap.io.provenance import cache_key
 from fluxmap.science import periods, products
+from fluxmap.science.extract import to_periods
 from fluxmap.science.grids import LatLonGrid
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "fill_regions",
     "land_regions",
     "region_graphs",
+    "period_mean_stores",
     "region_slices",
     "stored_key",
     "write_keyed",
@@ -414,3 +417,35 @@ def stored_key(path: str | Path, *, key_attr: str = KEY_ATTR) -> str | None:
         return xr.open_zarr(path, consolidated=True).attrs.get(key_attr)
     except (OSError, ValueError, KeyError):
         return None
+
+
+def period_mean_stores(cubes: dict[str, xr.Dataset], out: Path, inputs: dict[str, str]) -> bool:
+    """Sub-period sources (ERA5) averaged to the 8-day periods once, on their own grid (small next
+    to the MODIS grid), written to ``out/<entry>_8day.zarr`` and put in ``cubes`` in place of the
+    daily cube. Written, not persisted: a worker lost later loses nothing that cannot be reread.
+    Reused by a rerun with the same inputs (``prepared.json``); returns whether they were."""
+    sub = [
+        e
+        for e, c in cubes.items()
+        if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
+    ]
+    prep_key = cache_key({"sub_period": sub}, inputs)
+    prep_file = out / "prepared.json"
+    prepared = [out / f"{e}_8day.zarr" for e in sub]
+    reuse = (
+        prep_file.is_file()
+        and json.loads(prep_file.read_text()).get("key") == prep_key
+        and all(p.is_dir() for p in prepared)
+    )
+    if not reuse:
+        prep_file.unlink(missing_ok=True)
+        for e in sub:
+            means = to_periods(cubes[e])
+            means = means.chunk({"time": max(means.chunksizes["time"])})  # Zarr wants regular chunks
+            for v in means.variables.values():
+                v.encoding = {}
+            means.to_zarr(out / f"{e}_8day.zarr", mode="w", zarr_format=2, consolidated=True)
+        prep_file.write_text(json.dumps({"key": prep_key, "files": [p.name for p in prepared]}, indent=1))
+    for e in sub:
+        cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
+    return reuse

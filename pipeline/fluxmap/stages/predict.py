@@ -26,9 +26,9 @@ from fluxmap.io.store import (
     done_regions,
     fill_regions,
     land_regions,
+    period_mean_stores,
     region_slices,
 )
-from fluxmap.science.extract import to_periods
 from fluxmap.science.predict import predict_cube, predictor_cube
 from fluxmap.stages.common import Log, catalog_inputs, open_catalog, zone_map_store
 
@@ -43,45 +43,11 @@ def _targets(cfg: RunConfig, models_dir: Path) -> list[str]:
     ]
 
 
-def _period_means(cubes: dict[str, xr.Dataset], out: Path, inputs: dict[str, str]) -> bool:
-    """Sub-period sources (ERA5) averaged to the 8-day periods once, on their own grid (small next
-    to the MODIS grid), written to ``out/<entry>_8day.zarr`` and put in ``cubes`` in place of the
-    daily cube. Written, not persisted: a worker lost later loses nothing that cannot be reread.
-    Reused by a rerun with the same inputs (``prepared.json``); returns whether they were."""
-    sub = [
-        e
-        for e, c in cubes.items()
-        if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
-    ]
-    prep_key = cache_key({"sub_period": sub}, inputs)
-    prep_file = out / "prepared.json"
-    prepared = [out / f"{e}_8day.zarr" for e in sub]
-    reuse = (
-        prep_file.is_file()
-        and json.loads(prep_file.read_text()).get("key") == prep_key
-        and all(p.is_dir() for p in prepared)
-    )
-    if not reuse:
-        prep_file.unlink(missing_ok=True)
-        for e in sub:
-            means = to_periods(cubes[e])
-            means = means.chunk({"time": max(means.chunksizes["time"])})  # Zarr wants regular chunks
-            for v in means.variables.values():
-                v.encoding = {}
-            means.to_zarr(out / f"{e}_8day.zarr", mode="w", zarr_format=2, consolidated=True)
-        prep_file.write_text(json.dumps({"key": prep_key, "files": [p.name for p in prepared]}, indent=1))
-    for e in sub:
-        cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
-    return reuse
-
-
 def _store_attrs(cfg: RunConfig, key: str, model_files: dict[str, str], inputs: dict[str, str]) -> dict[str, str]:
     return {
         "title": "fluxmap gridded carbon fluxes",
-        "institution": "fluxmap",
         "source": "fluxmap " + __version__,
         "history": f"fluxmap {__version__} predict",
-        "references": "https://github.com/ (fluxmap README)",
         "fluxmap_run_key": key,
         "fluxmap_config": json.dumps(dataclasses.asdict(cfg), default=str, sort_keys=True),
         "fluxmap_versions": json.dumps(versions(), sort_keys=True),
@@ -117,7 +83,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     inputs = catalog_inputs(cfg)
     t0 = time.perf_counter()
     zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
-    reuse = _period_means(cubes, out, inputs)
+    reuse = period_mean_stores(cubes, out, inputs)
     predictors = predictor_cube(cubes)
     land_fraction = cubes["static"]["land_fraction"]  # lazy: a 500 m global grid is never loaded whole
     chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}

@@ -76,7 +76,8 @@ def read_fluxnet(
 
     ``site_info`` gives each site's location: columns ``sitename``, ``lat``, ``lon``,
     optional ``classid`` (IGBP) and ``utc_offset`` (hours; FLUXNET timestamps are
-    local standard time). ``min_qc`` is the minimum fraction of measured or good
+    local standard time; HH/HR/DD/WW periods are shifted to UTC, MM and YY records keep their
+    calendar month or year). ``min_qc`` is the minimum fraction of measured or good
     gap-filled data at DD and coarser; ``max_qc_hh`` the highest 0-3 QC flag kept at
     HH/HR. Units become g C m-2 d-1 (HH: x 1.03775 from umol m-2 s-1; YY: / days).
     """
@@ -96,7 +97,10 @@ def read_fluxnet(
         df = pd.read_csv(f)
     start, end = _flx_periods(df, res)
     offset = utc_offset_hours if utc_offset_hours is not None else float(si.get("utc_offset", 0.0) or 0.0)
-    start, end = start - pd.Timedelta(hours=offset), end - pd.Timedelta(hours=offset)
+    if res not in ("MM", "YY"):
+        # Half-hours and days are local standard time: shifted to UTC. Months and years stay
+        # calendar periods: shifted, a UTC+1 site's year would start on 31 December of the year before.
+        start, end = start - pd.Timedelta(hours=offset), end - pd.Timedelta(hours=offset)
     frames = []
     for col in variables:
         if col not in df:

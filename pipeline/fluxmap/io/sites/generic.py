@@ -14,14 +14,16 @@ __all__ = ["read_generic_csv"]
 
 # --- generic CSV ----------------------------------------------------------------------------
 
+# Each: (value, days of the record's period, days of the calendar year it starts in) -> g C m-2 d-1.
+# A rate per year is per that calendar year (365 or 366 days), as in the SRDB reader.
 _UNIT_FACTORS = {
-    "g C m-2 d-1": lambda v, days: v,
-    "g m-2 d-1": lambda v, days: v,
-    "umol CO2 m-2 s-1": lambda v, days: v * UMOL_CO2_M2_S_TO_G_C_M2_D,
-    "umol m-2 s-1": lambda v, days: v * UMOL_CO2_M2_S_TO_G_C_M2_D,
-    "g C m-2 yr-1": lambda v, days: v / 365.25,
-    "mg C m-2 h-1": lambda v, days: v * 24e-3,
-    "g C m-2": lambda v, days: v / days,  # a total over the record's period
+    "g C m-2 d-1": lambda v, days, year: v,
+    "g m-2 d-1": lambda v, days, year: v,
+    "umol CO2 m-2 s-1": lambda v, days, year: v * UMOL_CO2_M2_S_TO_G_C_M2_D,
+    "umol m-2 s-1": lambda v, days, year: v * UMOL_CO2_M2_S_TO_G_C_M2_D,
+    "g C m-2 yr-1": lambda v, days, year: v / year,
+    "mg C m-2 h-1": lambda v, days, year: v * 24e-3,
+    "g C m-2": lambda v, days, year: v / days,  # a total over the record's period
 }
 
 
@@ -59,11 +61,12 @@ def read_generic_csv(path: str | Path, mapping: dict[str, str], *, source: str =
     )
     raw = pd.to_numeric(df[cols["value"]], errors="coerce")
     days = (end - start).dt.total_seconds() / 86400.0
+    year_days = pd.Series(np.where(start.dt.is_leap_year, 366.0, 365.0), index=df.index)
     value = pd.Series(np.nan, index=df.index)
     reason = pd.Series([None] * len(df), dtype="object")
     for u, idx in units.groupby(units).groups.items():
         if u in _UNIT_FACTORS:
-            value[idx] = _UNIT_FACTORS[u](raw[idx], days[idx])
+            value[idx] = _UNIT_FACTORS[u](raw[idx], days[idx], year_days[idx])
         else:
             reason[idx] = "unknown units"
     cand = pd.DataFrame(
