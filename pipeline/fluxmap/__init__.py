@@ -1,12 +1,11 @@
 """fluxmap: site carbon-flux measurements to global, gridded, validated maps.
 
-Stages, in pipeline order: :mod:`fluxmap.io.catalog` (lazy predictor cubes from Intake
-catalogs, decoded by :mod:`fluxmap.science.products`), :mod:`fluxmap.io.sites` (observations and
-quarantine), :mod:`fluxmap.science.periods` (the MODIS 8-day calendar), :mod:`fluxmap.science.extract`
-and :mod:`fluxmap.science.features` (predictors at sites), :mod:`fluxmap.science.zones`,
-:mod:`fluxmap.science.selection`, :mod:`fluxmap.science.train`, :mod:`fluxmap.science.validate`,
-:mod:`fluxmap.science.uncertainty` (models), run by :mod:`fluxmap.stages` and :mod:`fluxmap.cli`.
-:mod:`fluxmap.demo` builds the embedded demo world.
+Three layers, each a subpackage, and nothing imports upward: :mod:`fluxmap.science` (pure
+functions of arrays and tables), :mod:`fluxmap.io` (the edges: catalogs, site files, model files,
+the CF Zarr store, figures, reports, provenance) and :mod:`fluxmap.stages` (one runner per stage:
+sites -> extract -> models -> predict -> report), driven by :mod:`fluxmap.cli`.
+:mod:`fluxmap.demo` builds the embedded demo world. This module re-exports the public API; no
+module of the package imports it.
 """
 
 from fluxmap._version import __version__ as __version__
