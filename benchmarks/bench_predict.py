@@ -107,6 +107,17 @@ def _configs(tiny: bool) -> dict[str, list[dict]]:
     return {"xgboost": xgb, "rf": rf}
 
 
+def choose_at_equal_skill(rows: list[dict], *, margin: float = 0.005) -> tuple[float, dict[str, dict]]:
+    """The skill bar (the weaker family's best LOSO R2 minus ``margin``) and, per family, its fastest
+    configuration (``rate``) at or above the bar."""
+    bar = min(max(r["loso_r2"] for r in rows if r["kind"] == k) for k in ("xgboost", "rf")) - margin
+    best = {
+        k: max((r for r in rows if r["kind"] == k and r["loso_r2"] >= bar), key=lambda r: r["rate"])
+        for k in ("xgboost", "rf")
+    }
+    return bar, best
+
+
 def _equal_skill(d, features: list[str], x: np.ndarray, tiny: bool, n_jobs: int = 1) -> dict:
     """Each family over a small grid of ensemble sizes, depths and learning rates: LOSO R2 and
     predict rate (one thread, the same real rows) of every configuration; the bar is the best
@@ -121,11 +132,7 @@ def _equal_skill(d, features: list[str], x: np.ndarray, tiny: bool, n_jobs: int 
                 model.estimator.get_booster().set_param({"nthread": 1})
             r2 = metrics(d.value.values, pred.values)["r2"]
             rows.append({"kind": kind, **params, "loso_r2": round(r2, 3), "rate": _predict_rate(model, x)})
-    bar = min(max(r["loso_r2"] for r in rows if r["kind"] == k) for k in ("xgboost", "rf")) - 0.005
-    best = {
-        k: max((r for r in rows if r["kind"] == k and r["loso_r2"] >= bar), key=lambda r: r["rate"])
-        for k in ("xgboost", "rf")
-    }
+    bar, best = choose_at_equal_skill(rows)
     for r in rows:
         r["rate"] = round(r["rate"])
     return {
