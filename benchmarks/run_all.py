@@ -88,7 +88,7 @@ def figures(result: dict) -> list[dict]:
             *_versus_rf(result),
         ]
     if kind == "xgboost_vs_rf_equal_skill":
-        return _versus_rf(result, f"{result['data']}, {result['sites']} sites")
+        return _versus_rf(result, f"{result['data']}, {result['physical_sites']} physical sites")
     if kind == "strong_scaling":
         n = max(result["efficiency"], key=int)
         return [

@@ -1,5 +1,7 @@
 """Model skill on the real site data in ../shared/data: zone models vs one unified model,
-leave-one-site-out, with climate predictors from the real gridded climatologies.
+leave-one-site-out (sites: physical sites, every id within 5 km of another joined, as the product
+groups them), beside the training mean and a published-form reference model fitted on the same
+folds, with climate predictors from the real gridded climatologies.
 
 Cases (each prints one JSON line):
 
@@ -40,12 +42,20 @@ import xarray as xr
 from fluxmap.io import sites as S
 from fluxmap.io.catalog import builtin_catalog, load_catalog
 from fluxmap.io.landcover import read_mcd12c1
+from fluxmap.science.baselines import fit_reference
 from fluxmap.science.extract import extract_at_sites, locate_sites
 from fluxmap.science.grids import LatLonGrid, cell_area, landcover_at_points, landcover_on_grid
 from fluxmap.science.periods import aggregate_to_periods
 from fluxmap.science.products import spec
 from fluxmap.science.train import FittedModel, fit
-from fluxmap.science.validate import compare, loso_predict, metrics, metrics_table
+from fluxmap.science.validate import (
+    compare,
+    loso_predict,
+    metrics,
+    metrics_table,
+    paired_site_bootstrap,
+    physical_sites,
+)
 from fluxmap.science.zones import fit_zones, zone_array
 
 ZONE_FACTORS = ["t_mean", "p_mean", "t_range", "p_range"]
@@ -114,6 +124,47 @@ def site_zones(df: pd.DataFrame, *, min_sites: int, restarts: int = 50):
     )
 
 
+GROUP_KM = 5.0
+"""Locations within this distance (transitively) are one physical site (fluxmap's model default)."""
+
+
+def physical(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``site_id`` replaced by the physical site (locations within ``GROUP_KM``, the
+    product's :func:`fluxmap.science.validate.physical_sites`) and the original id kept as ``id``:
+    every fold, zone and bootstrap below then leaves out a place, not one of its ids."""
+    locs = df[["lat", "lon"]].drop_duplicates().reset_index(drop=True)
+    group = pd.Series(physical_sites(locs.lat, locs.lon, distance_km=GROUP_KM), index=pd.MultiIndex.from_frame(locs))
+    return df.assign(id=df.site_id, site_id=group.reindex(pd.MultiIndex.from_frame(df[["lat", "lon"]])).to_numpy())
+
+
+def reference_loso(d: pd.DataFrame, kind: str, climate: tuple[str, str]) -> pd.Series:
+    """Leave-one-(physical)-site-out predictions of a reference model (the product's baselines)."""
+    out = pd.Series(np.nan, index=d.index)
+    for s in d.site_id.unique():
+        test = d.site_id == s
+        out[test] = fit_reference(kind, d[~test], climate=climate)(d[test])
+    return out
+
+
+def references(d: pd.DataFrame, reference: tuple[str, tuple[str, str]] | None) -> dict:
+    """R2 of the training mean and the case's published-form reference on the same folds, and the
+    unified and zone models' skill over the better of them (site-bootstrap 5-95 %)."""
+    d = d.assign(ref_mean=reference_loso(d, "mean", ("", "")))
+    cols = {"mean": "ref_mean"}
+    if reference is not None:
+        d["ref_form"] = reference_loso(d, reference[0], reference[1])
+        cols[reference[0]] = "ref_form"
+    r2 = {k: metrics(d.value.values, d[c].values)["r2"] for k, c in cols.items()}
+    best = max(r2, key=lambda k: r2[k])
+    out: dict = {f"r2_reference_{k}": round(v, 3) for k, v in r2.items()}
+    out["best_reference"] = best
+    for m in ("unified", "zoned"):
+        if m in d:
+            b = paired_site_bootstrap(d, m, cols[best], seed=0)
+            out[f"skill_{m}"] = f"{b['skill']:+.3f} [{b['skill_lo']:+.3f}, {b['skill_hi']:+.3f}]"
+    return out
+
+
 def compare_models(
     df: pd.DataFrame,
     features: list[str],
@@ -123,9 +174,11 @@ def compare_models(
     restarts: int = 50,
     extra: dict[str, list[str]] | None = None,
     zoning: tuple | None = None,
+    reference: tuple[str, tuple[str, str]] | None = None,
 ) -> dict:
     """Zones on site-level climate (``zoning``: those :func:`site_zones` already fitted on ``df``),
-    then LOSO zone vs unified models (XGBoost)."""
+    then LOSO zone vs unified models (XGBoost) and the references, sites being physical sites
+    (``df`` from :func:`physical`)."""
     site_f = df.groupby("site_id")[ZONE_FACTORS].first()
     try:
         zm, cand = zoning or site_zones(df, min_sites=min_sites, restarts=restarts)
@@ -134,10 +187,12 @@ def compare_models(
         m = metrics(df.value.values, unified.values)
         return {
             "rows": int(len(df)),
-            "sites": int(df.site_id.nunique()),
+            "site_ids": int(df.id.nunique()),
+            "physical_sites": int(df.site_id.nunique()),
             "zones": f"not fitted: {str(e).splitlines()[0]}",
             "r2_unified": round(m["r2"], 3),
             "rmse_unified": round(m["rmse"], 3),
+            **references(df.assign(unified=unified), reference),
         }
     zone = pd.Series(zone_array(zm, site_f.to_numpy()), index=site_f.index)
     d = df.assign(zone=df.site_id.map(zone))
@@ -147,7 +202,8 @@ def compare_models(
     cmp = compare(table, "zone", "unified").set_index("group")
     result = {
         "rows": int(len(d)),
-        "sites": int(d.site_id.nunique()),
+        "site_ids": int(d.id.nunique()),
+        "physical_sites": int(d.site_id.nunique()),
         "k": zm.k,
         "silhouette": round(float(cand[cand.chosen].silhouette.item()), 3),
         "r2_zone": round(float(cmp.loc["all", "r2_zone"]), 3),
@@ -161,13 +217,14 @@ def compare_models(
             f"{g} ({int(r.sites)} sites)" for g, r in cmp.drop("all").iterrows() if r.better == "unified"
         ],
     }
+    result.update(references(d, reference))
     for label, feats in (extra or {}).items():
         rows = d.dropna(subset=[f for f in feats if f not in features])
         base = loso_predict(rows, features=features, params=params, n_jobs=2)
         more = loso_predict(rows, features=feats, params=params, n_jobs=2)
         result[label] = {
             "rows": int(len(rows)),
-            "sites": int(rows.site_id.nunique()),
+            "physical_sites": int(rows.site_id.nunique()),
             "r2_without": round(metrics(rows.value.values, base.values)["r2"], 3),
             "r2_with": round(metrics(rows.value.values, more.values)["r2"], 3),
         }
@@ -184,10 +241,9 @@ def srdb_case(data: Path, variable: str, params: dict) -> dict:
     clim, _ = grid_climate(data, obs.lat.to_numpy(), obs.lon.to_numpy())
     obs = pd.concat([obs.reset_index(drop=True), clim], axis=1)
     obs["landcover"] = landcover_at(obs.lat.to_numpy(), obs.lon.to_numpy())
-    obs["site_id"] = obs.lat.round(2).astype(str) + "," + obs.lon.round(2).astype(str)  # SRDB site ids are sparse
-    obs = obs.dropna(subset=ZONE_FACTORS)
+    obs = physical(obs.dropna(subset=ZONE_FACTORS))
     features = ["MAT", "MAP", "t_mean", "t_range", "p_mean", "p_range", "landcover"]
-    return compare_models(obs, features, min_sites=10, params=params)
+    return compare_models(obs, features, min_sites=10, params=params, reference=("climate", ("t_mean", "p_mean")))
 
 
 def cosore_case(data: Path, variable: str, params: dict) -> dict:
@@ -202,11 +258,12 @@ def cosore_case(data: Path, variable: str, params: dict) -> dict:
     per["doy_sin"], per["doy_cos"] = np.sin(2 * np.pi * doy / 365.25), np.cos(2 * np.pi * doy / 365.25)
     features = [*MONTHLY_CLIMATE, "doy_sin", "doy_cos", "landcover", "year"]
     return compare_models(
-        per,
+        physical(per),
         features,
         min_sites=3,
         params=params,
         extra={"site_soil_temperature_and_moisture": features + ["tsoil_c", "swc"]},
+        reference=("climate", ("t_month", "p_month")),
     )
 
 
@@ -224,7 +281,7 @@ def fluxnet_table(data: Path) -> tuple[pd.DataFrame, list[str]]:
 
 def fluxnet_case(data: Path, params: dict) -> dict:
     o, features = fluxnet_table(data)
-    return compare_models(o, features, min_sites=8, params=params)
+    return compare_models(physical(o), features, min_sites=8, params=params, reference=("class_mean", ("", "")))
 
 
 GLOBAL_FEATURES = [*ZONE_FACTORS, "landcover"]
@@ -321,8 +378,7 @@ def srdb_at_grid(observations: pd.DataFrame, g: xr.Dataset, variable: str) -> pd
     )
     obs = obs.assign(**{f: at[f].values for f in ZONE_FACTORS})
     obs["landcover"] = landcover_at(obs.lat.to_numpy(), obs.lon.to_numpy())
-    obs["site_id"] = obs.lat.round(2).astype(str) + "," + obs.lon.round(2).astype(str)  # SRDB site ids are sparse
-    return obs.dropna(subset=ZONE_FACTORS)
+    return physical(obs.dropna(subset=ZONE_FACTORS))
 
 
 def predict_by_zone(
@@ -341,7 +397,9 @@ def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> tuple[dict, dict
     applied to every cell of ``g``: their LOSO skill, global and per-band totals (Pg C yr-1); and
     the maps (``zone``, ``unified``: class-weighted flux, g C m-2 yr-1 of cell; ``cell_zone``)."""
     zoning = site_zones(obs, min_sites=10)
-    skill = compare_models(obs, GLOBAL_FEATURES, min_sites=10, params=params, zoning=zoning)
+    skill = compare_models(
+        obs, GLOBAL_FEATURES, min_sites=10, params=params, zoning=zoning, reference=("climate", ("t_mean", "p_mean"))
+    )
     zm = zoning[0]
     site_f = obs.groupby("site_id")[ZONE_FACTORS].first()
     obs = obs.assign(zone=obs.site_id.map(pd.Series(zone_array(zm, site_f.to_numpy()), index=site_f.index)))
@@ -357,8 +415,10 @@ def map_flux(obs: pd.DataFrame, g: xr.Dataset, params: dict) -> tuple[dict, dict
     }
     totals = {m: band_totals(g, w) for m, w in weighted.items()}
     summary = {
-        "sites": skill["sites"],
+        "site_ids": skill["site_ids"],
+        "physical_sites": skill["physical_sites"],
         "records": skill["rows"],
+        **{k: v for k, v in skill.items() if k.startswith(("r2_reference", "best_reference", "skill_"))},
         "zones": zm.k,
         "loso_r2_zone": skill.get("r2_zone"),
         "loso_r2_unified": skill["r2_unified"],

@@ -35,12 +35,14 @@ def test_skill_real_data_pieces(shared_data):
     assert len(monthly) == 36
     assert mod.landcover_at(lat, lon)[2] == 2  # central Amazon: evergreen broadleaf
     result = mod.run(shared_data, ["fluxnet_nee"], params={"n_estimators": 5, "max_depth": 2})[0]
-    assert result["sites"] == 204 and -1 < result["r2_unified"] < 1
+    # 204 tower ids; towers within 5 km of each other (CA-NS1..7, US-Tw*, ...) are left out together.
+    assert result["site_ids"] == 204 and result["physical_sites"] < 200 and -1 < result["r2_unified"] < 1
+    assert result["best_reference"] in ("mean", "class_mean") and "skill_unified" in result
 
 
 def test_equal_skill_sweep_on_real_fluxnet_tiny(shared_data):
     result = _load("bench_predict").equal_skill_on_fluxnet(shared_data, tiny=True)
-    assert result["sites"] == 12 and {r["kind"] for r in result["sweep"]} == {"xgboost", "rf"}
+    assert result["physical_sites"] == 12 and {r["kind"] for r in result["sweep"]} == {"xgboost", "rf"}
     assert {"loso_r2", "rate"} <= set(result["xgboost_chosen"]) and {"loso_r2", "rate"} <= set(result["rf_chosen"])
 
 
@@ -135,7 +137,7 @@ def test_benchmark_table_renders_targets():
         {
             "benchmark": "xgboost_vs_rf_equal_skill",
             "data": "FLUXNET2015 monthly NEE",
-            "sites": 204,
+            "physical_sites": 180,
             "xgboost_chosen": {"n_estimators": 50, "max_depth": 4, "loso_r2": 0.313},
             "rf_chosen": {"n_estimators": 10, "max_depth": None, "loso_r2": 0.316},
             "xgboost_over_rf_predict_speed": 0.32,
@@ -143,7 +145,7 @@ def test_benchmark_table_renders_targets():
     ]
     table = bench.render(results)
     assert (
-        "| XGBoost / RF predict speed at equal LOSO skill, FLUXNET2015 monthly NEE, 204 sites (XGBoost 50 trees,"
+        "| XGBoost / RF predict speed at equal LOSO skill, FLUXNET2015 monthly NEE, 180 physical sites (XGBoost 50 trees,"
         " depth 4, R2 0.313; RF 10 trees, depth unlimited, R2 0.316) | 0.32 | >= 4 | no |"
     ) in table
     assert "| strong scaling efficiency at 2 workers | 0.833 | >= 0.85 | no |" in table
@@ -200,7 +202,8 @@ def test_global_srdb_map_pieces(shared_data, tmp_path):
     np.testing.assert_allclose(by_class[ok], expect[ok], rtol=1e-5)
     # End to end with light models: SRDB annual SR and HR in g C m-2 yr-1 give totals of the published order.
     r = mod.global_case(shared_data, {"n_estimators": 5, "max_depth": 2}, resolution=5.0, out=tmp_path)
-    assert r["sr"]["sites"] > 900 and r["rh"]["sites"] > 200
+    assert r["sr"]["physical_sites"] > 600 and r["rh"]["physical_sites"] > 150
+    assert r["sr"]["site_ids"] > r["sr"]["physical_sites"] and "r2_reference_climate" in r["sr"]
     for m in ("zone", "unified"):
         assert 60 < r["sr"][f"total_pg_{m}"] < 160 and 0.3 < r[f"rh_over_sr_{m}"] < 0.9
     # The written maps (per m2 of mapped land, per day) give back the totals; the figures exist.

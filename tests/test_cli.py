@@ -64,7 +64,7 @@ def test_run_on_a_tiny_world_then_reuses_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "opened 8 of 8 entries lazily; dask computes while opening: 0" in out
     assert "lst_day" in out and "era5" in out
-    assert "model sr:annual" in out and "LOSO R2 zone" in out
+    assert "model sr:annual" in out and "nested R2 zone" in out and "skill of the unified model" in out
     assert main(["run", "--workdir", str(tmp_path / "out"), "--config", str(cfg)]) == 0
     assert "up to date" in capsys.readouterr().out
 

@@ -142,6 +142,29 @@ def test_features_eager_equals_lazy():
     )
 
 
+def test_means_over_time_weight_each_period_by_its_days():
+    """2019 has 45 periods of 8 days and a last one of 5: a mean over the year counts the last for
+    5/365 of it, not 1/46, whatever the time step's label (issue 22: one year length everywhere)."""
+    eager = _cube(False)
+    year = eager.sel(time="2019")
+    days = periods.period_days(year.time.values).astype(float)
+    assert days[-1] == 5 and days.sum() == 365
+    v = year.ndvi.values[:, 0]
+    expect = (v * days).sum() / days.sum()
+    a = annual_stats(eager)
+    assert float(a.ndvi_ann_mean.sel(time="2019").isel(time=0, site=0)) == pytest.approx(expect)
+    assert expect != pytest.approx(v.mean())  # the unweighted mean differs: the test can tell them apart
+    # A missing period drops its days from the weights too.
+    b = year.ndvi.values[:, 1]
+    ok = np.isfinite(b)
+    assert float(a.ndvi_ann_mean.sel(time="2019").isel(time=0, site=1)) == pytest.approx(
+        (b[ok] * days[ok]).sum() / days[ok].sum()
+    )
+    both = eager.ndvi.values[:, 0]
+    w = periods.period_days(eager.time.values)
+    assert float(long_term_means(eager).ndvi_mean.sel(site="a")) == pytest.approx((both * w).sum() / w.sum())
+
+
 def test_doy_transform_wraps_the_year():
     f = doy_features(periods.period_starts([2019]))
     first, last = f.isel(time=0), f.isel(time=-1)

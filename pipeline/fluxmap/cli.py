@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True, predict=True))
     print(
         f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/: sites/ and extract/ "
-        "(Parquet tables, quarantine, provenance.json), models/ (zones, models, leave-one-site-out tables, "
+        "(Parquet tables, quarantine, provenance.json), models/ (zones, models, nested validation tables, "
         "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md)"
     )
     return 0

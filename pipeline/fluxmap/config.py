@@ -52,6 +52,12 @@ class DemoConfig:
     """8-day periods per chunk of the MODIS-like cubes."""
     space_chunk: int = 64
     """Cells per chunk along lat and lon of the MODIS-like cubes."""
+    ids_per_location: int = 1
+    """Site ids per place in the SRDB- and COSORE-like files, as real networks have: with n > 1, an
+    SRDB record of year y has Site_ID ``<site>-<k>``, k = (y - first year) mod n + 1, and a COSORE
+    dataset is split into n campaign datasets ``<dataset>-<k>`` (k: the n-th of the year). The place
+    stays one, so validation must group the ids into physical sites. Same values, same random
+    draws: only the ids change."""
 
     def __post_init__(self) -> None:
         coarse = round(self.resolution / 0.05, 6) % 1 == 0
@@ -66,6 +72,8 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.bbox {self.bbox} is not (west, south, east, north) in degrees")
         if not self.years:
             raise ValueError("DemoConfig.years is empty")
+        if self.ids_per_location < 1:
+            raise ValueError(f"DemoConfig.ids_per_location must be >= 1, got {self.ids_per_location}")
 
 
 def from_mapping(cls: type, data: dict[str, Any], *, where: str = "config") -> Any:
@@ -190,6 +198,42 @@ class ModelConfig:
     """Seed of every model and split."""
     n_jobs: int = 2
     """Parallel folds."""
+    outer_folds: int = 10
+    """Outer folds of whole physical sites for the nested validation (0: one site per fold).
+    Zones, k, predictor selection and every model are fitted anew inside each outer fold."""
+    inner_folds: int = 5
+    """Folds of whole physical sites that score the backward elimination (inside each outer fold,
+    and on all rows for the final predictors)."""
+    min_zone_sites: int = 2
+    """A zone with fewer physical sites for a target gets no model of its own (it cannot be
+    validated on a held-out site): see ``unvalidated_zones``."""
+    unvalidated_zones: str = "unified"
+    """What such a zone is mapped with: ``unified`` (the unified model) or ``mask`` (no value)."""
+    references: tuple[tuple[str, str], ...] = (("sr", "climate"), ("rh", "climate"), ("nee", "class_mean"))
+    """Per flux variable, the published-form reference model fitted on the same folds beside the
+    training mean (``climate``: R = a exp(bT) P/(c+P), Raich et al. 2002; ``class_mean``: the mean
+    per vegetation class); variables not listed get the mean only."""
+    climate_predictors: tuple[str, str] = ("t2m", "tp")
+    """Temperature (K) and precipitation of the climate reference (annual tables: their ``_ann_mean``)."""
+    group_distance_km: float = 5.0
+    """Locations closer than this (great-circle, transitively), or on the same predictor cells,
+    are one physical site: every validation (folds, bootstraps, selection, coverage) leaves a
+    physical site out whole, never one of its ids while its neighbour stays in training."""
+
+    def __post_init__(self) -> None:
+        from fluxmap.science.baselines import REFERENCES
+
+        if self.unvalidated_zones not in ("unified", "mask"):
+            raise ValueError(f"model.unvalidated_zones must be 'unified' or 'mask', got {self.unvalidated_zones!r}")
+        bad = [f"{v}: {k}" for v, k in self.references if k not in REFERENCES]
+        if bad:
+            raise ValueError(f"model.references: unknown reference model(s) {bad}; known: {', '.join(REFERENCES)}")
+        if self.min_zone_sites < 2:
+            raise ValueError(
+                f"model.min_zone_sites must be >= 2 (a zone model is validated on a held-out site), got {self.min_zone_sites}"
+            )
+        if self.group_distance_km < 0:
+            raise ValueError(f"model.group_distance_km must be >= 0, got {self.group_distance_km}")
 
 
 @dataclass(frozen=True)
@@ -304,8 +348,8 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
     if "catalog_params" in extract:
         extract["catalog_params"] = tuple(sorted(extract["catalog_params"].items()))
     model = dict(data.get("model") or {})
-    for k in ("params", "selection_params"):
-        if k in model:
+    for k in ("params", "selection_params", "references"):
+        if k in model and isinstance(model[k], dict):
             model[k] = tuple(sorted(model[k].items()))
     return RunConfig(
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),

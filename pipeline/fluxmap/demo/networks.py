@@ -69,7 +69,6 @@ _COSORE_IGBP = {
 }
 
 
-
 @dataclass(frozen=True)
 class DailySeries:
     """The sites' daily truth for the chamber and tower writers."""
@@ -197,10 +196,18 @@ def _write_srdb(
     starts: pd.DatetimeIndex,
     ndays: np.ndarray,
     rng: np.random.Generator,
+    *,
+    ids_per_location: int = 1,
 ) -> None:
-    """``srdb-data.csv``: SRDB v5 columns, valid records followed by the defective copies."""
+    """``srdb-data.csv``: SRDB v5 columns, valid records followed by the defective copies; with
+    ``ids_per_location`` n > 1, a record of year y has Site_ID ``<site>-<(y - first year) mod n + 1>``."""
     out.mkdir(parents=True, exist_ok=True)
     rows = _srdb_records(table, series, starts, ndays, rng)
+    if ids_per_location > 1:
+        first = int(starts.year.min())
+        for row in rows:
+            year = int(float(str(row["Study_midyear"])))
+            row["Site_ID"] = f"{row['Site_ID']}-{(year - first) % ids_per_location + 1}"
     extra = _srdb_defects(rows, rng)
     pd.DataFrame(rows + extra, columns=SRDB_COLUMNS).to_csv(out / "srdb-data.csv", index=False)
 
@@ -310,8 +317,28 @@ def _write_cosore(out: Path, cfg: DemoConfig, daily: DailySeries, rng: np.random
         frames, info = _cosore_dataset(out, cfg, table, i, series, days, pod, rng, halfhourly=j < cfg.n_halfhourly)
         daily_rows.extend(frames)
         summary.append(info)
-    pd.concat(daily_rows).to_csv(out / "cosore_daily_all.csv", index=False)
-    pd.DataFrame(summary).to_csv(out / "cosore_datasets_summary.csv", index=False)
+    all_daily, all_summary = pd.concat(daily_rows), pd.DataFrame(summary)
+    if cfg.ids_per_location > 1:
+        all_daily, all_summary = _campaign_datasets(all_daily, all_summary, cfg.ids_per_location)
+    all_daily.to_csv(out / "cosore_daily_all.csv", index=False)
+    all_summary.to_csv(out / "cosore_datasets_summary.csv", index=False)
+
+
+def _campaign_datasets(daily: pd.DataFrame, summary: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each dataset split into ``n`` campaign datasets ``<dataset>-<k>`` at the same place, k = the
+    n-th of the calendar year the day falls in (n = 2: January-June, July-December); the summary
+    gains their rows (the whole dataset's row stays, for its half-hourly file)."""
+    k = (pd.to_datetime(daily.date).dt.month - 1) * n // 12 + 1
+    daily = daily.assign(dataset=daily.dataset + "-" + k.astype(str))
+    spans = daily.groupby("dataset").date.agg(["min", "max", "nunique"])
+    parent = summary.set_index("dataset").loc[[d.rsplit("-", 1)[0] for d in spans.index]]
+    rows = parent.reset_index(drop=True).assign(
+        dataset=spans.index,
+        t0=spans["min"].to_numpy(),
+        t1=spans["max"].to_numpy(),
+        n_records=spans["nunique"].to_numpy(),
+    )
+    return daily, pd.concat([summary, rows[summary.columns]], ignore_index=True)
 
 
 def _write_cosore_halfhourly(

@@ -197,7 +197,7 @@ def _write_sites(
     days = pd.date_range(starts[0], starts[-1] + pd.Timedelta(days=int(ndays[-1]) - 1), freq="D")
     # Index of the period each day falls in; daily truth is the period value.
     period_of_day = np.searchsorted(starts.values, days.values, side="right") - 1
-    _write_srdb(out / "srdb", table, series, starts, ndays, rng)
+    _write_srdb(out / "srdb", table, series, starts, ndays, rng, ids_per_location=cfg.ids_per_location)
     daily = DailySeries(table, series, days, period_of_day)
     _write_cosore(out / "cosore", cfg, daily, rng)
     _write_fluxnet(out / "fluxnet", cfg, daily, rng)

@@ -113,19 +113,32 @@ def _single_threaded(path: Path) -> FittedModel:
 def load_model_set(target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False) -> ModelSet:
     """A target's zone models (``model_zone_<k>.ubj``), unified model and ensemble members."""
     zones, unified, members = _model_paths(Path(folder), ensemble=ensemble)
-
     return ModelSet(
         target=target,
         zone_models={int(p.stem.split("_")[-1]): _single_threaded(p) for p in zones},
         unified=_single_threaded(unified),
         ensemble=[_single_threaded(p) for p in members],
         unified_map=unified_map,
+        masked_zones=frozenset(masked_zones(folder)),
     )
+
+
+def masked_zones(folder: str | Path) -> list[int]:
+    """The zones the model stage left unmapped (``zones_without_model.json`` with ``mapped_with``
+    ``mask``); empty when they are mapped with the unified model or the file is absent."""
+    path = Path(folder) / "zones_without_model.json"
+    if not path.is_file():
+        return []
+    info = json.loads(path.read_text())
+    return [int(z) for z in info["zones"]] if info.get("mapped_with") == "mask" else []
 
 
 def _digest(folder: Path, *, ensemble: bool) -> str:
     zones, unified, members = _model_paths(folder, ensemble=ensemble)
     h = hashlib.sha256()
+    fallback = folder / "zones_without_model.json"
+    if fallback.is_file():
+        h.update(fallback.read_bytes())
     for p in [*zones, unified, *members]:
         for f in (p, p.with_suffix(".json")):
             h.update(f.name.encode())

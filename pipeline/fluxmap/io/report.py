@@ -27,8 +27,10 @@ def write_report(
     store: str,
     truth_by_zone: pd.DataFrame | None = None,
     formats: str,
+    unmodelled: pd.DataFrame | None = None,
 ) -> Path:
-    """The run report: totals, partition, the validation tables, figures, and (demo) the error vs truth."""
+    """The run report: totals, partition, the validation tables, figures, and (demo) the error vs truth.
+    ``unmodelled``: the zones mapped without a validated model of their own, and their area."""
     lines = [
         "# fluxmap run report",
         "",
@@ -38,9 +40,28 @@ def write_report(
         "",
         totals.round(3).to_markdown(),
         "",
+        "Each total is the sum over the 8-day periods present in that year, annualized: divided by "
+        "`time_fraction` (the periods' `days` over the year's 365 or 366), so a year with missing periods says so "
+        "instead of reporting a part-year sum as a year. `covered_fraction_min`: the lowest share of land "
+        "area-days with a value over the maps. `land_km2_never_predicted_max`: land (cell area x land fraction) "
+        "with no value in any period (cells with land fraction <= 0.5 carry no zone and are not predicted), "
+        "counted as zero. `<target>_from_missing_predictors`: the part of the total from cell-periods predicted "
+        "with a predictor missing (the model's learned default direction).",
+        "",
     ]
     if any(str(c).endswith("_unified") for c in totals.columns):
         lines += ["A target's column is the zone models' map; `<target>_unified` is the unified model's.", ""]
+    lines += [
+        "## Zones without a model of their own",
+        "",
+        "A zone with too few physical sites for a target cannot be validated on a held-out site: it is mapped "
+        "with the unified model (or left empty, `mask`).",
+        "",
+        unmodelled.round(4).to_markdown(index=False)
+        if unmodelled is not None
+        else "None: every zone has a validated model.",
+        "",
+    ]
     if partition is not None:
         lines += ["## Soil respiration partition (AR = SR - HR)", "", partition.round(3).to_markdown(), ""]
     if truth is not None:
@@ -86,76 +107,147 @@ def bootstrap_sentence(b: dict[str, float], against: str, a: str = "zone") -> st
 
 def _truth_lines(summary: dict[str, Any], pieces: dict[str, Any]) -> list[str]:
     o_obs, o_truth, oboot = pieces["true_zones"]
-    scores = pd.DataFrame([{"model": "zone", **pieces["zone"]}, {"model": "unified", **pieces["unified"]}])
     return [
         "",
         "Against the demo world's noise-free truth:",
         "",
-        scores.round(3).to_markdown(index=False),
+        pieces["scores"].round(3).to_markdown(index=False),
         "",
         bootstrap_sentence(pieces["bootstrap"], "the noise-free truth"),
         "",
-        f"Zone models on the demo world's {summary['true_zones']} true zones (the unified model's "
-        f"predictors), leave-one-site-out: R2 {o_obs['r2']:.3f} against the observations, "
+        f"Zone models on the demo world's {summary['true_zones']} true zones (the fold's predictors, "
+        f"same outer folds): R2 {o_obs['r2']:.3f} against the observations, "
         f"{o_truth['r2']:.3f} against the noise-free truth.",
         "",
         bootstrap_sentence(oboot, "observations", a="true-zone"),
     ]
 
 
-def target_report(
-    name: str,
-    comparison: pd.DataFrame,
-    boot: dict[str, float],
-    summary: dict[str, Any],
-    *,
-    truth: dict[str, Any] | None,
-    meteo: tuple[pd.DataFrame, int] | None,
-    quantiles: tuple[float, ...],
-) -> str:
-    """The Markdown report of one target of the model stage (``models/<target>/report.md``)."""
-    md = [
-        f"# {name}: zone models vs the unified model (leave-one-site-out)",
+def _reference_lines(summary: dict[str, Any], refs: dict[str, Any]) -> list[str]:
+    """The reference models' table and each model's skill over the best one, in words."""
+    best = refs["best"]
+    lines = [
         "",
-        comparison.round(3).to_markdown(index=False),
+        "## Against simple references (same outer folds)",
+        "",
+        "`reference: mean` is the training rows' mean; `climate` is R = a exp(bT) P/(c+P) (Raich et al. 2002); "
+        "`class_mean` is the mean of the row's vegetation class. Skill = 1 - SSE(model) / SSE(best reference), "
+        "5-95 % interval over resamples of whole physical sites.",
+        "",
+        refs["table"].round(3).to_markdown(index=False),
+        "",
     ]
-    md += ["", bootstrap_sentence(boot, "observations")]
-    if truth is not None:
-        md += _truth_lines(summary, truth)
-    if meteo is not None:
-        table, sites = meteo
+    for model, b in refs["skills"].items():
+        verdict = (
+            "beats the reference"
+            if b["skill_lo"] > 0
+            else "does NOT beat the reference"
+            if b["skill_hi"] <= 0
+            else "is not clearly better than the reference"
+        )
+        lines.append(
+            f"- The {model} model's skill over `{best}`: {b['skill']:+.3f} [{b['skill_lo']:+.3f}, {b['skill_hi']:+.3f}]: "
+            f"machine learning {verdict} here."
+        )
+    return lines
+
+
+def _protocol_lines(summary: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    nn = summary.get("r2_unified_non_nested")
+    lines = [
+        "",
+        "## What is nested",
+        "",
+        f"Every score above comes from {summary['outer_folds']} outer folds of whole physical sites "
+        f"({summary['physical_sites']} physical sites: the {summary['sites']} site ids grouped by location within "
+        f"{cfg['group_distance_km']:g} km or on shared predictor cells). Inside each outer fold, on its training "
+        "rows only: the zones and their number k were refitted, the predictors selected (correlation filter, then "
+        f"backward elimination scored on {cfg['inner_folds']} inner folds of whole sites), and every model fitted. "
+        "The held-out sites took part in no choice made for them.",
+    ]
+    if nn is not None and nn == nn:
+        lines += [
+            "",
+            f"Not nested, for comparison: the final predictor set ({summary['selected']} predictors, chosen on all "
+            f"rows) scores R2 {nn:.3f} on the inner folds that chose it (lighter selection models); the nested "
+            f"unified R2 is {summary['r2_unified']:.3f}.",
+        ]
+    fallback = summary.get("zones_without_model") or []
+    lines += [
+        "",
+        f"Zones with fewer than {cfg['min_zone_sites']} physical sites get no model of their own (it could not be "
+        f"validated on a held-out site): {', '.join(map(str, fallback)) if fallback else 'none'}"
+        + (f"; they are mapped with: {cfg['unvalidated_zones']}." if fallback else ".")
+        + f" In the outer folds, {summary['rows_on_unified_in_folds']} held-out rows fell in such a zone and were "
+        "scored with the unified model's prediction"
+        + (
+            f" (in {summary['folds_without_zones']} of the {summary['outer_folds']} folds no k met the zoning "
+            "minima without the held-out sites: all their rows)."
+            if summary.get("folds_without_zones")
+            else "."
+        ),
+    ]
+    return lines
+
+
+def target_report(name: str, summary: dict[str, Any], pieces: dict[str, Any], *, cfg: dict[str, Any]) -> str:
+    """The Markdown report of one target of the model stage (``models/<target>/report.md``).
+    ``pieces``: :func:`fluxmap.science.comparison.summarize`'s; ``cfg``: the model settings."""
+    md = [
+        f"# {name}: zone models vs the unified model (nested cross-validation by physical site)",
+        "",
+        pieces["comparison"].round(3).to_markdown(index=False),
+        "",
+        "`sites`: physical sites. `on_unified_share`: share of the group's held-out rows whose zone kept fewer "
+        "than the minimum of physical sites in the fold's training rows, scored with the unified model (a `tie` "
+        "there is that, not a zone model as good as the unified one).",
+        "",
+        bootstrap_sentence(pieces["bootstrap"], "observations"),
+    ]
+    md += _reference_lines(summary, pieces["references"])
+    if "truth" in pieces:
+        md += _truth_lines(summary, pieces["truth"])
+    if "meteo" in pieces:
+        table, sites = pieces["meteo"]
         md += [
             "",
-            f"Remote sensing only vs with site meteorology ({sites} sites):",
+            f"Remote sensing only vs with site meteorology ({sites} physical sites):",
             "",
             table.round(3).to_markdown(index=False),
         ]
     md += [
         "",
-        f"Quantile regression forest, leave-one-site-out: {summary['qrf_loso_coverage']:.1%} of observations inside the "
-        f"{quantiles[0]:g}-{quantiles[-1]:g} quantile interval.",
+        f"Quantile regression forest, nested: {summary['qrf_coverage']:.1%} of observations inside the "
+        f"{summary['qrf_interval']} quantile interval.",
     ]
     if "bootstrap_members" in summary:
         md += [
             "",
-            f"Bootstrap ensemble ({summary['bootstrap_members']} members, 80 % of sites each, rows stratified by IGBP "
-            f"class in proportion to its global land area): held-out R2 median {summary['bootstrap_r2_median']:.3f}; "
+            f"Bootstrap ensemble ({summary['bootstrap_members']} members, 80 % of physical sites each, rows stratified "
+            f"by IGBP class in proportion to its global land area): held-out R2 median {summary['bootstrap_r2_median']:.3f}; "
             f"prediction SD median {summary['bootstrap_sd_median']:.3f}, MAD median "
             f"{summary['bootstrap_mad_median']:.3f} g C m-2 d-1, "
             f"CV median {summary['bootstrap_cv_median']:.2f}.",
         ]
+    md += _protocol_lines(summary, cfg)
     return "\n".join(md) + "\n"
 
 
 def target_log_lines(s: dict[str, Any]) -> list[str]:
     """The console lines of one target's result."""
     lines = [
-        f"  LOSO R2 zone {s['r2_zone']:.3f} vs unified {s['r2_unified']:.3f}; RMSE {s['rmse_zone']:.3f} vs "
+        f"  nested R2 zone {s['r2_zone']:.3f} vs unified {s['r2_unified']:.3f}; RMSE {s['rmse_zone']:.3f} vs "
         f"{s['rmse_unified']:.3f}"
         + (f"; vs truth R2 {s['truth_r2_zone']:.3f} vs {s['truth_r2_unified']:.3f}" if "truth_r2_zone" in s else ""),
         f"  R2 zone - unified {s['delta_r2_zone_minus_unified']:+.4f}, site-bootstrap 5-95 % "
         f"[{s['delta_r2_lo_zone_minus_unified']:+.4f}, {s['delta_r2_hi_zone_minus_unified']:+.4f}]",
+        f"  skill of the unified model over the best reference ({s['best_reference']}): {s['skill_unified']:+.3f} "
+        f"[{s['skill_lo_unified']:+.3f}, {s['skill_hi_unified']:+.3f}]",
     ]
+    if s.get("r2_unified_non_nested") == s.get("r2_unified_non_nested"):
+        lines.append(
+            f"  not nested (final predictors scored on the folds that chose them): R2 {s['r2_unified_non_nested']:.3f}"
+        )
     if "r2_true_zones" in s:
         lines.append(
             f"  zone models on the {s['true_zones']} true zones: R2 {s['r2_true_zones']:.3f}, minus unified "
@@ -167,5 +259,11 @@ def target_log_lines(s: dict[str, Any]) -> list[str]:
 
 def summary_markdown(summary: pd.DataFrame) -> str:
     """``models/summary.md``: one row per target."""
-    table = summary.drop(columns=[c for c in summary.columns if c in ("zones", "zone_wins_in")], errors="ignore")
-    return "# Model summary (leave-one-site-out)\n\n" + table.round(3).to_markdown(index=False) + "\n"
+    drop = ("zones", "zone_wins_in", "zones_without_model")
+    table = summary.drop(columns=[c for c in summary.columns if c in drop], errors="ignore")
+    return (
+        "# Model summary (nested cross-validation, whole physical sites held out)\n\n"
+        "Every score is nested (zones, k, predictors and models refitted inside each outer fold) except "
+        "`r2_unified_non_nested`. `skill_*`: 1 - SSE(model) / SSE(best reference), `best_reference` among the "
+        "training mean and the target's published-form model.\n\n" + table.round(3).to_markdown(index=False) + "\n"
+    )

@@ -14,36 +14,85 @@ import xarray as xr
 from fluxmap.science import periods
 from fluxmap.science.grids import cell_area
 
-__all__ = ["annual_mean", "annual_totals", "display_field", "latitudinal_profile", "partition"]
+__all__ = ["annual_mean", "annual_totals", "display_field", "latitudinal_profile", "partition", "zone_land_area"]
+
+
+def _area(field: xr.DataArray) -> xr.DataArray:
+    """Cell area (m2) of each latitude row of ``field``'s grid."""
+    dlat = float(abs(field.lat[1] - field.lat[0])) if field.sizes["lat"] > 1 else 1.0
+    dlon = float(abs(field.lon[1] - field.lon[0])) if field.sizes["lon"] > 1 else dlat
+    return xr.DataArray(cell_area(field.lat.values, dlat, dlon), dims="lat", coords={"lat": field.lat})
+
+
+def zone_land_area(zone: xr.DataArray, land_fraction: xr.DataArray, zones: list[int]) -> pd.Series:
+    """Land area (km2: cell area x land fraction) of each of ``zones`` on the zone map (lat x lon),
+    lazily reduced (one pass for all zones)."""
+    import dask
+
+    w = _area(zone) * land_fraction.fillna(0.0)
+    sums = dask.compute(*[w.where(zone == z, 0.0).sum() for z in zones])
+    return pd.Series([float(s) / 1e6 for s in sums], index=pd.Index(zones, name="zone"), name="land_km2")
 
 
 def _weights(flux: xr.DataArray, land_fraction: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    dlat = float(abs(flux.lat[1] - flux.lat[0])) if flux.sizes["lat"] > 1 else 1.0
-    dlon = float(abs(flux.lon[1] - flux.lon[0])) if flux.sizes["lon"] > 1 else dlat
-    area = xr.DataArray(cell_area(flux.lat.values, dlat, dlon), dims="lat", coords={"lat": flux.lat})
+    area = _area(flux)
     days = xr.DataArray(
         periods.period_days(flux.time.values).astype("float64"), dims="time", coords={"time": flux.time}
     )
     return area * land_fraction.fillna(0.0), days
 
 
-def annual_totals(flux: xr.DataArray, land_fraction: xr.DataArray, region: xr.DataArray | None = None) -> pd.DataFrame:
-    """Total flux per calendar year (Pg C yr-1), and the land area the prediction covers.
+def annual_totals(
+    flux: xr.DataArray,
+    land_fraction: xr.DataArray,
+    region: xr.DataArray | None = None,
+    *,
+    flagged: xr.DataArray | None = None,
+) -> pd.DataFrame:
+    """Per calendar year, what the periods present in ``flux`` add up to, and what they leave out.
 
-    ``region`` (bool, lat x lon) restricts the sum. Cells or periods without a
-    prediction count as zero and lower ``covered_fraction`` (of land area-days).
+    Columns: ``total_pg_c`` (Pg C over the periods present), ``days`` they cover, ``time_fraction``
+    (days / the year's 365 or 366), ``total_pg_c_yr`` (annualized: ``total_pg_c / time_fraction``,
+    equal to ``total_pg_c`` for a whole year; a year with periods missing, e.g. at the edges of a
+    record, shows it in ``time_fraction``), ``covered_fraction`` (land area-days with a value over
+    those of the periods present), ``land_km2_never_predicted`` (land with no value in any period of
+    the year, counted as zero in the totals), and with ``flagged`` (bool, like ``flux``: e.g. cells
+    predicted from missing predictors) ``flagged_pg_c_yr``, the annualized part of the total from
+    flagged cells. ``region`` (bool, lat x lon) restricts every sum.
     """
     w, days = _weights(flux, land_fraction)
     if region is not None:
         w = w.where(region, 0.0)
-    grams = (flux.fillna(0.0) * days * w).groupby("time.year").sum()
-    covered = (flux.notnull() * days * w).groupby("time.year").sum()
-    possible = (xr.ones_like(flux) * days * w).groupby("time.year").sum()
-    total = grams.sum(("lat", "lon")) / 1e15
-    cov = covered.sum(("lat", "lon")) / possible.sum(("lat", "lon"))
-    return pd.DataFrame(
-        {"total_pg_c_yr": total.values, "covered_fraction": cov.values}, index=pd.Index(total.year.values, name="year")
+    year = flux["time"].dt.year
+    grams = (flux.fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon"))
+    covered = (flux.notnull() * days * w).groupby(year).sum().sum(("lat", "lon"))
+    possible = (xr.ones_like(flux) * days * w).groupby(year).sum().sum(("lat", "lon"))
+    never = ~flux.notnull().groupby(year).any()  # no value in any period of the year
+    never_km2 = (w * never).sum(("lat", "lon")) / 1e6
+    parts = [grams, covered, possible, never_km2]
+    if flagged is not None:
+        parts.append((flux.where(flagged, 0.0).fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon")))
+    import dask
+
+    values = [np.asarray(v) for v in dask.compute(*[p.data for p in parts])]
+    years = np.asarray(grams["year"].values)
+    n_days = days.groupby(year).sum().values
+    year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])
+    frac = n_days / year_days
+    out = pd.DataFrame(
+        {
+            "total_pg_c": values[0] / 1e15,
+            "days": n_days.astype(int),
+            "time_fraction": frac,
+            "total_pg_c_yr": values[0] / 1e15 / frac,
+            "covered_fraction": values[1] / values[2],
+            "land_km2_never_predicted": values[3],
+        },
+        index=pd.Index(years, name="year"),
     )
+    if flagged is not None:
+        out["flagged_pg_c_yr"] = values[4] / 1e15 / frac
+    return out
 
 
 def annual_mean(flux: xr.DataArray) -> xr.DataArray:

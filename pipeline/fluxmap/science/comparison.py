@@ -1,43 +1,71 @@
-"""Zone models against the unified model for one target, and the experiments beside them.
+"""Zone models against the unified model for one target, validated with every choice nested.
 
-Pure functions of a training table (one row per site and period or site-year, with ``site_id``,
-``zone``, ``value`` and the predictors): predictor selection per zone, leave-one-site-out
-predictions of both model families on identical rows, their scores against the noise-free
-truth where one is known (the demo world), zone models on the true zones, remote sensing
-only vs remote sensing + site meteorology, and the quantile-forest interval's LOSO coverage.
-Every model is refitted inside each fold with the settings of a :class:`FitSpec`.
+Pure functions of a training table (one row per site and period or site-year, with the
+physical-site column named by the :class:`Protocol`'s ``spec.group``, ``location``, ``value``
+and the predictors). The outer folds leave out whole physical sites. Inside each outer fold,
+on its training rows only: the zones are refitted (k chosen again), the predictors selected
+(correlation filter, then backward elimination scored on inner folds of whole sites), and
+every model fitted: the unified model, one model per zone with at least ``min_zone_sites``
+physical sites (other zones use the unified model), the reference models, the zone models on
+the known true zones (demo), remote sensing + site meteorology, and the quantile forest. The
+held-out rows get every prediction. Nothing the held-out sites hold reaches a choice made for
+them, so these are the headline scores; the non-nested score of the final selection (chosen
+and scored on the same folds) is reported beside, under that name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fluxmap.science.baselines import fit_reference
 from fluxmap.science.selection import backward_elimination, correlation_filter
 from fluxmap.science.train import FitSpec, fit
-from fluxmap.science.validate import compare, loso_predict, metrics, metrics_table, paired_site_bootstrap
+from fluxmap.science.validate import compare, group_folds, metrics, metrics_table, paired_site_bootstrap
 
 __all__ = [
     "FitSpec",
-    "against_truth",
+    "Protocol",
+    "ZoneFitter",
     "candidate_predictors",
-    "qrf_loso_coverage",
+    "coverage",
+    "nested_cv",
+    "scores",
     "select_predictors",
-    "site_meteo_experiment",
-    "zone_vs_unified",
+    "selection_stability",
+    "summarize",
+    "zone_fallbacks",
 ]
 
 _STATIC = ("elevation", "soc", "doy_sin", "doy_cos")
 
+ZoneFitter = Callable[[set[str]], pd.Series]
+"""Given the held-out locations, zones fitted without them: the zone of every location (0 = none:
+e.g. no k meets the zoning minima without those sites; such rows get the unified model)."""
 
-def _loso(spec: FitSpec, df: pd.DataFrame, features: list[str], **kw: Any) -> pd.Series:
-    """:func:`~fluxmap.science.validate.loso_predict` with the settings of ``spec``."""
-    return loso_predict(
-        df, features=features, kind=spec.kind, params=spec.params, seed=spec.seed, n_jobs=spec.n_jobs, **kw
-    )
+
+@dataclass(frozen=True)
+class Protocol:
+    """What is chosen from the data, and how every choice is validated."""
+
+    spec: FitSpec
+    """The models' settings; ``spec.group`` is the physical-site column, ``spec.folds`` the outer folds."""
+    selection: FitSpec = field(default_factory=FitSpec)
+    """Lighter settings while selecting predictors; its ``folds`` are the inner folds."""
+    correlation_threshold: float = 0.9
+    backward: bool = True
+    min_zone_sites: int = 2
+    """A zone needs this many physical sites for a model of its own; otherwise the unified model."""
+    reference: str = "mean"
+    """The target's published-form reference model (``climate``, ``class_mean``), beside the mean."""
+    climate: tuple[str, str] = ("t2m", "tp")
+    """Temperature (K) and precipitation columns of the climate reference."""
+    site_meteo: tuple[str, ...] = ()
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
 
 
 def candidate_predictors(df: pd.DataFrame, predictors: tuple[str, ...], *, annual: bool) -> list[str]:
@@ -56,127 +84,251 @@ def candidate_predictors(df: pd.DataFrame, predictors: tuple[str, ...], *, annua
 
 
 def select_predictors(
-    df: pd.DataFrame,
-    features: list[str],
-    *,
-    correlation_threshold: float,
-    backward: bool,
-    spec: FitSpec,
-    log: Callable[[str], None] | None = None,
-) -> tuple[dict[str, list[str]], list[str], list[Any], dict[str, pd.DataFrame]]:
-    """Predictors of the unified model and of each zone's model: the |r| filter on all rows, then
-    (``backward``) backward elimination scored LOSO, for the unified model and for every zone with
-    3 or more sites. Returns the selected sets (``unified``, ``zone_<z>``), the predictors the
-    correlation filter kept and those it dropped, and each elimination's path."""
-    kept, dropped = correlation_filter(df, features, threshold=correlation_threshold)
-    selected, paths = {"unified": kept}, {}
-
-    def eliminate(part: pd.DataFrame, name: str, step_log: Callable[[str], None] | None) -> None:
-        selected[name], paths[name] = backward_elimination(part, kept, spec=spec, drop_fraction=0.2, log=step_log)
-
-    if backward:
-        eliminate(df, "unified", log)
-    for z, part in df.groupby("zone"):
-        if backward and part.site_id.nunique() >= 3:
-            eliminate(part, f"zone_{z}", None)
-        else:
-            selected[f"zone_{z}"] = kept
-    return selected, kept, dropped, paths
+    df: pd.DataFrame, features: list[str], protocol: Protocol, *, log: Callable[[str], None] | None = None
+) -> tuple[list[str], list[str], list[Any], pd.DataFrame]:
+    """The |r| filter, then (``protocol.backward``) backward elimination scored on folds of whole
+    physical sites of ``df``. Returns the selected predictors, those the filter kept and dropped,
+    and the elimination path (empty without elimination)."""
+    kept, dropped = correlation_filter(df, features, threshold=protocol.correlation_threshold)
+    if not protocol.backward or df[protocol.spec.group].nunique() < 3:
+        return kept, kept, dropped, pd.DataFrame()
+    sel = replace(protocol.selection, group=protocol.spec.group)
+    chosen, path = backward_elimination(df, kept, spec=sel, drop_fraction=0.2, log=log)
+    return chosen, kept, dropped, path
 
 
-def zone_vs_unified(
-    df: pd.DataFrame,
-    selected: dict[str, list[str]],
-    spec: FitSpec,
-    *,
-    log: Callable[[str], None] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Leave-one-site-out predictions of the unified model (``pred_unified``) and of each zone's
-    model within its zone (``pred_zone``, the zone's own predictors); the metrics per zone and
-    overall, and the side-by-side comparison."""
-    d = df.copy()
-    d["pred_unified"] = _loso(spec, d, selected["unified"], progress=log)
-    d["pred_zone"] = np.nan
-    for z, part in d.groupby("zone"):
-        d.loc[part.index, "pred_zone"] = _loso(spec, part, selected[f"zone_{z}"])
-    table = metrics_table(d, {"zone": "pred_zone", "unified": "pred_unified"})
-    return d, table, compare(table, "zone", "unified")
+def zone_fallbacks(df: pd.DataFrame, zone: str, group: str, min_sites: int) -> list[int]:
+    """Zones of ``df[zone]`` with fewer than ``min_sites`` physical sites: no model of their own."""
+    sites = df.groupby(zone)[group].nunique()
+    return sorted(int(z) for z in sites.index[sites < min_sites])
 
 
-def against_truth(
-    d: pd.DataFrame, truth: pd.DataFrame, features: list[str], spec: FitSpec
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Scores against a known noise-free truth (``truth``: ``value`` and the true ``zone`` per row;
-    the demo world). Adds ``truth``, ``true_zone`` and ``pred_true_zones`` (zone models on the true
-    zones with the unified model's predictors ``features``, LOSO) to ``d`` in place.
+def _fit_predict(spec: FitSpec, train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> np.ndarray:
+    return fit(spec.kind, train, train.value, features=features, seed=spec.seed, params=spec.params).predict(test)
 
-    Returns the summary entries and the pieces of the report: the two models' metrics against the
-    truth, the paired site bootstrap against it, and the true-zone models' scores and bootstrap."""
-    d["truth"] = truth["value"].reindex(d.index)
-    ok = d.truth.notna() & d.pred_zone.notna() & d.pred_unified.notna()
-    t_zone = metrics(d.truth[ok].to_numpy(), d.pred_zone[ok].to_numpy())
-    t_uni = metrics(d.truth[ok].to_numpy(), d.pred_unified[ok].to_numpy())
-    tboot = paired_site_bootstrap(d[ok], "pred_zone", "pred_unified", obs="truth", seed=spec.seed)
-    summary: dict[str, Any] = {
-        "truth_r2_zone": t_zone["r2"],
-        "truth_r2_unified": t_uni["r2"],
-        "truth_rmse_zone": t_zone["rmse"],
-        "truth_rmse_unified": t_uni["rmse"],
-        **{f"truth_{k}_zone_minus_unified": v for k, v in tboot.items() if k.startswith(("delta", "share"))},
+
+def _by_zone(
+    p: Protocol,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    tz: pd.Series,
+    sz: pd.Series,
+    feats: list[str],
+    uni: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions of the test rows by their zone's model (``tz``/``sz``: zone of train/test rows),
+    the unified prediction ``uni`` where the zone has too few physical sites; and that fallback flag."""
+    pred, fell_back = uni.copy(), np.ones(len(test), bool)
+    for z in np.unique(sz.dropna()):
+        if z == 0:  # no zone (none could be fitted in this fold, or factors missing): the unified model
+            continue
+        part = train[tz.to_numpy() == z]
+        at = sz.to_numpy() == z
+        if part[p.spec.group].nunique() >= p.min_zone_sites:
+            pred[at] = _fit_predict(p.spec, part, test[at], feats)
+            fell_back[at] = False
+    return pred, fell_back
+
+
+def _meteo(p: Protocol, train: pd.DataFrame, test: pd.DataFrame, feats: list[str]) -> dict[str, np.ndarray]:
+    """Remote sensing only vs + site meteorology, both trained on the rows that carry all of it."""
+    have = [m for m in p.site_meteo if m in train and train[m].notna().any()]
+    if not have:
+        return {}
+    rows = train[train[have].notna().all(axis=1)]
+    ok = test[have].notna().all(axis=1).to_numpy()
+    out = {"pred_rs_only": np.full(len(test), np.nan), "pred_rs_meteo": np.full(len(test), np.nan)}
+    if rows[p.spec.group].nunique() >= 2 and ok.any():
+        out["pred_rs_only"][ok] = _fit_predict(p.spec, rows, test[ok], feats)
+        out["pred_rs_meteo"][ok] = _fit_predict(p.spec, rows, test[ok], feats + have)
+    return out
+
+
+def _quantiles(p: Protocol, train: pd.DataFrame, test: pd.DataFrame, feats: list[str]) -> dict[str, np.ndarray]:
+    """The quantile forest's outer quantiles (missing predictors: the training rows' medians)."""
+    use = [f for f in feats if train[f].notna().any()]
+    fill = {f: train[f].median() for f in use}
+    qrf = fit("qrf", train.fillna(fill), train.value, features=use, seed=p.spec.seed, params={"n_estimators": 100})
+    q = qrf.quantiles(test.fillna(fill), [p.quantiles[0], p.quantiles[-1]])
+    return {"q_lo": np.asarray(q)[:, 0], "q_hi": np.asarray(q)[:, -1]}
+
+
+def _outer_fold(
+    p: Protocol, d: pd.DataFrame, test_mask: np.ndarray, features: list[str], zones: ZoneFitter, truth: bool
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every prediction of one outer fold's held-out rows, all choices made on its training rows."""
+    train, test = d[~test_mask], d[test_mask]
+    zone_of = zones(set(test.location))
+    tz, sz = train.location.map(zone_of), test.location.map(zone_of)
+    feats = select_predictors(train, features, p)[0]
+    uni = _fit_predict(p.spec, train, test, feats)
+    pz, fell_back = _by_zone(p, train, test, tz, sz, feats, uni)
+    out: dict[str, Any] = {
+        "zone_in_fold": sz.to_numpy(),
+        "pred_unified": uni,
+        "pred_zone": pz,
+        "zone_fallback": fell_back,
     }
-    d["true_zone"] = truth["zone"].reindex(d.index)
-    by_true_zone = _loso(spec, d[d.true_zone.notna()], features, by="true_zone")
-    # A true zone with one site cannot be validated (NaN): it keeps the unified model's prediction.
-    d["pred_true_zones"] = by_true_zone.reindex(d.index).fillna(d.pred_unified)
-    ok = d.pred_true_zones.notna() & d.pred_unified.notna()
-    oboot = paired_site_bootstrap(d[ok], "pred_true_zones", "pred_unified", seed=spec.seed)
-    o_obs = metrics(d.value[ok].to_numpy(), d.pred_true_zones[ok].to_numpy())
-    o_truth = metrics(d.truth[ok & d.truth.notna()].to_numpy(), d.pred_true_zones[ok & d.truth.notna()].to_numpy())
-    summary.update(
+    out["pred_mean"] = fit_reference("mean", train)(test)
+    if p.reference != "mean":
+        out["pred_reference"] = fit_reference(p.reference, train, climate=p.climate)(test)
+    if truth:
+        out["pred_true_zones"] = _by_zone(p, train, test, train.true_zone, test.true_zone, feats, uni)[0]
+    out.update(_meteo(p, train, test, feats))
+    out.update(_quantiles(p, train, test, feats))
+    return pd.DataFrame(out, index=test.index), feats
+
+
+def nested_cv(
+    df: pd.DataFrame, features: list[str], protocol: Protocol, *, zones: ZoneFitter, n_jobs: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Outer folds of whole physical sites (``protocol.spec.folds``; 0 = one site per fold), every
+    choice nested (see the module). ``df`` may carry ``true_zone`` (the demo's truth): zone models
+    on the true zones are then fitted too. Returns ``df`` with the fold and every prediction
+    column, and per fold its held-out sites, its number of zones (0: none could be fitted) and the
+    predictors chosen inside it."""
+    from joblib import Parallel, delayed
+
+    p, g = protocol, protocol.spec.group
+    d = df.copy()
+    d["fold"] = group_folds(d[g], p.spec.folds, seed=p.spec.seed)
+    folds = sorted(d.fold.unique())
+    truth = "true_zone" in d and d.true_zone.notna().any()
+    parts = Parallel(n_jobs=n_jobs)(
+        delayed(_outer_fold)(p, d, (d.fold == f).to_numpy(), features, zones, truth) for f in folds
+    )
+    d = d.join(pd.concat([part for part, _ in parts]))
+    chosen = pd.DataFrame(
         {
-            "true_zones": int(d.true_zone.nunique()),
-            "r2_true_zones": o_obs["r2"],
-            "truth_r2_true_zones": o_truth["r2"],
-            **{f"{k}_true_zones_minus_unified": v for k, v in oboot.items() if k.startswith(("delta", "share"))},
+            "fold": folds,
+            "held_out_sites": [int(d.loc[d.fold == f, g].nunique()) for f in folds],
+            "zones": [int(part.zone_in_fold[part.zone_in_fold > 0].nunique()) for part, _ in parts],
+            "n_features": [len(feats) for _, feats in parts],
+            "features": [",".join(feats) for _, feats in parts],
         }
     )
-    pieces = {"zone": t_zone, "unified": t_uni, "bootstrap": tboot, "true_zones": (o_obs, o_truth, oboot)}
+    return d, chosen
+
+
+def selection_stability(chosen: pd.DataFrame, final: list[str]) -> pd.DataFrame:
+    """In how many outer folds each predictor was chosen, beside whether the final model uses it."""
+    counts = pd.Series([f for fs in chosen.features for f in fs.split(",") if f]).value_counts()
+    names = list(dict.fromkeys([*final, *counts.index]))
+    return pd.DataFrame(
+        {
+            "predictor": names,
+            "folds_chosen": [int(counts.get(n, 0)) for n in names],
+            "folds": len(chosen),
+            "in_final_model": [n in final for n in names],
+        }
+    )
+
+
+def coverage(d: pd.DataFrame) -> float:
+    """Share of observations inside the nested quantile forest's interval."""
+    ok = d[["q_lo", "q_hi", "value"]].notna().all(axis=1)
+    return float(((d.value[ok] >= d.q_lo[ok]) & (d.value[ok] <= d.q_hi[ok])).mean())
+
+
+def scores(d: pd.DataFrame, columns: dict[str, str], *, obs: str = "value") -> pd.DataFrame:
+    """R2/RMSE/bias/n of each prediction column on the rows all of them predicted."""
+    ok = d[[*columns.values(), obs]].notna().all(axis=1)
+    return pd.DataFrame(
+        [{"model": k, **metrics(d[obs][ok].to_numpy(), d[c][ok].to_numpy())} for k, c in columns.items()]
+    )
+
+
+def _boot(d: pd.DataFrame, a: str, b: str, g: str, seed: int, obs: str = "value") -> dict[str, float]:
+    ok = d[[a, b, obs]].notna().all(axis=1)
+    return paired_site_bootstrap(d[ok], a, b, obs=obs, group=g, seed=seed)
+
+
+def _flat(prefix: str, b: dict[str, float], keys: tuple[str, ...] = ("delta", "share")) -> dict[str, float]:
+    return {f"{k}_{prefix}": v for k, v in b.items() if k.startswith(keys)}
+
+
+def _references(d: pd.DataFrame, p: Protocol) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The references' scores, the best of them (lowest error), and each model's skill over it."""
+    g, seed = p.spec.group, p.spec.seed
+    refs = {"mean": "pred_mean", **({p.reference: "pred_reference"} if "pred_reference" in d else {})}
+    table = scores(
+        d, {"zone": "pred_zone", "unified": "pred_unified", **{f"reference: {k}": c for k, c in refs.items()}}
+    )
+    rmse = {k: float(table.set_index("model").loc[f"reference: {k}", "rmse"]) for k in refs}
+    best = min(rmse, key=lambda k: rmse[k])
+    summary: dict[str, Any] = {
+        f"r2_ref_{k}": float(table.set_index("model").loc[f"reference: {k}", "r2"]) for k in refs
+    }
+    summary["best_reference"] = best
+    skills = {}
+    for model in ("unified", "zone"):
+        b = _boot(d, f"pred_{model}", refs[best], g, seed)
+        skills[model] = b
+        summary.update(
+            {f"skill_{model}": b["skill"], f"skill_lo_{model}": b["skill_lo"], f"skill_hi_{model}": b["skill_hi"]}
+        )
+    return summary, {"table": table, "best": best, "skills": skills}
+
+
+def _truth_summary(d: pd.DataFrame, p: Protocol) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Scores against the known noise-free truth (``truth`` column), and the true-zone models'."""
+    g, seed = p.spec.group, p.spec.seed
+    on_truth = scores(d, {"zone": "pred_zone", "unified": "pred_unified"}, obs="truth").set_index("model")
+    tboot = _boot(d, "pred_zone", "pred_unified", g, seed, obs="truth")
+    o_obs = scores(d, {"true zones": "pred_true_zones"}).iloc[0].to_dict()
+    o_truth = scores(d, {"true zones": "pred_true_zones"}, obs="truth").iloc[0].to_dict()
+    oboot = _boot(d, "pred_true_zones", "pred_unified", g, seed)
+    summary = {
+        "truth_r2_zone": float(on_truth.loc["zone", "r2"]),
+        "truth_r2_unified": float(on_truth.loc["unified", "r2"]),
+        "truth_rmse_zone": float(on_truth.loc["zone", "rmse"]),
+        "truth_rmse_unified": float(on_truth.loc["unified", "rmse"]),
+        **{f"truth_{k}": v for k, v in _flat("zone_minus_unified", tboot).items()},
+        "true_zones": int(d.true_zone.nunique()),
+        "r2_true_zones": float(o_obs["r2"]),
+        "truth_r2_true_zones": float(o_truth["r2"]),
+        **_flat("true_zones_minus_unified", oboot),
+    }
+    pieces = {"scores": on_truth.reset_index(), "bootstrap": tboot, "true_zones": (o_obs, o_truth, oboot)}
     return summary, pieces
 
 
-def site_meteo_experiment(
-    d: pd.DataFrame, features: list[str], meteo: tuple[str, ...], spec: FitSpec
-) -> tuple[pd.DataFrame, int] | None:
-    """Remote sensing only vs remote sensing + the site meteorology columns ``meteo`` (e.g. soil
-    temperature and moisture), LOSO on the rows that carry all of them: the table and the number of
-    sites; None without such columns or with fewer than 3 sites."""
-    have = [m for m in meteo if m in d and d[m].notna().any()]
-    if not have:
-        return None
-    rows = d[d[have].notna().all(axis=1)].copy()
-    if rows.site_id.nunique() < 3:
-        return None
-    rs = _loso(spec, rows, features)
-    both = _loso(spec, rows, features + have)
-    obs = rows.value.to_numpy()
-    table = pd.DataFrame(
-        [
-            {"predictors": "remote sensing", **metrics(obs, rs.to_numpy())},
-            {"predictors": "remote sensing + " + ", ".join(have), **metrics(obs, both.to_numpy())},
-        ]
-    )
-    return table, int(rows.site_id.nunique())
-
-
-def qrf_loso_coverage(d: pd.DataFrame, features: list[str], quantiles: tuple[float, ...], *, seed: int) -> float:
-    """Share of observations inside the quantile regression forest's outer-quantile interval,
-    leave-one-site-out (missing predictors filled with the training fold's medians)."""
-    qpred = pd.DataFrame(np.nan, index=d.index, columns=[f"q{q:g}" for q in quantiles])
-    for s in d.site_id.unique():
-        train, test = d[d.site_id != s], d[d.site_id == s]
-        feats_q = [f for f in features if train[f].notna().all()]
-        fill = {f: train[f].median() for f in feats_q}
-        qrf = fit("qrf", train.fillna(fill), train.value, features=feats_q, seed=seed, params={"n_estimators": 100})
-        qpred.loc[test.index] = qrf.quantiles(test.fillna(fill), list(quantiles))
-    lo, hi = qpred.iloc[:, 0], qpred.iloc[:, -1]
-    return float(((d.value >= lo) & (d.value <= hi)).mean())
+def summarize(d: pd.DataFrame, protocol: Protocol) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The nested scores of one target (``d``: :func:`nested_cv`'s rows): zone vs unified per zone
+    and overall with a paired site bootstrap, the references and each model's skill over the
+    best of them, and where present the truth, site-meteorology and quantile-forest figures.
+    Returns the summary entries and the pieces of the report."""
+    p, g = protocol, protocol.spec.group
+    table = metrics_table(d, {"zone": "pred_zone", "unified": "pred_unified"}, group=g)
+    cmp = compare(table, "zone", "unified")
+    # Share of each group's rows scored with the unified model (their zone lacked sites in the fold).
+    on_unified = d.groupby("zone").zone_fallback.mean()
+    cmp["on_unified_share"] = [
+        float(d.zone_fallback.mean()) if g == "all" else float(on_unified.get(g, 0.0)) for g in cmp.group
+    ]
+    overall = cmp.set_index("group").loc["all"]
+    boot = _boot(d, "pred_zone", "pred_unified", g, p.spec.seed)
+    summary: dict[str, Any] = {
+        "r2_zone": float(overall.r2_zone),
+        "r2_unified": float(overall.r2_unified),
+        "rmse_zone": float(overall.rmse_zone),
+        "rmse_unified": float(overall.rmse_unified),
+        "zone_wins_in": [str(z) for z in cmp[(cmp.better == "zone") & (cmp.group != "all")].group],
+        **_flat("zone_minus_unified", boot),
+        "rows_on_unified_in_folds": int(d.zone_fallback.sum()),
+    }
+    ref_summary, refs = _references(d, p)
+    summary.update(ref_summary)
+    pieces: dict[str, Any] = {"metrics": table, "comparison": cmp, "bootstrap": boot, "references": refs}
+    if "truth" in d and "pred_true_zones" in d:
+        truth_summary, pieces["truth"] = _truth_summary(d, p)
+        summary.update(truth_summary)
+    if "pred_rs_meteo" in d and d.pred_rs_meteo.notna().any():
+        rows = d[d.pred_rs_meteo.notna() & d.pred_rs_only.notna()]
+        meteo = scores(rows, {"remote sensing": "pred_rs_only", "remote sensing + site meteorology": "pred_rs_meteo"})
+        summary.update(
+            {"r2_rs_only": meteo.r2.iloc[0], "r2_rs_plus_meteo": meteo.r2.iloc[1], "meteo_sites": rows[g].nunique()}
+        )
+        pieces["meteo"] = (meteo, int(rows[g].nunique()))
+    summary.update({"qrf_interval": f"{p.quantiles[0]:g}-{p.quantiles[-1]:g}", "qrf_coverage": coverage(d)})
+    return summary, pieces

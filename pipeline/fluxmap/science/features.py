@@ -8,6 +8,8 @@ Annual max/min/mean of every predictor follow Zhu et al. (2024).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -20,13 +22,29 @@ __all__ = [
     "grid_zone_factors",
     "growing_season_mean",
     "long_term_means",
+    "period_weights",
     "regrid_nearest",
 ]
 
 
+def period_weights(time: xr.DataArray) -> xr.DataArray:
+    """The days each 8-day period covers (8; 5 or 6 for the last of a year): its weight in any mean
+    over time, so a short last period counts for its days, not as a full period."""
+    return xr.DataArray(periods.period_days(time.values).astype("float64"), dims="time", coords={"time": time})
+
+
+_XR = TypeVar("_XR", xr.Dataset, xr.DataArray)
+
+
+def _time_mean(obj: _XR) -> _XR:
+    """Mean over time weighted by the periods' days, skipping missing values (their days too)."""
+    return obj.weighted(period_weights(obj["time"])).mean("time", skipna=True)
+
+
 def annual_stats(ds: xr.Dataset, *, stats: tuple[str, ...] = ("max", "min", "mean")) -> xr.Dataset:
     """For each variable ``v`` with a time axis: ``v_ann_max``, ``v_ann_min``, ``v_ann_mean``
-    over its calendar year, broadcast back to every period of that year (NaN-skipping).
+    over its calendar year, broadcast back to every period of that year (NaN-skipping; the mean
+    weighted by each period's days).
 
     Each year's statistic is broadcast with ``expand_dims`` and the years concatenated,
     so the graph stays a few tasks per chunk even on the 500 m global grid.
@@ -38,7 +56,7 @@ def annual_stats(ds: xr.Dataset, *, stats: tuple[str, ...] = ("max", "min", "mea
         pieces = []
         for y in np.unique(year):
             part = ds[timed].isel(time=np.flatnonzero(year == y))
-            agg = getattr(part, stat)("time", skipna=True)
+            agg = _time_mean(part) if stat == "mean" else getattr(part, stat)("time", skipna=True)
             pieces.append(agg.expand_dims(time=part["time"].values).transpose(*part[timed[0]].dims) if timed else agg)
         back = xr.concat(pieces, dim="time") if pieces else ds[timed]
         for v in timed:
@@ -77,13 +95,14 @@ def growing_season_mean(da: xr.DataArray, t2m: xr.DataArray, *, threshold_k: flo
 
     Used for growing-season LSWI as a zoning factor (Zhu et al. 2024).
     """
-    return da.where(t2m > threshold_k).mean("time", skipna=True).rename(f"{da.name}_growing_season")
+    return _time_mean(da.where(t2m > threshold_k)).rename(f"{da.name}_growing_season")
 
 
 def long_term_means(ds: xr.Dataset) -> xr.Dataset:
-    """Mean over time of every time-varying variable (site- or pixel-level climate for zoning)."""
+    """Mean over time of every time-varying variable (site- or pixel-level climate for zoning),
+    weighted by the periods' days."""
     timed = [v for v in ds.data_vars if "time" in ds[v].dims]
-    return ds[timed].mean("time", skipna=True).rename({v: f"{v}_mean" for v in timed})
+    return _time_mean(ds[timed]).rename({v: f"{v}_mean" for v in timed})
 
 
 def regrid_nearest(
@@ -163,7 +182,7 @@ def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
         {
             "t2m_mean": regrid_nearest(era["t2m"].mean("time"), lat, lon, chunks=space),
             "tp_mean": regrid_nearest(era["tp"].mean("time"), lat, lon, chunks=space),
-            "ndvi_mean": modis["ndvi"].mean("time", skipna=True),
+            "ndvi_mean": _time_mean(modis["ndvi"]),
             "lswi_growing_season": growing_season_mean(modis["lswi"], t2m_8day),
             "elevation": cubes["static"]["elevation"],
             "soc": cubes["static"]["soc"],

@@ -27,14 +27,16 @@ __all__ = ["ModelSet", "ModelSource", "predict_block", "predict_cube", "predicto
 
 @dataclass
 class ModelSet:
-    """Everything the block function needs for one target: zone models, fallback, ensemble, and
-    whether the unified model's own map is wanted too (``unified_map``)."""
+    """Everything the block function needs for one target: zone models, fallback, ensemble,
+    whether the unified model's own map is wanted too (``unified_map``), and the zones left
+    unmapped (``masked_zones``: zones without a validated model, when so configured)."""
 
     target: str
     zone_models: dict[int, FittedModel]
     unified: FittedModel
     ensemble: list[FittedModel] = field(default_factory=list)
     unified_map: bool = False
+    masked_zones: frozenset[int] = frozenset()
 
     @property
     def features(self) -> list[str]:
@@ -88,7 +90,7 @@ def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2")
 def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Dataset:
     """Predict one (time, lat, lon) block: each land cell by its zone's model.
 
-    Cells whose zone has no model use the unified model; cells outside the land
+    Cells whose zone has no model use the unified model (or stay NaN in ``masked_zones``); cells outside the land
     mask (zone 0) stay NaN. Returns the flux, the ensemble spread and 5-95 %
     range, a flag of cells where a predictor of the zone models was missing or not finite
     (XGBoost still predicts through its learned default directions) and, with
@@ -128,7 +130,8 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
                 )
         return x.reshape(-1, len(features))
 
-    for z in np.unique(zone2d[zone2d > 0]):
+    land = (zone2d > 0) & ~np.isin(zone2d, list(models.masked_zones))
+    for z in np.unique(zone2d[land]):
         model = models.zone_models.get(int(z), models.unified)
         cells = zone2d == z
         x = rows(cells, model.features)
@@ -138,7 +141,6 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         ones = np.ones(x.shape[1], dtype="float32")
         missing[:, cells] = ~np.isfinite(x @ ones).reshape(shape[0], -1)
     data = {t: (("time", "lat", "lon"), out), f"{t}_missing_predictors": (("time", "lat", "lon"), missing)}
-    land = zone2d > 0
     if models.unified_map:
         unified = np.full(shape, np.nan, dtype="float32")
         unified[:, land] = models.unified.predict(rows(land, models.unified.features)).reshape(shape[0], -1)

@@ -39,7 +39,14 @@ def correlation_filter(
 
 def _loso_rmse(df: pd.DataFrame, features: list[str], spec: FitSpec) -> float:
     pred = loso_predict(
-        df, features=features, kind=spec.kind, seed=spec.seed, params=spec.params, n_jobs=spec.n_jobs
+        df,
+        features=features,
+        kind=spec.kind,
+        seed=spec.seed,
+        params=spec.params,
+        n_jobs=spec.n_jobs,
+        group=spec.group,
+        n_folds=spec.folds,
     )
     return metrics(df["value"].to_numpy(), pred.to_numpy())["rmse"]
 
@@ -53,7 +60,8 @@ def backward_elimination(
     drop_fraction: float = 0.0,
     log: Callable[[str], None] | None = None,
 ) -> tuple[list[str], pd.DataFrame]:
-    """Remove the least important features step by step; keep the set with the best LOSO RMSE.
+    """Remove the least important features step by step; keep the set with the best cross-validated
+    RMSE (folds of whole sites: ``spec.group``, ``spec.folds``; 0 = leave-one-site-out).
 
     Each step drops the least important feature, or the least important
     ``drop_fraction`` of them (at least one) to bound the cost on long lists.

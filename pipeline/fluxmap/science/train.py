@@ -32,8 +32,8 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class FitSpec:
-    """How a model is fitted wherever one is (folds, selection steps): family, hyperparameters,
-    seed, parallel jobs."""
+    """How a model is fitted and validated wherever one is (folds, selection steps): family,
+    hyperparameters, seed, parallel jobs, and the column whose values are left out together."""
 
     kind: str = "xgboost"
     """Model family (``xgboost``, ``rf``, ``qrf``)."""
@@ -43,6 +43,11 @@ class FitSpec:
     """Random seed of every fit."""
     n_jobs: int = 1
     """Parallel jobs (LOSO folds)."""
+    group: str = "site_id"
+    """Column naming the unit a fold leaves out (the models stage uses ``site_group``, the
+    physical site of :func:`fluxmap.science.validate.physical_sites`)."""
+    folds: int = 0
+    """Folds of whole groups (0: one group per fold, leave-one-site-out)."""
 
 
 @dataclass

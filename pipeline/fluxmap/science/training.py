@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap.science.features import annual_stats, doy_features, growing_season_mean, long_term_means
+from fluxmap.science.features import (
+    annual_stats,
+    doy_features,
+    growing_season_mean,
+    long_term_means,
+    period_weights,
+)
 from fluxmap.science.periods import aggregate_to_periods
 
 __all__ = [
@@ -109,9 +115,11 @@ def _annual_table(obs: pd.DataFrame, tv: xr.Dataset, quarantine: list[pd.DataFra
     if not tv.data_vars:
         return obs
     by_year = tv.groupby("time.year")
+    days = period_weights(tv["time"])
+    weighted = (tv * days).groupby("time.year").sum() / days.where(tv.notnull()).groupby("time.year").sum()
     stats = xr.merge(
         [
-            by_year.mean().rename({v: f"{v}_ann_mean" for v in tv.data_vars}),
+            weighted.rename({v: f"{v}_ann_mean" for v in tv.data_vars}),
             by_year.max().rename({v: f"{v}_ann_max" for v in tv.data_vars}),
             by_year.min().rename({v: f"{v}_ann_min" for v in tv.data_vars}),
         ]

@@ -4,6 +4,14 @@ A site's observations are never in both the training and the test side of a fold
 for each site, the model is refitted without that site and predicts it. Zone models
 are validated within their zone (trained on the zone's other sites), the unified
 model on all other sites, so the two are compared on identical rows.
+
+What a "site" is matters: the ids of real networks are finer than places (SRDB's
+``Site_ID`` varies per plot, treatment and year at one coordinate; COSORE's ids are
+datasets; FLUXNET towers a few hundred metres apart share predictor cells). Leaving out
+one id while its neighbour at the same place stays in the training side measures
+interpolation within a site, not prediction at a new one. :func:`physical_sites` groups
+locations into physical sites (within a distance, or on the same predictor cells,
+transitively); the models stage leaves those out together.
 """
 
 from __future__ import annotations
@@ -13,17 +21,61 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from fluxmap.science.grids import EARTH_RADIUS_M
 from fluxmap.science.train import fit
 
 __all__ = [
     "compare",
+    "group_folds",
     "loso_predict",
     "map_errors",
     "map_errors_by_zone",
     "metrics",
     "metrics_table",
     "paired_site_bootstrap",
+    "physical_sites",
 ]
+
+
+def physical_sites(
+    lat: np.ndarray, lon: np.ndarray, *, distance_km: float = 5.0, cells: np.ndarray | None = None
+) -> np.ndarray:
+    """Label every location with its physical site: locations within ``distance_km`` of each other
+    (great-circle) or with the same ``cells`` key (e.g. the predictor cells they sit on) are one
+    site, transitively (a chain of near neighbours is one site). ``distance_km`` 0 joins only
+    identical coordinates. Returns labels ``P00000``, ``P00001``, ... numbered in order of first
+    appearance (deterministic for a given input order)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    bad = ~(np.isfinite(lat) & np.isfinite(lon))
+    if bad.any():
+        raise ValueError(
+            f"physical_sites: {int(bad.sum())} location(s) without finite coordinates "
+            f"(first at position {int(np.flatnonzero(bad)[0])})"
+        )
+    n = len(lat)
+    if n == 0:
+        return np.array([], dtype=object)
+    rows, cols = [np.arange(n)], [np.arange(n)]
+    if n > 1:
+        from sklearn.neighbors import BallTree
+
+        xy = np.radians(np.c_[lat, lon])
+        near = BallTree(xy, metric="haversine").query_radius(xy, r=max(distance_km, 1e-6) * 1000.0 / EARTH_RADIUS_M)
+        rows.append(np.repeat(np.arange(n), [len(v) for v in near]))
+        cols.append(np.concatenate(near))
+    if cells is not None:
+        codes = pd.factorize(pd.Series(np.asarray(cells, dtype=object)))[0]
+        first = pd.Series(np.arange(n)).groupby(codes).transform("first").to_numpy()
+        rows.append(np.arange(n))
+        cols.append(first)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    order = pd.factorize(labels)[0]
+    return np.array([f"P{i:05d}" for i in order], dtype=object)
 
 
 def metrics(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -41,6 +93,21 @@ def metrics(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "bias": float((p - o).mean()),
         "n": int(len(o)),
     }
+
+
+def group_folds(groups: pd.Series | np.ndarray, n_folds: int = 0, *, seed: int = 0) -> np.ndarray:
+    """The fold (0, 1, ...) of every row: whole groups (physical sites), never split. ``n_folds``
+    0, or at least the number of groups, gives one group per fold (leave-one-site-out); otherwise
+    the groups, shuffled with ``seed``, are dealt to the folds in turn (sizes differ by at most one
+    group)."""
+    codes, uniques = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))
+    n = len(uniques)
+    if n_folds <= 0 or n_folds >= n:
+        return codes.astype(int)
+    order = np.random.default_rng(seed).permutation(n)
+    fold_of_group = np.empty(n, int)
+    fold_of_group[order] = np.arange(n) % n_folds
+    return fold_of_group[codes]
 
 
 def _one_fold(
@@ -61,9 +128,11 @@ def loso_predict(
     seed: int = 0,
     params: dict | None = None,
     n_jobs: int = 1,
+    n_folds: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> pd.Series:
-    """Out-of-site predictions for every row (leave-one-site-out).
+    """Out-of-site predictions for every row (leave-one-site-out; with ``n_folds`` > 0, that many
+    folds of whole sites, see :func:`group_folds`). Sites are the values of ``group``.
 
     With ``by`` (e.g. ``"zone"``), each group of rows gets its own models trained
     only on that group's other sites; a group with a single site cannot be
@@ -75,15 +144,15 @@ def loso_predict(
     parts = [(None, df)] if by is None else list(df.groupby(by))
     jobs, targets = [], []
     for _, part in parts:
-        sites = part[group].unique()
-        if len(sites) < 2:
+        if part[group].nunique() < 2:
             continue
-        for s in sites:
-            test = part[part[group] == s]
-            jobs.append(delayed(_one_fold)(kind, part[part[group] != s], test, features, target, seed, params))
+        fold = group_folds(part[group], n_folds, seed=seed)
+        for f in np.unique(fold):
+            test = part[fold == f]
+            jobs.append(delayed(_one_fold)(kind, part[fold != f], test, features, target, seed, params))
             targets.append(test.index)
     if progress:
-        progress(f"    LOSO {kind}{' by ' + by if by else ''}: {len(jobs)} folds")
+        progress(f"    cross-validation {kind}{' by ' + by if by else ''}: {len(jobs)} folds of whole sites")
     results = Parallel(n_jobs=n_jobs)(jobs)
     for idx, pred in zip(targets, results):
         out.loc[idx] = pred
@@ -91,9 +160,15 @@ def loso_predict(
 
 
 def metrics_table(
-    df: pd.DataFrame, pred_cols: dict[str, str], *, obs: str = "value", by: str | None = "zone"
+    df: pd.DataFrame,
+    pred_cols: dict[str, str],
+    *,
+    obs: str = "value",
+    by: str | None = "zone",
+    group: str = "site_id",
 ) -> pd.DataFrame:
-    """Metrics of each prediction column, overall and per ``by`` group, on rows every column predicted."""
+    """Metrics of each prediction column, overall and per ``by`` group, on rows every column
+    predicted; ``sites`` counts the distinct values of ``group`` (the units left out)."""
     ok = np.isfinite(df[list(pred_cols.values())]).all(axis=1) & np.isfinite(df[obs])
     d = df[ok]
     rows = []
@@ -104,7 +179,7 @@ def metrics_table(
                 {
                     "group": g,
                     "model": label,
-                    "sites": part["site_id"].nunique(),
+                    "sites": part[group].nunique(),
                     **metrics(part[obs].to_numpy(), part[col].to_numpy()),
                 }
             )
@@ -145,8 +220,9 @@ def paired_site_bootstrap(
     together, as in leave-one-site-out) and recompute R2 of both columns on the same resample.
 
     Returns the observed difference R2(a) - R2(b), its ``interval`` quantiles over the resamples,
-    and the share of resamples in which ``a`` has the higher R2. Rows where either column is
-    missing are left out.
+    and the share of resamples in which ``a`` has the higher R2; beside it, ``a``'s skill score
+    relative to ``b`` (1 - SSE(a) / SSE(b): 0 = no better than ``b``, 1 = perfect) and its
+    interval. Rows where either column is missing are left out.
     """
     d = df[np.isfinite(df[a]) & np.isfinite(df[b]) & np.isfinite(df[obs])]
     codes, sites = pd.factorize(d[group])
@@ -168,11 +244,17 @@ def paired_site_bootstrap(
     delta = (w @ eb - w @ ea) / np.where(sst > 0, sst, np.nan)  # = R2(a) - R2(b)
     obs_delta = metrics(o, pa)["r2"] - metrics(o, pb)["r2"]
     lo, hi = np.nanquantile(delta, interval)
+    eb_w = w @ eb
+    skill = 1.0 - (w @ ea) / np.where(eb_w > 0, eb_w, np.nan)
+    skill_lo, skill_hi = np.nanquantile(skill, interval) if np.isfinite(skill).any() else (np.nan, np.nan)
     return {
         "delta_r2": float(obs_delta),
         "delta_r2_lo": float(lo),
         "delta_r2_hi": float(hi),
         "share_a_better": float(np.nanmean(delta > 0)),
+        "skill": float(1.0 - ea.sum() / eb.sum()) if eb.sum() > 0 else float("nan"),
+        "skill_lo": float(skill_lo),
+        "skill_hi": float(skill_hi),
         "sites": int(k),
         "resamples": int(n_resamples),
     }
@@ -206,6 +288,11 @@ def map_errors_by_zone(
         sel = ok & (zone == z)[None]
         if sel.any():
             rows.append(
-                {"target": target, "true_zone": z, "zone_name": names.get(z, ""), **map_errors(true, pred, unified, sel)}
+                {
+                    "target": target,
+                    "true_zone": z,
+                    "zone_name": names.get(z, ""),
+                    **map_errors(true, pred, unified, sel),
+                }
             )
     return pd.DataFrame(rows)

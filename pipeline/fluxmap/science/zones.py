@@ -23,7 +23,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["ZoneModel", "assign_zones", "fit_zones", "site_zones", "zone_array", "zone_map", "zone_profiles"]
+__all__ = [
+    "ZoneModel",
+    "ZonesNotFound",
+    "assign_zones",
+    "fit_zones",
+    "site_zones",
+    "zone_array",
+    "zone_map",
+    "zone_profiles",
+]
+
+
+class ZonesNotFound(ValueError):
+    """No candidate k gives every zone the minimum of sites and observations (or too few sites)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,7 @@ def fit_zones(
     x = site_factors[factors].to_numpy(dtype="float64")
     complete = ~np.isnan(x).any(axis=1)
     if complete.sum() < min(k_candidates) * min_sites:
-        raise ValueError(
+        raise ZonesNotFound(
             f"only {complete.sum()} sites have every zone factor; too few for k = {min(k_candidates)} with {min_sites} sites per zone"
         )
     x = x[complete]
@@ -170,7 +183,7 @@ def fit_zones(
     )
     eligible = table[table.meets_minima]
     if eligible.empty:
-        raise ValueError(
+        raise ZonesNotFound(
             f"no k in {list(k_candidates)} gives every zone >= {min_sites} sites and >= {min_obs} "
             f"observations:\n{table.to_string(index=False)}"
         )

@@ -28,16 +28,21 @@ _FILES = ["training_8day.parquet", "training_annual.parquet", "quarantine.parque
 
 def extract_predictors(
     cfg: RunConfig, locations: pd.DataFrame
-) -> tuple[xr.Dataset, xr.Dataset, dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[tuple[xr.Dataset, xr.Dataset, dict[str, np.ndarray], dict[str, np.ndarray]], pd.Series]:
     """Predictors at every location: time-varying (time, site) and static (site); per entry, which
-    locations are outside its grid and which sit on cells it masks throughout."""
+    locations are outside its grid and which sit on cells it masks throughout. Beside them, each
+    location's predictor cells (one ``row,col`` per entry, ``-`` outside its grid): locations with
+    the same key see the same predictors."""
     cat = open_catalog(cfg)
     timed, static, outside = [], [], {}
     timed_names: list[str] = []
+    cells = pd.Series("", index=locations.index, name="cell")
     for entry in cfg.extract.entries:
         ds = cat.open(entry)
         where = locate_sites(ds, locations.index.values, locations.lat.values, locations.lon.values)
         outside[entry] = ~where.inside
+        here = np.where(where.inside, [f"{r},{c}" for r, c in zip(where.row, where.col)], "-")
+        cells = cells + ("|" if entry != cfg.extract.entries[0] else "") + here
         picked = extract_at_sites(ds, where, window=cfg.extract.window)
         if "time" in picked.dims:
             if pd.Series(picked.time.values).diff().median() < pd.Timedelta(days=8):
@@ -59,7 +64,7 @@ def extract_predictors(
         else xr.Dataset()
     )
     st = xr.merge(computed[len(timed) :], compat="override", combine_attrs="drop") if static else xr.Dataset()
-    return tv, st, outside, masked
+    return (tv, st, outside, masked), cells
 
 
 def _inputs(cfg: RunConfig) -> dict[str, str]:
@@ -88,8 +93,9 @@ def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict
     annual_obs, short_obs = split_modes(table.observations)
     periods_ok, low = align_to_periods(short_obs, min_coverage=cfg.sites.min_coverage)
     locs = site_locations(periods_ok, annual_obs)
+    at_sites, cells = extract_predictors(cfg, locs)
     tables, predictors, placed = training_tables(
-        periods_ok, annual_obs, locs, extract_predictors(cfg, locs), quarantine=[low]
+        periods_ok, annual_obs, locs.assign(cell=cells), at_sites, quarantine=[low]
     )
     tables["site_factors"].to_parquet(out / _FILES[3], index=True)
     for name in _FILES[:3]:

@@ -5,6 +5,7 @@ the uncertainty models, and the zone map of the whole grid (``models/``)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -22,19 +23,21 @@ from fluxmap.io.models import load_zones, save_model, save_zones
 from fluxmap.io.provenance import cache_key, is_cached, write_provenance
 from fluxmap.science.aggregate import display_field
 from fluxmap.science.comparison import (
-    against_truth,
+    Protocol,
+    ZoneFitter,
     candidate_predictors,
-    qrf_loso_coverage,
+    nested_cv,
     select_predictors,
-    site_meteo_experiment,
-    zone_vs_unified,
+    selection_stability,
+    summarize,
+    zone_fallbacks,
 )
 from fluxmap.science.extract import extract_at_sites, locate_sites
 from fluxmap.science.train import FitSpec, FittedModel, fit
 from fluxmap.science.training import truth_at_rows
 from fluxmap.science.uncertainty import bootstrap_ensemble, ensemble_summary, igbp_strata
-from fluxmap.science.validate import metrics, paired_site_bootstrap
-from fluxmap.science.zones import fit_zones, site_zones, zone_profiles
+from fluxmap.science.validate import metrics, physical_sites
+from fluxmap.science.zones import ZonesNotFound, fit_zones, site_zones, zone_profiles
 from fluxmap.stages.common import Log, open_catalog, upstream_key, zone_map_store
 
 __all__ = ["model_stage", "model_target"]
@@ -52,7 +55,7 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
         return pd.read_csv(out / "summary.csv")
     t0 = time.perf_counter()
     mc = cfg.model
-    zone_of = _zones(mc, tables, out, log=log)
+    zone_of, zones = _zones(mc, tables, out, log=log)
     truth = _truth_at_sites(cfg, tables)
     shares = global_class_shares() if mc.bootstrap_members else None
     rows = []
@@ -61,17 +64,23 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
         df = tables["training_annual" if tab == "annual" else "training_8day"]
         df = df[df.variable == var].copy()
         df["zone"] = df.location.map(zone_of)
-        if df.site_id.nunique() < 2 * mc.min_sites:
-            log(f"model {target}: skipped, only {df.site_id.nunique()} sites")
-            rows.append({"target": target, "skipped": f"only {df.site_id.nunique()} sites"})
+        df["site_group"] = df.location.map(_physical_sites(mc, tables["site_factors"], df.location))
+        n_sites = df.site_group.nunique()
+        if n_sites < 2 * mc.min_sites:
+            log(f"model {target}: skipped, only {n_sites} physical sites")
+            rows.append({"target": target, "skipped": f"only {n_sites} physical sites"})
             continue
-        log(f"model {target}: {len(df)} rows, {df.site_id.nunique()} sites")
+        log(
+            f"model {target}: {len(df)} rows, {df.site_id.nunique()} site ids at {df.location.nunique()} "
+            f"locations = {n_sites} physical sites (within {mc.group_distance_km:g} km or on shared cells)"
+        )
         s = model_target(
             df,
             name=target,
             annual=tab == "annual",
             cfg=mc,
             out=out / target.replace(":", "_"),
+            zones=zones,
             truth=(truth or {}).get(target),
             shares=shares,
             log=log,
@@ -88,13 +97,20 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     return summary
 
 
-def _zones(mc: ModelConfig, tables: dict[str, pd.DataFrame], out: Path, *, log: Log) -> pd.Series:
-    """Fit the zones on the sites that have observations; write them; every location's zone."""
-    factors = tables["site_factors"]
-    used = pd.concat([tables["training_8day"][["location"]], tables["training_annual"][["location"]]])
-    counts = used.location.value_counts()
-    zmodel, candidates = fit_zones(
-        factors.loc[factors.index.isin(counts.index)],
+def _physical_sites(mc: ModelConfig, factors: pd.DataFrame, used: pd.Series) -> pd.Series:
+    """The physical site (``P00000``, ...) of each location in ``used``."""
+    f = factors.loc[sorted(set(used))]
+    cells = f["cell"].to_numpy() if "cell" in f else None
+    return pd.Series(physical_sites(f.lat, f.lon, distance_km=mc.group_distance_km, cells=cells), index=f.index)
+
+
+def _fit_zones_without(
+    mc: ModelConfig, factors: pd.DataFrame, counts: pd.Series, held_out: set[str] | frozenset[str] = frozenset()
+) -> tuple[Any, pd.DataFrame]:
+    """Zones (and the table of candidate k) fitted on the locations with observations, but ``held_out``."""
+    used = factors.loc[factors.index.isin(counts.index) & ~factors.index.isin(held_out)]
+    return fit_zones(
+        used,
         factors=list(mc.zone_factors),
         k_candidates=list(mc.k_candidates),
         min_sites=mc.min_sites,
@@ -103,6 +119,25 @@ def _zones(mc: ModelConfig, tables: dict[str, pd.DataFrame], out: Path, *, log: 
         restarts=mc.restarts,
         seed=mc.seed,
     )
+
+
+def _refit_zones(mc: ModelConfig, factors: pd.DataFrame, counts: pd.Series, held_out: set[str]) -> pd.Series:
+    """Every location's zone, the zones (and their k) fitted without the ``held_out`` locations; all
+    0 (no zone: the unified model scores the fold) when no k meets the minima without them."""
+    try:
+        zmodel, _ = _fit_zones_without(mc, factors, counts, held_out)
+    except ZonesNotFound:
+        return pd.Series(0, index=factors.index)
+    return site_zones(zmodel, factors)
+
+
+def _zones(mc: ModelConfig, tables: dict[str, pd.DataFrame], out: Path, *, log: Log) -> tuple[pd.Series, ZoneFitter]:
+    """Fit the zones on the sites that have observations; write them; every location's zone, and
+    the zone fitter the nested validation refits them with inside each outer fold."""
+    factors = tables["site_factors"]
+    used = pd.concat([tables["training_8day"][["location"]], tables["training_annual"][["location"]]])
+    counts = used.location.value_counts()
+    zmodel, candidates = _fit_zones_without(mc, factors, counts)
     save_zones(zmodel, out / "zones.json")
     candidates.to_csv(out / "zone_candidates.csv", index=False)
     zone_of = site_zones(zmodel, factors)
@@ -112,7 +147,7 @@ def _zones(mc: ModelConfig, tables: dict[str, pd.DataFrame], out: Path, *, log: 
         f"k-means objective {zmodel.inertia:.2f}, {zmodel.components.shape[0]} principal components "
         f"explaining {zmodel.explained_variance_ratio.sum():.0%})"
     )
-    return zone_of
+    return zone_of, functools.partial(_refit_zones, mc, factors, counts)
 
 
 def _truth_at_sites(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame] | None:
@@ -129,6 +164,23 @@ def _truth_at_sites(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str
     return truth_at_rows(frame, true_zone, tables, cfg.model.targets)
 
 
+def _protocol(cfg: ModelConfig, variable: str, annual: bool) -> Protocol:
+    """The validation protocol of one target from the model settings."""
+    spec = FitSpec(cfg.kind, dict(cfg.params), cfg.seed, 1, group="site_group", folds=cfg.outer_folds)
+    t, p = cfg.climate_predictors
+    return Protocol(
+        spec=spec,
+        selection=FitSpec(cfg.kind, dict(cfg.selection_params), cfg.seed, 1, folds=cfg.inner_folds),
+        correlation_threshold=cfg.correlation_threshold,
+        backward=cfg.backward_elimination,
+        min_zone_sites=cfg.min_zone_sites,
+        reference=dict(cfg.references).get(variable, "mean"),
+        climate=(f"{t}_ann_mean", f"{p}_ann_mean") if annual else (t, p),
+        site_meteo=cfg.site_meteo,
+        quantiles=cfg.quantiles,
+    )
+
+
 def model_target(
     df: pd.DataFrame,
     *,
@@ -136,70 +188,78 @@ def model_target(
     annual: bool,
     cfg: ModelConfig,
     out: Path,
+    zones: ZoneFitter,
     truth: pd.DataFrame | None = None,
     shares: pd.Series | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Select predictors, validate zone vs unified models leave-one-site-out, fit and save the
-    final models and the uncertainty models of one target; write its tables, figure and report;
-    return its summary. ``truth`` (the demo world): each row's noise-free flux and true zone."""
+    """Validate one target with every choice nested in outer folds of whole physical sites (zones,
+    predictors, zone vs unified models, references, site meteorology, quantile forest); then
+    select the final predictors on all rows, fit and save the final and uncertainty models; write
+    the tables, figure and report; return the summary. ``zones``: refits the zones without given
+    locations; ``truth`` (the demo world): each row's noise-free flux and true zone."""
     out.mkdir(parents=True, exist_ok=True)
-    spec = FitSpec(cfg.kind, dict(cfg.params), cfg.seed, cfg.n_jobs)
+    protocol = _protocol(cfg, name.partition(":")[0], annual)
     feats = candidate_predictors(df, cfg.predictors, annual=annual)
-    selected, kept, dropped, paths = select_predictors(
-        df, feats, correlation_threshold=cfg.correlation_threshold, backward=cfg.backward_elimination,
-        spec=dataclasses.replace(spec, params=dict(cfg.selection_params)), log=log,
-    )  # fmt: skip
-    for model_name, path in paths.items():
-        path.to_csv(out / f"selection_{model_name}.csv", index=False)
+    if truth is not None:
+        df = df.assign(truth=truth["value"].reindex(df.index), true_zone=truth["zone"].reindex(df.index))
+    log(f"  nested validation: {cfg.outer_folds or 'one site per'} outer folds of whole physical sites")
+    d, chosen = nested_cv(df, feats, protocol, zones=zones, n_jobs=cfg.n_jobs)
+    final = dataclasses.replace(protocol, selection=dataclasses.replace(protocol.selection, n_jobs=cfg.n_jobs))
+    selected, kept, dropped, path = select_predictors(df, feats, final, log=log)
+    path.to_csv(out / "selection_unified.csv", index=False)
+    chosen.to_csv(out / "outer_folds.csv", index=False)
+    selection_stability(chosen, selected).to_csv(out / "selection_stability.csv", index=False)
     (out / "selected_predictors.json").write_text(
         json.dumps({"selected": selected, "dropped_for_correlation": dropped}, indent=1)
     )
-    d, table, cmp = zone_vs_unified(df, selected, spec, log=log)
-    table.to_csv(out / "loso_metrics.csv", index=False)
-    cmp.to_csv(out / "zone_vs_unified.csv", index=False)
-    plot_obs_pred(
-        d[d.pred_zone.notna() & d.pred_unified.notna()],
-        {"zone models": "pred_zone", "unified model": "pred_unified"},
-        out / "obs_vs_pred.png",
-        title=f"{name}: leave-one-site-out",
-    )
-    overall = cmp.set_index("group").loc["all"]
+    scores, pieces = summarize(d, protocol)
+    pieces["metrics"].to_csv(out / "loso_metrics.csv", index=False)
+    pieces["comparison"].to_csv(out / "zone_vs_unified.csv", index=False)
+    pieces["references"]["table"].to_csv(out / "references.csv", index=False)
+    fallback = zone_fallbacks(d, "zone", "site_group", cfg.min_zone_sites)
     summary: dict[str, Any] = {
         "target": name,
         "rows": int(len(df)),
         "sites": int(df.site_id.nunique()),
+        "physical_sites": int(df.site_group.nunique()),
+        "outer_folds": int(d.fold.nunique()),
+        "folds_without_zones": int((chosen.zones == 0).sum()),
         "zones": sorted(int(z) for z in df.zone.unique()),
+        "zones_without_model": fallback,
         "candidates": len(feats),
         "after_correlation_filter": len(kept),
-        "r2_zone": float(overall.r2_zone),
-        "r2_unified": float(overall.r2_unified),
-        "rmse_zone": float(overall.rmse_zone),
-        "rmse_unified": float(overall.rmse_unified),
-        "zone_wins_in": [str(g) for g in cmp[(cmp.better == "zone") & (cmp.group != "all")].group],
+        "selected": len(selected),
+        "r2_unified_non_nested": _non_nested_r2(path, df),
+        **scores,
     }
-    boot = paired_site_bootstrap(d, "pred_zone", "pred_unified", seed=cfg.seed)
-    summary.update({f"{k}_zone_minus_unified": v for k, v in boot.items() if k.startswith(("delta", "share"))})
-    pieces = None
-    if truth is not None:
-        truth_summary, pieces = against_truth(d, truth, selected["unified"], spec)
-        summary.update(truth_summary)
-    meteo = site_meteo_experiment(d, selected["unified"], cfg.site_meteo, spec)
-    if meteo is not None:
-        meteo[0].to_csv(out / "rs_vs_site_meteo.csv", index=False)
-        r2 = meteo[0].r2.tolist()
-        summary.update({"r2_rs_only": r2[0], "r2_rs_plus_meteo": r2[1], "meteo_sites": meteo[1]})
-    _final_models(cfg, d, selected, {"target": name, "zones": summary["zones"]}, out)
-    coverage = qrf_loso_coverage(d, selected["unified"], cfg.quantiles, seed=cfg.seed)
-    summary.update({"qrf_interval": f"{cfg.quantiles[0]:g}-{cfg.quantiles[-1]:g}", "qrf_loso_coverage": coverage})
-    if cfg.bootstrap_members and shares is not None and d.site_id.nunique() >= 5:
-        summary.update(_ensemble(cfg, d, selected["unified"], shares, out))
-    (out / "report.md").write_text(
-        report.target_report(name, cmp, boot, summary, truth=pieces, meteo=meteo, quantiles=cfg.quantiles)
+    plot_obs_pred(
+        d[d.pred_zone.notna() & d.pred_unified.notna()],
+        {"zone models": "pred_zone", "unified model": "pred_unified"},
+        out / "obs_vs_pred.png",
+        title=f"{name}: nested cross-validation, whole physical sites held out",
     )
-    cols = ("site_id", "location", "zone", "true_zone", "start", "end", "value", "pred_zone", "pred_unified")
-    d[[c for c in (*cols, "pred_true_zones") if c in d]].to_parquet(out / "loso_predictions.parquet")
+    _final_models(cfg, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out)
+    if cfg.bootstrap_members and shares is not None and d.site_group.nunique() >= 5:
+        summary.update(_ensemble(cfg, d, selected, shares, out))
+    (out / "report.md").write_text(report.target_report(name, summary, pieces, cfg=dataclasses.asdict(cfg)))
+    keep = [c for c in d.columns if c in _KEEP or c.startswith("pred_") or c in ("q_lo", "q_hi")]
+    d[keep].to_parquet(out / "loso_predictions.parquet")
     return summary
+
+
+_KEEP = (
+    *("site_id", "location", "site_group", "fold", "zone", "zone_in_fold", "zone_fallback", "true_zone"),
+    *("truth", "start", "end", "value"),
+)
+
+
+def _non_nested_r2(path: pd.DataFrame, df: pd.DataFrame) -> float:
+    """R2 of the final predictor set on the inner folds that chose it (optimistic: the choice saw
+    those folds); NaN without backward elimination."""
+    if not len(path):
+        return float("nan")
+    return float(1.0 - path.rmse.min() ** 2 / df.value.var(ddof=0))
 
 
 def _final_fit(cfg: ModelConfig, df: pd.DataFrame, features: list[str], meta: dict[str, Any]) -> FittedModel:
@@ -226,14 +286,29 @@ def _final_fit(cfg: ModelConfig, df: pd.DataFrame, features: list[str], meta: di
 
 
 def _final_models(
-    cfg: ModelConfig, d: pd.DataFrame, selected: dict[str, list[str]], meta: dict[str, Any], out: Path
+    cfg: ModelConfig, d: pd.DataFrame, selected: list[str], fallback: list[int], meta: dict[str, Any], out: Path
 ) -> None:
-    """The unified model and each zone's model on every row, saved with ``meta`` and their LOSO scores."""
-    unified_meta = {**meta, "zone": "unified", "loso": metrics(d.value.to_numpy(), d.pred_unified.to_numpy())}
-    save_model(_final_fit(cfg, d, selected["unified"], unified_meta), out / "model_unified")
+    """The unified model and the model of each zone with enough physical sites, on every row, saved
+    with ``meta`` and their nested scores; ``zones_without_model.json`` names the other zones and
+    what maps them (the unified model, or nothing)."""
+    unified_meta = {**meta, "zone": "unified", "nested_cv": metrics(d.value.to_numpy(), d.pred_unified.to_numpy())}
+    save_model(_final_fit(cfg, d, selected, unified_meta), out / "model_unified")
     for z, part in d.groupby("zone"):
-        zone_meta = {**meta, "zone": int(z), "loso": metrics(part.value.to_numpy(), part.pred_zone.to_numpy())}
-        save_model(_final_fit(cfg, part, selected[f"zone_{z}"], zone_meta), out / f"model_zone_{z}")
+        if int(z) in fallback:
+            continue
+        zone_meta = {**meta, "zone": int(z), "nested_cv": metrics(part.value.to_numpy(), part.pred_zone.to_numpy())}
+        save_model(_final_fit(cfg, part, selected, zone_meta), out / f"model_zone_{z}")
+    sites = d.groupby("zone").site_group.nunique()
+    (out / "zones_without_model.json").write_text(
+        json.dumps(
+            {
+                "zones": fallback,
+                "physical_sites": {str(z): int(sites[z]) for z in fallback},
+                "min_zone_sites": cfg.min_zone_sites,
+                "mapped_with": cfg.unvalidated_zones,
+            }
+        )
+    )
 
 
 def _ensemble(cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd.Series, out: Path) -> dict[str, Any]:
@@ -248,6 +323,7 @@ def _ensemble(cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd
         kind=cfg.kind,
         seed=cfg.seed,
         params=dict(cfg.params),
+        group="site_group",
     )
     scores.to_csv(out / "bootstrap_scores.csv", index=False)
     for i, member in enumerate(members):

@@ -43,7 +43,18 @@ def _targets(cfg: RunConfig, models_dir: Path) -> list[str]:
     ]
 
 
+def _zones_without_model(models_dir: Path, targets: list[str]) -> dict[str, Any]:
+    """Per target, the zones without a model of their own and what maps them (the model stage's note)."""
+    found = {}
+    for t in targets:
+        path = models_dir / t.replace(":", "_") / "zones_without_model.json"
+        if path.is_file():
+            found[t] = json.loads(path.read_text())
+    return found
+
+
 def _store_attrs(cfg: RunConfig, key: str, model_files: dict[str, str], inputs: dict[str, str]) -> dict[str, str]:
+    models_dir = Path(cfg.workdir) / "models"
     return {
         "title": "fluxmap gridded carbon fluxes",
         "source": "fluxmap " + __version__,
@@ -54,6 +65,9 @@ def _store_attrs(cfg: RunConfig, key: str, model_files: dict[str, str], inputs: 
         "fluxmap_model_sha256": json.dumps(model_files, sort_keys=True),
         "fluxmap_input_sha256": json.dumps(inputs, sort_keys=True),
         "fluxmap_git_revision": git_revision(),
+        "fluxmap_zones_without_model": json.dumps(
+            _zones_without_model(models_dir, _targets(cfg, models_dir)), sort_keys=True
+        ),
     }
 
 
@@ -100,7 +114,8 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         for t in targets
     ]  # fmt: skip
     pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
-    model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(models_dir.rglob("*.ubj"))}
+    files = [*models_dir.rglob("*.ubj"), *models_dir.rglob("zones_without_model.json")]
+    model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(files)}
     key = cache_key({"predict": dataclasses.asdict(cfg.predict), "targets": targets}, {"models": model_files, **inputs})
     ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs))
     store = out / "fluxmap.zarr"

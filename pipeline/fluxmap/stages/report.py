@@ -5,6 +5,7 @@ Markdown report (``predict/totals.csv``, ``partition.csv``, ``latitudinal_profil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["report_stage"]
 def _maps(ds: xr.Dataset, v: str, out: Path) -> dict[str, str]:
     """A target's mean map, zone-minus-unified map and ensemble SD map, drawn from block means of
     at most ~1,500 cells across (:func:`fluxmap.science.aggregate.display_field`)."""
+
     def draw(field: xr.DataArray, name: str, title: str, cmap: str, **kw: Any) -> str:
         view = aggregate.display_field(aggregate.annual_mean(field))
         return figures.map_figure(view, out / name, title=title, units="g C m-2 d-1", cmap=cmap, **kw).name
@@ -40,7 +42,9 @@ def _maps(ds: xr.Dataset, v: str, out: Path) -> dict[str, str]:
             f"{v}: zone models minus the unified model, mean over the run", "RdBu_r", symmetric=True,
         )  # fmt: skip
     if f"{v}_sd" in ds:
-        found[f"{v} uncertainty"] = draw(ds[f"{v}_sd"], f"map_{v}_sd.png", f"{v}: bootstrap ensemble standard deviation", "magma")
+        found[f"{v} uncertainty"] = draw(
+            ds[f"{v}_sd"], f"map_{v}_sd.png", f"{v}: bootstrap ensemble standard deviation", "magma"
+        )
     return found
 
 
@@ -80,7 +84,10 @@ def _against_truth(
 
 
 def _log_totals(totals: dict[str, pd.DataFrame], truth_table: pd.DataFrame | None, log: Log) -> None:
-    log("totals (Pg C yr-1, mean over years): " + ", ".join(f"{v} {t.total_pg_c_yr.mean():.1f}" for v, t in totals.items()))
+    log(
+        "totals (Pg C yr-1, mean over years): "
+        + ", ".join(f"{v} {t.total_pg_c_yr.mean():.1f}" for v, t in totals.items())
+    )
     for v, r in (truth_table if truth_table is not None else pd.DataFrame()).iterrows():
         log(
             f"  {v} vs the demo truth: R2 {r.r2:.3f}, RMSE {r.rmse_g_c_m2_d:.3f} g C m-2 d-1, total "
@@ -91,6 +98,48 @@ def _log_totals(totals: dict[str, pd.DataFrame], truth_table: pd.DataFrame | Non
                 f"    unified model's map: R2 {r.r2_unified:.3f}, RMSE {r.rmse_unified_g_c_m2_d:.3f}, total "
                 f"{r.unified_total_pg_c_yr:.1f} Pg C yr-1"
             )
+
+
+def _zones_without_model(ds: xr.Dataset, land_fraction: xr.DataArray, k: int) -> pd.DataFrame | None:
+    """Per target, the zones mapped without a model of their own (from the store's attributes),
+    their land area and share of the zoned land."""
+    info = json.loads(ds.attrs.get("fluxmap_zones_without_model", "{}"))
+    rows = [
+        (t, int(z), i["mapped_with"], i["physical_sites"].get(str(z), 0)) for t, i in info.items() for z in i["zones"]
+    ]
+    if not rows:
+        return None
+    land = aggregate.zone_land_area(ds["zone"], land_fraction, list(range(1, k + 1)))
+    total = float(land.sum())
+    return pd.DataFrame(
+        [
+            {
+                "target": t,
+                "zone": z,
+                "physical_sites": n,
+                "mapped_with": how,
+                "land_km2": land[z],
+                "share_of_land": land[z] / total,
+            }
+            for t, z, how, n in rows
+        ]
+    )
+
+
+def _totals_table(totals: dict[str, pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """``totals.csv``: per year each map's annualized total, the part from cells predicted with missing
+    predictors, the share of the year and of the land area-days covered, and the land never predicted."""
+    table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
+    for v in names:
+        if "flagged_pg_c_yr" in totals[v]:
+            table[f"{v}_from_missing_predictors"] = totals[v].flagged_pg_c_yr
+    first = totals[names[0]]
+    table["days"], table["time_fraction"] = first.days, first.time_fraction
+    table["covered_fraction_min"] = pd.concat([t.covered_fraction for t in totals.values()], axis=1).min(axis=1)
+    table["land_km2_never_predicted_max"] = pd.concat(
+        [t.land_km2_never_predicted for t in totals.values()], axis=1
+    ).max(axis=1)
+    return table
 
 
 def _validation_text(models_dir: Path, targets: list[str]) -> str:
@@ -113,7 +162,8 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     names = [t.split(":")[0] for t in targets]
     totals, profiles, maps = {}, {}, {}
     for v in names:  # lazy: totals, profiles and the maps are reductions computed chunk by chunk
-        totals[v] = aggregate.annual_totals(ds[v], land_fraction)
+        flag = ds.get(f"{v}_missing_predictors")
+        totals[v] = aggregate.annual_totals(ds[v], land_fraction, flagged=None if flag is None else flag.astype(bool))
         profiles[v] = aggregate.latitudinal_profile(ds[v], land_fraction)
         profiles[v].to_csv(out / f"latitudinal_profile_{v}.csv")
         maps.update(_maps(ds, v, out))
@@ -126,8 +176,10 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
         vmin=0.5, vmax=k + 0.5,
     ).name  # fmt: skip
     maps["latitudinal profiles"] = figures.profile_figure(profiles, out / "latitudinal_profiles.png").name
-    table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
-    table["covered_fraction_min"] = pd.concat([t.covered_fraction for t in totals.values()], axis=1).min(axis=1)
+    unmodelled = _zones_without_model(ds, land_fraction, k)
+    if unmodelled is not None:
+        unmodelled.to_csv(out / "zones_without_model.csv", index=False)
+    table = _totals_table(totals, names)
     table.to_csv(out / "totals.csv")
     part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
     if part is not None:
@@ -140,7 +192,7 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
         truth_by_zone.to_csv(out / "error_vs_truth_by_zone.csv", index=False)
     path = report.write_report(
         out / "report.md", totals=table, partition=part, figures=maps, validation=_validation_text(models_dir, targets),
-        truth=truth_table, truth_by_zone=truth_by_zone, store=str(store),
+        truth=truth_table, truth_by_zone=truth_by_zone, store=str(store), unmodelled=unmodelled,
         formats=f"Zarr v{cfg.predict.zarr_format}, consolidated metadata, CF-1.10",
     )  # fmt: skip
     _log_totals(totals, truth_table, log)
