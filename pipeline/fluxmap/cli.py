@@ -131,7 +131,13 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
         if model or predict:
             model_stage(cfg, tables)
         if predict:
-            report_stage(cfg, predict_stage(cfg))
+            written = predict_stage(cfg)
+            report_stage(cfg, written)
+            eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
+            if eight_day and not written:
+                raise SystemExit(
+                    f"fluxmap: no map was written: no models for the 8-day targets {eight_day} (see above)"
+                )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -90,13 +90,31 @@ def load_model(path: str | Path) -> FittedModel:
     return FittedModel(meta["kind"], est, meta["features"], meta)
 
 
+MODEL_SUFFIXES = (".ubj", ".skops")
+"""The model files fluxmap writes: XGBoost UBJSON, forests as skops."""
+
+
+def model_files(folder: str | Path, pattern: str) -> list[Path]:
+    """The model files (any family) in ``folder`` whose names match ``pattern`` (e.g. ``model_zone_*``),
+    sorted; two families under one name (a stale model of another run) is an error."""
+    found = sorted(p for p in Path(folder).glob(pattern) if p.suffix in MODEL_SUFFIXES)
+    stems = [p.stem for p in found]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ValueError(
+            f"{folder}: models {twice} exist in more than one format ({', '.join(MODEL_SUFFIXES)}): files of an "
+            "earlier run with another model family; rerun the models stage"
+        )
+    return found
+
+
 def _model_paths(folder: Path, *, ensemble: bool) -> tuple[list[Path], Path, list[Path]]:
-    zones = sorted(folder.glob("model_zone_*.ubj"))
-    members = sorted(folder.glob("ensemble_*.ubj")) if ensemble else []
-    unified = folder / "model_unified.ubj"
-    if not unified.is_file():
-        raise FileNotFoundError(f"{folder}: no model_unified.ubj (run the model stage first)")
-    return zones, unified, members
+    zones = model_files(folder, "model_zone_*")
+    members = model_files(folder, "ensemble_*") if ensemble else []
+    unified = model_files(folder, "model_unified.*")
+    if not unified:
+        raise FileNotFoundError(f"{folder}: no model_unified.ubj or .skops (run the model stage first)")
+    return zones, unified[0], members
 
 
 def _single_threaded(path: Path) -> FittedModel:

@@ -199,6 +199,8 @@ def model_target(
     the tables, figure and report; return the summary. ``zones``: refits the zones without given
     locations; ``truth`` (the demo world): each row's noise-free flux and true zone."""
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("model_*"), *out.glob("ensemble_*")]:  # an earlier run's models (another family, zones)
+        stale.unlink()
     protocol = _protocol(cfg, name.partition(":")[0], annual)
     feats = candidate_predictors(df, cfg.predictors, annual=annual)
     if truth is not None:

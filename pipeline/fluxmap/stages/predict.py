@@ -15,7 +15,7 @@ import xarray as xr
 
 from fluxmap._version import __version__
 from fluxmap.config import RunConfig
-from fluxmap.io.models import ModelFiles
+from fluxmap.io.models import MODEL_SUFFIXES, ModelFiles, model_files
 from fluxmap.io.progress import Progress
 from fluxmap.io.provenance import cache_key, git_revision, sha256, versions
 from fluxmap.io.store import (
@@ -39,7 +39,7 @@ def _targets(cfg: RunConfig, models_dir: Path) -> list[str]:
     return [
         t
         for t in cfg.model.targets
-        if t.endswith(":8day") and (models_dir / t.replace(":", "_") / "model_unified.ubj").is_file()
+        if t.endswith(":8day") and model_files(models_dir / t.replace(":", "_"), "model_unified.*")
     ]
 
 
@@ -114,7 +114,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         for t in targets
     ]  # fmt: skip
     pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
-    files = [*models_dir.rglob("*.ubj"), *models_dir.rglob("zones_without_model.json")]
+    files = [p for s in (*MODEL_SUFFIXES, ".json") for p in models_dir.rglob(f"*{s}") if p.parent != models_dir]
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(files)}
     key = cache_key({"predict": dataclasses.asdict(cfg.predict), "targets": targets}, {"models": model_files, **inputs})
     ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs))

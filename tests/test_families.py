@@ -1,0 +1,84 @@
+"""Every model family maps (issue 23, class 4): the predict stage maps what the models stage fitted,
+a workdir that held another family's models maps the new ones, and a run without a map does not say done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+
+def _run(world, workdir: Path, kind: str) -> dict:
+    from fluxmap.demo import demo_sources
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.stages.models import model_stage
+    from fluxmap.stages.sites import sites_stage
+    from fluxmap.testing import predict_and_report, small_run_config
+
+    cfg = small_run_config(
+        workdir, world.root, targets=["sr:8day"], kind=kind, backward_elimination=False, bootstrap_members=0
+    )
+    log: list[str] = []
+    tables = extract_stage(cfg, sites_stage(cfg, demo_sources(world.root), log=log.append), log=log.append)
+    model_stage(cfg, tables, log=log.append)
+    return predict_and_report(cfg, log=log.append)
+
+
+@pytest.mark.parametrize("kind", ["rf", "qrf"])
+def test_forest_families_are_mapped_and_replace_an_earlier_family(tiny_world, tmp_path, kind):
+    first = _run(tiny_world, tmp_path, "xgboost")
+    assert first and list((tmp_path / "models" / "sr_8day").glob("model_unified.ubj"))
+    result = _run(tiny_world, tmp_path, kind)  # same workdir, another family
+    folder = tmp_path / "models" / "sr_8day"
+    assert not list(folder.glob("*.ubj")), "the earlier family's models must not stay behind"
+    meta = json.loads((folder / "model_unified.json").read_text())
+    assert meta["kind"] == kind and (folder / "model_unified.skops").is_file()
+    ds = xr.open_zarr(result["store"], consolidated=True)
+    land = ds.zone.values > 0
+    sr = ds.sr.values[:, land]
+    assert np.isfinite(sr).mean() > 0.5 and np.nanmin(sr) >= 0
+    # The map is the new family's: the stored checksums name the .skops files.
+    assert all(p.endswith((".skops", ".json")) for p in json.loads(ds.attrs["fluxmap_model_sha256"]))
+    from fluxmap.io.models import load_model
+
+    model = load_model(folder / "model_unified.skops")
+    zone = ds.zone.values
+    r, c = np.argwhere(land)[0]
+    if int(zone[r, c]) not in {int(p.stem.split("_")[-1]) for p in folder.glob("model_zone_*.skops")}:
+        from fluxmap.io.catalog import builtin_catalog, load_catalog
+        from fluxmap.science.extract import to_periods
+        from fluxmap.science.predict import predictor_cube
+
+        cat = load_catalog(builtin_catalog("demo"), DEMO_ROOT=str(tiny_world.root))
+        cubes = {e: cat.open(e) for e in ("mod11a2", "mod09a1", "mod15a2h", "mod17a2h", "mod16a2", "era5", "static")}
+        cubes["era5"] = to_periods(cubes["era5"])
+        x = predictor_cube(cubes)[model.features].isel(lat=r, lon=c, time=[3]).compute()
+        expect = model.predict(np.stack([np.broadcast_to(x[f].values, (1,)) for f in model.features], axis=1))
+        np.testing.assert_allclose(ds.sr.values[3, r, c], expect[0], rtol=1e-5)
+
+
+def test_a_run_without_a_map_does_not_say_done(tiny_world, tmp_path, capsys):
+    import yaml
+
+    from fluxmap.cli import main
+    from fluxmap.demo import demo_sources
+
+    sources = [{"kind": s.kind, "path": s.path, "options": dict(s.options)} for s in demo_sources(tiny_world.root)]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "workdir": str(tmp_path / "out"),
+                "demo": None,
+                "sites": {"sources": sources},
+                "extract": {"catalog_params": {"DEMO_ROOT": str(tiny_world.root)}},
+                # The tiny world has 5 chamber sites, so RH has fewer than 2 x min_sites: no RH model.
+                "model": {"targets": ["rh:8day"], "min_sites": 3, "k_candidates": [2], "restarts": 3, "bootstrap_members": 0},
+            }
+        )
+    )
+    with pytest.raises(SystemExit, match="no map was written"):
+        main(["predict", "--config", str(cfg), "--cluster", "threads"])
