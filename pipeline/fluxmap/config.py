@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import yaml
 
 __all__ = [
     "ClusterConfig",
+    "ConfigError",
     "DemoConfig",
     "ExtractConfig",
     "ModelConfig",
@@ -76,17 +79,76 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.ids_per_location must be >= 1, got {self.ids_per_location}")
 
 
+class ConfigError(ValueError):
+    """A config value of the wrong type or an unknown key; the message names the key, value and expectation."""
+
+
+def _expected(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    if tp in names:
+        return names[tp]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_expected(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {len(args)} values ({', '.join(_expected(a) for a in args)})"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _checked(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (lists become tuples, integers numbers), or a ConfigError naming
+    ``where``, the value and what was expected. No string is ever converted: "5" is not 5."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bad = ConfigError(f"{where} = {value!r} ({type(value).__name__}): expected {_expected(tp)}")
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _checked(value, option, where)
+            except ConfigError:
+                continue
+        raise bad
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (tp is int and not isinstance(value, int)):
+            raise bad
+        return float(value) if tp is float else value
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_checked(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise bad
+        return tuple(_checked(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise bad
+    return value
+
+
 def from_mapping(cls: type, data: dict[str, Any], *, where: str = "config") -> Any:
-    """Build a frozen dataclass from a mapping, rejecting unknown keys by name."""
+    """Build a frozen dataclass from a mapping: unknown keys refused by name, every value checked
+    against its field's type (see :func:`_checked`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} = {data!r}: expected a mapping of keys to values")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for k, v in data.items():
-        default = fields[k].default
-        kwargs[k] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
-    return cls(**kwargs)
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _checked(v, hints[k], f"{where}: {k}") for k, v in data.items()})
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -332,6 +394,26 @@ class RunConfig:
     """Where the Dask work runs."""
 
 
+def _source(entry: Any, where: str) -> SourceSpec:
+    """One ``sites.sources`` entry: ``kind``, ``path`` and an optional ``options`` mapping, nothing else."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} = {entry!r}: expected a mapping with kind, path and options")
+    unknown = sorted(set(entry) - {"kind", "path", "options"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: ['kind', 'options', 'path']")
+    missing = [k for k in ("kind", "path") if k not in entry]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    options = entry.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: options = {options!r}: expected a mapping")
+    return SourceSpec(
+        kind=_checked(entry["kind"], str, f"{where}: kind"),
+        path=_checked(entry["path"], str, f"{where}: path"),
+        options=tuple(sorted(options.items())),
+    )
+
+
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
     known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster"}
@@ -340,10 +422,7 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     demo = data.get("demo", {})
     sites = dict(data.get("sites") or {})
-    sources = tuple(
-        SourceSpec(kind=s["kind"], path=s["path"], options=tuple(sorted((s.get("options") or {}).items())))
-        for s in sites.pop("sources", []) or []
-    )
+    sources = tuple(_source(s, f"{where}: sites: sources[{i}]") for i, s in enumerate(sites.pop("sources", []) or []))
     extract = dict(data.get("extract") or {})
     if "catalog_params" in extract:
         extract["catalog_params"] = tuple(sorted(extract["catalog_params"].items()))
@@ -355,7 +434,7 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
         predict=from_mapping(PredictConfig, dict(data.get("predict") or {}), where=f"{where}: predict"),
         model=from_mapping(ModelConfig, model, where=f"{where}: model"),
-        workdir=data.get("workdir", "fluxmap-output"),
+        workdir=_checked(data.get("workdir", "fluxmap-output"), str, f"{where}: workdir"),
         demo=None if demo is None else from_mapping(DemoConfig, demo, where=f"{where}: demo"),
         sites=from_mapping(SitesConfig, {**sites, "sources": sources}, where=f"{where}: sites"),
         extract=from_mapping(ExtractConfig, extract, where=f"{where}: extract"),
