@@ -82,3 +82,32 @@ def test_a_run_without_a_map_does_not_say_done(tiny_world, tmp_path, capsys):
     )
     with pytest.raises(SystemExit, match="no map was written"):
         main(["predict", "--config", str(cfg), "--cluster", "threads"])
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "rf"])
+def test_a_damaged_or_mismatched_model_file_is_refused_before_it_is_parsed(tmp_path, kind):
+    """A truncated, replaced or relabelled model file is refused with its name, before XGBoost or skops
+    parse a byte of it (a truncated file handed to the native library could crash the process)."""
+    import pandas as pd
+
+    from fluxmap.io.models import load_model, save_model
+    from fluxmap.science.train import fit
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)}).assign(value=lambda d: 2 * d.a)
+    path = save_model(fit(kind, df, df.value, features=["a", "b"], params={"n_estimators": 5}), tmp_path / "m")
+    good = path.read_bytes()
+    assert load_model(path).predict(df).shape == (60,)
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(ValueError, match=r"m\.(ubj|skops): its SHA-256 differs .* damaged, truncated"):
+        load_model(path)
+    path.write_bytes(good)
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "features": ["b", "a"] if kind == "xgboost" else ["a"]}))
+    with pytest.raises(ValueError, match="trained on|takes 2 predictors"):
+        load_model(path)
+    meta.pop("sha256")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="no checksum"):
+        load_model(path)

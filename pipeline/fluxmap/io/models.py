@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluxmap.io.provenance import sha256
 from fluxmap.science.predict import ModelSet
 from fluxmap.science.train import FittedModel
 from fluxmap.science.zones import ZoneModel
@@ -40,13 +41,21 @@ def save_model(model: FittedModel, stem: str | Path) -> Path:
     stem.parent.mkdir(parents=True, exist_ok=True)
     if model.kind == "xgboost":
         path = stem.with_suffix(".ubj")
-        model.estimator.get_booster().save_model(str(path))
+        booster = model.estimator.get_booster()
+        booster.feature_names = list(model.features)  # the model itself knows its inputs
+        booster.save_model(str(path))
     else:
         import skops.io as sio
 
         path = stem.with_suffix(".skops")
         sio.dump(model.estimator, path)
-    meta = {**model.metadata, "kind": model.kind, "features": model.features, "file": path.name}
+    meta = {
+        **model.metadata,
+        "kind": model.kind,
+        "features": model.features,
+        "file": path.name,
+        "sha256": sha256(path),
+    }
     stem.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
     return path
 
@@ -65,11 +74,24 @@ def load_model(path: str | Path) -> FittedModel:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{path}: metadata file {meta_path.name} missing")
     meta = json.loads(meta_path.read_text())
+    # Checked before any native library sees the bytes: a truncated or replaced file is refused, not parsed.
+    if "sha256" not in meta:
+        raise ValueError(
+            f"{path}: {meta_path.name} has no checksum (written by an older fluxmap); rerun the models stage"
+        )
+    if sha256(path) != meta["sha256"]:
+        raise ValueError(
+            f"{path}: its SHA-256 differs from the one in {meta_path.name}: the file is damaged, truncated or was "
+            "replaced; refusing to load it (rerun the models stage)"
+        )
     if path.suffix == ".ubj":
         import xgboost as xgb
 
         est = xgb.XGBRegressor()
         est.load_model(str(path))
+        names = est.get_booster().feature_names
+        if names is not None and list(names) != list(meta["features"]):
+            raise ValueError(f"{path}: the model was trained on {names}, its metadata says {meta['features']}")
         return FittedModel("xgboost", est, meta["features"], meta)
     import skops.io as sio
 
@@ -87,6 +109,10 @@ def load_model(path: str | Path) -> FittedModel:
     if bad:
         raise ValueError(f"{path}: holds types fluxmap does not write: {bad}; refusing to load")
     est = sio.load(path, trusted=unknown)
+    if getattr(est, "n_features_in_", len(meta["features"])) != len(meta["features"]):
+        raise ValueError(
+            f"{path}: the model takes {est.n_features_in_} predictors, its metadata names {len(meta['features'])}"
+        )
     return FittedModel(meta["kind"], est, meta["features"], meta)
 
 
