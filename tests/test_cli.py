@@ -78,5 +78,29 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     assert "unknown key(s) ['colour']" in capsys.readouterr().err
 
 
+def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"workdir": str(tmp_path / "out"), "demo": None, "model": {"min_sites": "5"}}))
+    assert main(["sites", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fluxmap sites: error: {bad}: model: min_sites = '5' (str): expected an integer\n"
+    from fluxmap.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["--debug", "sites", "--config", str(bad)])
+    # An error that is not a known user error: one line naming its type, the traceback under --debug.
+    import fluxmap.cli as cli
+
+    def broken(args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(cli, "cmd_sites", broken)  # main builds its parser afresh: it binds this one
+    assert main(["sites", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err == "fluxmap sites: unexpected error: TypeError: unsupported operand (rerun with --debug for the traceback)\n"
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["--debug", "sites", "--config", str(bad)])
+
+
 def test_parser_builds():
     assert build_parser().prog == "fluxmap"

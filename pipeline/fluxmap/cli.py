@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"fluxmap {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_cluster, _add_demo, _add_stages, _add_catalog):
         add(sub)
@@ -349,9 +350,19 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (CatalogError, FileNotFoundError, ValueError, KeyError, ModuleNotFoundError) as e:
+    except (CatalogError, FileNotFoundError, ValueError, KeyError, ModuleNotFoundError, PermissionError) as e:
+        if args.debug:
+            raise
         print(f"fluxmap {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # not a user error we know: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(
+            f"fluxmap {args.command}: unexpected error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
