@@ -30,6 +30,12 @@ from fluxmap.config import ConfigError, run_config_from_mapping
         ({"sites": {"sources": [{"kind": "srdb", "path": 3}]}}, "sources[0]: path = 3 (int): expected a string"),
         ({"sites": {"sources": [{"kind": "srdb", "path": "x", "options": ["a"]}]}}, "options = ['a']: expected a mapping"),
         ({"sites": {"sources": ["srdb.csv"]}}, "sites: sources[0] = 'srdb.csv': expected a mapping"),
+        ({"sites": {"sources": [{"kind": "srbd", "path": "x"}]}}, "sources[0]: kind = 'srbd': expected one of"),
+        ({"sites": {"sources": [{"kind": "fluxnet", "path": "x", "options": {"site_info": "i", "minqc": 1}}]}},
+         "options: unknown key(s) ['minqc'] for kind 'fluxnet'"),
+        ({"sites": {"sources": [{"kind": "cosore_daily", "path": "x"}]}}, "kind 'cosore_daily' needs ['summary']"),
+        ({"sites": {"sources": [{"kind": "csv", "path": "x", "options": {"mapping": {"site": "s"}}}]}},
+         "options: mapping: unknown key(s) ['site']"),
     ],
 )  # fmt: skip
 def test_a_wrong_value_is_named_with_what_was_expected(data, message):

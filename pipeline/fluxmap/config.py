@@ -394,6 +394,47 @@ class RunConfig:
     """Where the Dask work runs."""
 
 
+SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "srdb": (frozenset(), frozenset()),
+    "cosore_daily": (frozenset({"summary"}), frozenset()),
+    "cosore_halfhourly": (frozenset({"summary"}), frozenset({"dataset"})),
+    "fluxnet": (frozenset({"site_info"}), frozenset({"min_qc", "max_qc_hh", "utc_offset_hours", "variables"})),
+    "fluxnet_monthly": (frozenset(), frozenset()),
+    "csv": (frozenset({"mapping"}), frozenset({"source"})),
+}
+"""Per site-source kind: the options it requires and those it may take."""
+
+CSV_MAPPING_KEYS = frozenset(
+    {"site_id", "lat", "lon", "start", "end", "step", "variable", "variable_name", "value", "units", "units_name"}
+    | {"quality", "ecosystem", "method"}
+)
+"""The keys a ``csv`` source's ``mapping`` may hold (see :func:`fluxmap.io.sites.read_generic_csv`)."""
+
+
+def _source_options(kind: str, options: dict[str, Any], where: str) -> None:
+    """Refuse an unknown kind, unknown or missing options and unknown CSV mapping keys, by name."""
+    if kind not in SOURCE_OPTIONS:
+        raise ConfigError(f"{where}: kind = {kind!r}: expected one of {sorted(SOURCE_OPTIONS)}")
+    required, optional = SOURCE_OPTIONS[kind]
+    unknown = sorted(set(options) - required - optional)
+    if unknown:
+        raise ConfigError(
+            f"{where}: options: unknown key(s) {unknown} for kind {kind!r}; known: {sorted(required | optional)}"
+        )
+    missing = sorted(required - set(options))
+    if missing:
+        raise ConfigError(f"{where}: options: kind {kind!r} needs {missing}")
+    if kind == "csv":
+        mapping = options["mapping"]
+        if not isinstance(mapping, dict):
+            raise ConfigError(
+                f"{where}: options: mapping = {mapping!r}: expected a mapping of fluxmap names to columns"
+            )
+        extra = sorted(set(mapping) - CSV_MAPPING_KEYS)
+        if extra:
+            raise ConfigError(f"{where}: options: mapping: unknown key(s) {extra}; known: {sorted(CSV_MAPPING_KEYS)}")
+
+
 def _source(entry: Any, where: str) -> SourceSpec:
     """One ``sites.sources`` entry: ``kind``, ``path`` and an optional ``options`` mapping, nothing else."""
     if not isinstance(entry, dict):
@@ -407,6 +448,7 @@ def _source(entry: Any, where: str) -> SourceSpec:
     options = entry.get("options") or {}
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: options = {options!r}: expected a mapping")
+    _source_options(_checked(entry["kind"], str, f"{where}: kind"), options, where)
     return SourceSpec(
         kind=_checked(entry["kind"], str, f"{where}: kind"),
         path=_checked(entry["path"], str, f"{where}: path"),
