@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fluxmap.io.provenance import sha256
 from fluxmap.science.predict import ModelSet
@@ -167,20 +168,32 @@ def load_model_set(target: str, folder: str | Path, *, ensemble: bool, unified_m
     )
 
 
+ZONES_WITHOUT_MODEL = "zones_without_model.json"
+"""The models stage's note, per target folder, of the zones without a model of their own."""
+
+
+def save_zones_without_model(folder: str | Path, info: dict[str, Any]) -> None:
+    """Write the note (``zones``, ``physical_sites``, ``min_zone_sites``, ``mapped_with``)."""
+    (Path(folder) / ZONES_WITHOUT_MODEL).write_text(json.dumps(info))
+
+
+def load_zones_without_model(folder: str | Path) -> dict[str, Any] | None:
+    """The note :func:`save_zones_without_model` wrote, or None when the folder has none."""
+    path = Path(folder) / ZONES_WITHOUT_MODEL
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def masked_zones(folder: str | Path) -> list[int]:
-    """The zones the model stage left unmapped (``zones_without_model.json`` with ``mapped_with``
-    ``mask``); empty when they are mapped with the unified model or the file is absent."""
-    path = Path(folder) / "zones_without_model.json"
-    if not path.is_file():
-        return []
-    info = json.loads(path.read_text())
-    return [int(z) for z in info["zones"]] if info.get("mapped_with") == "mask" else []
+    """The zones the model stage left unmapped (its note says ``mapped_with: mask``); empty when
+    they are mapped with the unified model or there is no note."""
+    info = load_zones_without_model(folder)
+    return [int(z) for z in info["zones"]] if info and info.get("mapped_with") == "mask" else []
 
 
 def _digest(folder: Path, *, ensemble: bool) -> str:
     zones, unified, members = _model_paths(folder, ensemble=ensemble)
     h = hashlib.sha256()
-    fallback = folder / "zones_without_model.json"
+    fallback = folder / ZONES_WITHOUT_MODEL
     if fallback.is_file():
         h.update(fallback.read_bytes())
     for p in [*zones, unified, *members]:

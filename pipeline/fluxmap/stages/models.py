@@ -19,7 +19,7 @@ from fluxmap.config import ModelConfig, RunConfig
 from fluxmap.io import report
 from fluxmap.io.figures import plot_obs_pred, plot_zone_map
 from fluxmap.io.landcover import global_class_shares
-from fluxmap.io.models import load_zones, save_model, save_zones
+from fluxmap.io.models import load_zones, save_model, save_zones, save_zones_without_model
 from fluxmap.io.provenance import cache_key, is_cached, write_provenance
 from fluxmap.science.aggregate import display_field
 from fluxmap.science.comparison import (
@@ -301,15 +301,14 @@ def _final_models(
         zone_meta = {**meta, "zone": int(z), "nested_cv": metrics(part.value.to_numpy(), part.pred_zone.to_numpy())}
         save_model(_final_fit(cfg, part, selected, zone_meta), out / f"model_zone_{z}")
     sites = d.groupby("zone").site_group.nunique()
-    (out / "zones_without_model.json").write_text(
-        json.dumps(
-            {
-                "zones": fallback,
-                "physical_sites": {str(z): int(sites[z]) for z in fallback},
-                "min_zone_sites": cfg.min_zone_sites,
-                "mapped_with": cfg.unvalidated_zones,
-            }
-        )
+    save_zones_without_model(
+        out,
+        {
+            "zones": fallback,
+            "physical_sites": {str(z): int(sites[z]) for z in fallback},
+            "min_zone_sites": cfg.min_zone_sites,
+            "mapped_with": cfg.unvalidated_zones,
+        },
     )
 
 

@@ -15,7 +15,7 @@ import xarray as xr
 
 from fluxmap._version import __version__
 from fluxmap.config import RunConfig
-from fluxmap.io.models import MODEL_SUFFIXES, ModelFiles, model_files
+from fluxmap.io.models import MODEL_SUFFIXES, ModelFiles, load_zones_without_model, model_files
 from fluxmap.io.progress import Progress
 from fluxmap.io.provenance import cache_key, git_revision, sha256, versions
 from fluxmap.io.store import (
@@ -43,18 +43,12 @@ def _targets(cfg: RunConfig, models_dir: Path) -> list[str]:
     ]
 
 
-def _zones_without_model(models_dir: Path, targets: list[str]) -> dict[str, Any]:
-    """Per target, the zones without a model of their own and what maps them (the model stage's note)."""
-    found = {}
-    for t in targets:
-        path = models_dir / t.replace(":", "_") / "zones_without_model.json"
-        if path.is_file():
-            found[t] = json.loads(path.read_text())
-    return found
-
-
-def _store_attrs(cfg: RunConfig, key: str, model_files: dict[str, str], inputs: dict[str, str]) -> dict[str, str]:
+def _store_attrs(
+    cfg: RunConfig, key: str, model_files: dict[str, str], inputs: dict[str, str], targets: list[str]
+) -> dict[str, str]:
     models_dir = Path(cfg.workdir) / "models"
+    # Per target, the zones without a model of their own and what maps them (the models stage's note).
+    notes = {t: load_zones_without_model(models_dir / t.replace(":", "_")) for t in targets}
     return {
         "title": "fluxmap gridded carbon fluxes",
         "source": "fluxmap " + __version__,
@@ -65,9 +59,7 @@ def _store_attrs(cfg: RunConfig, key: str, model_files: dict[str, str], inputs: 
         "fluxmap_model_sha256": json.dumps(model_files, sort_keys=True),
         "fluxmap_input_sha256": json.dumps(inputs, sort_keys=True),
         "fluxmap_git_revision": git_revision(),
-        "fluxmap_zones_without_model": json.dumps(
-            _zones_without_model(models_dir, _targets(cfg, models_dir)), sort_keys=True
-        ),
+        "fluxmap_zones_without_model": json.dumps({t: n for t, n in notes.items() if n}, sort_keys=True),
     }
 
 
@@ -117,7 +109,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     files = [p for s in (*MODEL_SUFFIXES, ".json") for p in models_dir.rglob(f"*{s}") if p.parent != models_dir]
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(files)}
     key = cache_key({"predict": dataclasses.asdict(cfg.predict), "targets": targets}, {"models": model_files, **inputs})
-    ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs))
+    ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs, targets))
     store = out / "fluxmap.zarr"
     if not _is_current(store, key):
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
