@@ -240,7 +240,9 @@ def test_compare_outputs_finds_each_kind_of_difference(tmp_path):
     (a / "models" / "sr_8day" / "model_unified.ubj").write_bytes(b"model")
     (a / "models" / "sr_8day" / "model_unified.json").write_text("{}")
     pd.DataFrame({"v": [1.0, 2.0]}).to_parquet(a / "sites" / "observations.parquet")
-    xr.Dataset({"sr": ("x", np.array([1.0, np.nan]))}).to_zarr(a / "predict" / "fluxmap.zarr", zarr_format=2, consolidated=True)
+    xr.Dataset({"sr": ("x", np.array([1.0, np.nan]))}).to_zarr(
+        a / "predict" / "fluxmap.zarr", zarr_format=2, consolidated=True
+    )
     b = tmp_path / "b"
     shutil.copytree(a, b)
     same = compare(a, b)
@@ -248,7 +250,9 @@ def test_compare_outputs_finds_each_kind_of_difference(tmp_path):
     (b / "models" / "summary.csv").write_text("target,r2\nsr,0.6\n")
     (b / "models" / "sr_8day" / "model_unified.json").write_text('{"x": 1}')
     pd.DataFrame({"v": [1.0, 2.5]}).to_parquet(b / "sites" / "observations.parquet")
-    xr.Dataset({"sr": ("x", np.array([1.0, 0.0]))}).to_zarr(b / "predict" / "fluxmap.zarr", mode="w", zarr_format=2, consolidated=True)
+    xr.Dataset({"sr": ("x", np.array([1.0, 0.0]))}).to_zarr(
+        b / "predict" / "fluxmap.zarr", mode="w", zarr_format=2, consolidated=True
+    )
     diffs = compare(a, b)["differences"]
     assert diffs == [
         "models/summary.csv: differs",

@@ -205,21 +205,34 @@ def test_unknown_user_parameter(tmp_path):
 def test_cloud_catalog_loads_structurally():
     path = builtin_catalog("cloud")
     doc = yaml.safe_load(path.read_text())
-    check_catalog(doc, str(path))
+    sources = check_catalog(path)
     cat = load_catalog(path)
+    assert set(sources) == set(cat.entries)
     assert {"era5", "mod11a2", "mod09a1", "mod15a2h", "mod17a2h", "mcd12q1"} <= set(cat.entries)
-    era5 = cat.cat["era5"]
-    assert era5.kwargs["args"][0].url == "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
-    assert era5.kwargs["args"][0].storage_options == {"token": "anon"}
+    era5 = cat.source("era5")
+    assert era5.url == "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
+    assert era5.storage_options == {"token": "anon"} and era5.local is None
     for name in ("mod11a2", "mod09a1", "mod15a2h", "mod17a2h", "mcd12q1"):
-        reader = cat.cat[name]
-        assert f"{type(reader).__module__}:{type(reader).__name__}" in ALLOWED_READERS
-        assert reader.kwargs["args"][0].url == "https://planetarycomputer.microsoft.com/api/stac/v1"
-        assert reader.kwargs["collection"].startswith("modis-") and reader.kwargs["collection"].endswith("-061")
-        assert reader.kwargs["bbox"] == "-10,35,30,60"  # user parameter filled in
+        src = cat.source(name)
+        assert src.reader in ALLOWED_READERS and src.kind == "service"
+        assert src.url == "https://planetarycomputer.microsoft.com/api/stac/v1"
+        assert src.options["collection"].startswith("modis-") and src.options["collection"].endswith("-061")
+        assert src.options["bbox"] == "-10,35,30,60"  # user parameter filled in
+    assert load_catalog(path, BBOX="0,0,1,1").source("mod11a2").options["bbox"] == "0,0,1,1"
     assert cat.meta("era5")["step_hours"] == 1
     for tok in ("srdb_v5", "cosore", "fluxnet2015"):
         assert doc["data"][tok]["kwargs"]["url"].startswith("https://")
+
+
+def test_fluxmap_catalogs_still_open_with_intake(demo_catalog, tiny_world):
+    """The files keep Intake 2's format: Intake itself reads the demo catalog to the same data."""
+    import intake
+
+    cat = intake.from_yaml_file(str(builtin_catalog("demo")))
+    cat.user_parameters["DEMO_ROOT"] = str(tiny_world.root)
+    via_intake = cat["mod11a2"].read()
+    ours = demo_catalog.open_raw("mod11a2")
+    xr.testing.assert_identical(via_intake.isel(time=[0, -1]).load(), ours.isel(time=[0, -1]).load())
 
 
 def test_cloud_entry_unreachable_here_is_a_clear_error():

@@ -97,7 +97,10 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys
     monkeypatch.setattr(cli, "cmd_sites", broken)  # main builds its parser afresh: it binds this one
     assert main(["sites", "--config", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert err == "fluxmap sites: unexpected error: TypeError: unsupported operand (rerun with --debug for the traceback)\n"
+    assert (
+        err
+        == "fluxmap sites: unexpected error: TypeError: unsupported operand (rerun with --debug for the traceback)\n"
+    )
     with pytest.raises(TypeError, match="unsupported operand"):
         main(["--debug", "sites", "--config", str(bad)])
 

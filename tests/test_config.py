@@ -3,6 +3,8 @@ field's type, unknown keys anywhere refused, each error naming the key, the valu
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from fluxmap.config import ConfigError, run_config_from_mapping
@@ -36,6 +38,16 @@ from fluxmap.config import ConfigError, run_config_from_mapping
         ({"sites": {"sources": [{"kind": "cosore_daily", "path": "x"}]}}, "kind 'cosore_daily' needs ['summary']"),
         ({"sites": {"sources": [{"kind": "csv", "path": "x", "options": {"mapping": {"site": "s"}}}]}},
          "options: mapping: unknown key(s) ['site']"),
+        ({"sites": {"sources": [{"kind": "srdb", "path": "x", "options": {"encoding": "latin-9x"}}]}},
+         "sources[0]: options: encoding = 'latin-9x': not a known text encoding"),
+        ({"sites": {"sources": [{"kind": "srdb", "path": "x", "options": {"encoding": 1252}}]}},
+         "options: encoding = 1252 (int): expected a string"),
+        ({"sites": {"plausible": {"co2": [0, 1]}}}, "config: sites: plausible: unknown variable(s) ['co2']; known: ['sr'"),
+        ({"sites": {"plausible": {"sr": [0, "40"]}}}, "sites: plausible: sr[1] = '40' (str): expected a number"),
+        ({"sites": {"plausible": {"sr": [0, 40, 80]}}}, "sites: plausible: sr = [0, 40, 80] (list): expected a list of 2"),
+        ({"sites": {"plausible": {"sr": [40, 0]}}}, "sites: plausible: sr = [40, 0]: expected finite low < high"),
+        ({"sites": {"plausible_subdaily": {"nee": [-math.inf, 50]}}}, "plausible_subdaily: nee = [-inf, 50]: expected finite"),
+        ({"sites": {"plausible": [0, 40]}}, "sites: plausible = [0, 40]: expected a mapping of variable to [low, high]"),
     ],
 )  # fmt: skip
 def test_a_wrong_value_is_named_with_what_was_expected(data, message):
@@ -56,3 +68,8 @@ def test_valid_values_are_kept_and_normalized():
     assert isinstance(cfg.demo.resolution, float) and isinstance(cfg.model.group_distance_km, float)
     assert cfg.model.k_candidates == (2, 3) and cfg.model.references == (("sr", "mean"),)
     assert run_config_from_mapping({"demo": None}).demo is None
+    sites = run_config_from_mapping(
+        {"sites": {"plausible": {"sr": [0, 35], "nee": [-30, 20]}, "plausible_subdaily": None}}
+    ).sites
+    assert sites.plausible == (("nee", (-30.0, 20.0)), ("sr", (0.0, 35.0))) and sites.plausible_subdaily == ()
+    assert isinstance(sites.plausible[1][1][1], float)

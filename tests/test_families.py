@@ -76,7 +76,13 @@ def test_a_run_without_a_map_does_not_say_done(tiny_world, tmp_path, capsys):
                 "sites": {"sources": sources},
                 "extract": {"catalog_params": {"DEMO_ROOT": str(tiny_world.root)}},
                 # The tiny world has 5 chamber sites, so RH has fewer than 2 x min_sites: no RH model.
-                "model": {"targets": ["rh:8day"], "min_sites": 3, "k_candidates": [2], "restarts": 3, "bootstrap_members": 0},
+                "model": {
+                    "targets": ["rh:8day"],
+                    "min_sites": 3,
+                    "k_candidates": [2],
+                    "restarts": 3,
+                    "bootstrap_members": 0,
+                },
             }
         )
     )

@@ -104,8 +104,10 @@ def _summarize_catalog(catalog: str, params: dict[str, str], entries: list[str] 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from fluxmap.config import DemoConfig
+    from fluxmap.io.lock import workdir_lock
 
-    _ensure_world(Path(args.root), _run_config(args.config).demo or DemoConfig(), args.force)
+    with workdir_lock(args.root):
+        _ensure_world(Path(args.root), _run_config(args.config).demo or DemoConfig(), args.force)
     return 0
 
 
@@ -142,13 +144,22 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fluxmap.cluster import check_shared_workdir
+    from fluxmap.io.lock import workdir_lock
 
     cfg = _run_config(args.config, args.workdir, args)
     check_shared_workdir(cfg.cluster, cfg.workdir)  # before the demo world is built
+    with workdir_lock(cfg.workdir):
+        return _run(args, cfg)
+
+
+def _run(args: argparse.Namespace, cfg) -> int:
     t = time.perf_counter()
     if cfg.demo is not None:
+        from fluxmap.io.lock import workdir_lock
+
         root = Path(cfg.workdir) / "demo-world"
-        _ensure_world(root, cfg.demo, args.force)
+        with workdir_lock(root):
+            _ensure_world(root, cfg.demo, args.force)
         if not _summarize_catalog("demo", {"DEMO_ROOT": str(root)}, None):
             return 1
     _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True, predict=True))
@@ -161,26 +172,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sites(args: argparse.Namespace) -> int:
+    from fluxmap.io.lock import workdir_lock
+
     cfg = _run_config(args.config, args.workdir, args)
-    _on_cluster(cfg, lambda: _site_stages(cfg, extract=False))
+    with workdir_lock(cfg.workdir):
+        _on_cluster(cfg, lambda: _site_stages(cfg, extract=False))
     return 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from fluxmap.io.lock import workdir_lock
+
     cfg = _run_config(args.config, args.workdir, args)
-    _on_cluster(cfg, lambda: _site_stages(cfg, extract=True))
+    with workdir_lock(cfg.workdir):
+        _on_cluster(cfg, lambda: _site_stages(cfg, extract=True))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from fluxmap.io.lock import workdir_lock
+
     cfg = _run_config(args.config, args.workdir, args)
-    _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True))
+    with workdir_lock(cfg.workdir):
+        _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from fluxmap.io.lock import workdir_lock
+
     cfg = _run_config(args.config, args.workdir, args)
-    _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True, predict=True))
+    with workdir_lock(cfg.workdir):
+        _on_cluster(cfg, lambda: _site_stages(cfg, extract=True, model=True, predict=True))
     return 0
 
 
@@ -347,10 +370,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fluxmap.io.catalog import CatalogError
+    from fluxmap.io.lock import WorkdirBusy
+    from fluxmap.io.sites import SiteFileError  # a site file unreadable as a whole: file and line
 
     try:
         return int(args.func(args))
-    except (CatalogError, FileNotFoundError, ValueError, KeyError, ModuleNotFoundError, PermissionError) as e:
+    except (
+        CatalogError,
+        WorkdirBusy,
+        SiteFileError,
+        FileNotFoundError,
+        ValueError,
+        KeyError,
+        ModuleNotFoundError,
+        PermissionError,
+    ) as e:
         if args.debug:
             raise
         print(f"fluxmap {args.command}: error: {e}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -188,6 +190,13 @@ class SitesConfig:
     """Minimum observed fraction of an 8-day period for it to become a training record."""
     srdb_min_year: float | None = 2000
     """SRDB: earliest study mid-year (satellite era); None keeps all."""
+    plausible: tuple[tuple[str, tuple[float, float]], ...] = ()
+    """Per variable, the plausible [low, high] in g C m-2 d-1 of means over a day or longer, replacing
+    the default of ``fluxmap.io.sites.PLAUSIBLE`` (YAML: ``plausible: {sr: [0, 40]}``); values outside
+    are quarantined as ``implausible value``."""
+    plausible_subdaily: tuple[tuple[str, tuple[float, float]], ...] = ()
+    """The same for records shorter than a day (rates in g C m-2 d-1), replacing
+    ``fluxmap.io.sites.PLAUSIBLE_SUBDAILY``."""
 
 
 @dataclass(frozen=True)
@@ -395,14 +404,18 @@ class RunConfig:
 
 
 SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "srdb": (frozenset(), frozenset()),
-    "cosore_daily": (frozenset({"summary"}), frozenset()),
-    "cosore_halfhourly": (frozenset({"summary"}), frozenset({"dataset"})),
-    "fluxnet": (frozenset({"site_info"}), frozenset({"min_qc", "max_qc_hh", "utc_offset_hours", "variables"})),
-    "fluxnet_monthly": (frozenset(), frozenset()),
-    "csv": (frozenset({"mapping"}), frozenset({"source"})),
+    "srdb": (frozenset(), frozenset({"encoding"})),
+    "cosore_daily": (frozenset({"summary"}), frozenset({"encoding"})),
+    "cosore_halfhourly": (frozenset({"summary"}), frozenset({"dataset", "encoding"})),
+    "fluxnet": (
+        frozenset({"site_info"}),
+        frozenset({"min_qc", "max_qc_hh", "utc_offset_hours", "variables", "encoding"}),
+    ),
+    "fluxnet_monthly": (frozenset(), frozenset({"encoding"})),
+    "csv": (frozenset({"mapping"}), frozenset({"source", "encoding"})),
 }
-"""Per site-source kind: the options it requires and those it may take."""
+"""Per site-source kind: the options it requires and those it may take (``encoding``: of the
+source's files, UTF-8 by default)."""
 
 CSV_MAPPING_KEYS = frozenset(
     {"site_id", "lat", "lon", "start", "end", "step", "variable", "variable_name", "value", "units", "units_name"}
@@ -424,6 +437,12 @@ def _source_options(kind: str, options: dict[str, Any], where: str) -> None:
     missing = sorted(required - set(options))
     if missing:
         raise ConfigError(f"{where}: options: kind {kind!r} needs {missing}")
+    if "encoding" in options:
+        encoding = _checked(options["encoding"], str, f"{where}: options: encoding")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ConfigError(f"{where}: options: encoding = {encoding!r}: not a known text encoding") from None
     if kind == "csv":
         mapping = options["mapping"]
         if not isinstance(mapping, dict):
@@ -456,6 +475,26 @@ def _source(entry: Any, where: str) -> SourceSpec:
     )
 
 
+def _plausible(value: Any, where: str) -> tuple[tuple[str, tuple[float, float]], ...]:
+    """A ``sites: plausible`` mapping of variable to [low, high] (g C m-2 d-1), checked by name."""
+    from fluxmap.science.products import TARGETS
+
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} = {value!r}: expected a mapping of variable to [low, high] in g C m-2 d-1")
+    unknown = sorted(set(value) - set(TARGETS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown variable(s) {unknown}; known: {list(TARGETS)}")
+    out = []
+    for name, bounds in sorted(value.items()):
+        lo, hi = _checked(bounds, tuple[float, float], f"{where}: {name}")
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ConfigError(f"{where}: {name} = {bounds!r}: expected finite low < high")
+        out.append((name, (lo, hi)))
+    return tuple(out)
+
+
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
     known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster"}
@@ -465,6 +504,9 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
     demo = data.get("demo", {})
     sites = dict(data.get("sites") or {})
     sources = tuple(_source(s, f"{where}: sites: sources[{i}]") for i, s in enumerate(sites.pop("sources", []) or []))
+    for key in ("plausible", "plausible_subdaily"):
+        if key in sites:
+            sites[key] = _plausible(sites[key], f"{where}: sites: {key}")
     extract = dict(data.get("extract") or {})
     if "catalog_params" in extract:
         extract["catalog_params"] = tuple(sorted(extract["catalog_params"].items()))

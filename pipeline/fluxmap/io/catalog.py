@@ -1,69 +1,87 @@
-"""Intake catalogs of the predictor sources, opened as lazy cubes in canonical names and units.
+"""Catalogs of the predictor sources, opened as lazy cubes in canonical names and units.
 
-A fluxmap catalog is an Intake 2 catalog (``version: 2``) whose entries use only
-allow-listed readers and data types and name no code: :func:`load_catalog` checks
-the YAML with the safe loader before Intake sees it, and refuses ``{func(...)}``,
-``{import(...)}`` and ``{pickle64(...)}`` templates and any other reader class.
+A fluxmap catalog is a YAML file in Intake 2's format (``version: 2``; Intake can read
+it too). fluxmap loads it without Intake: :func:`load_catalog` checks the file against
+an allow-list (:mod:`fluxmap.io.catalog_schema`: known keys and plain values only, no
+YAML tags, no templates but ``{PARAM}`` and ``{data(NAME)}``, local paths inside the
+catalog's folder or an explicitly passed parameter) and opens each entry with a
+reader built here from literal options. Nothing in a catalog is imported, evaluated
+or expanded.
 
 Each entry's ``metadata.fluxmap`` block says which product it holds (the decoder
 in :mod:`fluxmap.science.products` to apply), which source variable plays which role when
 the names differ from the product's own, the source's CRS where the file has none,
-and the time step. :meth:`FluxCatalog.open` reads the entry with Intake (lazily,
-with the entry's chunks), decodes it and returns a Dataset with canonical
-variables, units and CF attributes. Opening computes nothing.
+and the time step. :meth:`FluxCatalog.open` reads the entry lazily with the entry's
+chunks, decodes it and returns a Dataset with canonical variables, units and CF
+attributes. Opening computes nothing.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
-import yaml
 
+from fluxmap.io.catalog_schema import DATATYPES, READERS, STAC_READER, CatalogError, Source, parse_catalog
 from fluxmap.science import periods, products
 
 __all__ = [
     "CatalogError",
     "FluxCatalog",
+    "Source",
     "builtin_catalog",
     "describe",
     "load_catalog",
 ]
 
-ALLOWED_READERS = frozenset(
-    {
-        "intake.readers.readers:XArrayDatasetReader",
-        "fluxmap.io.catalog:StacCubeReader",
-    }
-)
-"""Intake readers a fluxmap catalog may name (all return lazy xarray Datasets)."""
+ALLOWED_READERS = READERS
+"""Reader labels a fluxmap catalog may name (all return lazy xarray Datasets)."""
 
-ALLOWED_DATATYPES = frozenset(
-    {
-        "intake.readers.datatypes:Zarr",
-        "intake.readers.datatypes:NetCDF3",
-        "intake.readers.datatypes:HDF5",
-        "intake.readers.datatypes:TIFF",
-        "intake.readers.datatypes:CSV",
-        "intake.readers.datatypes:Service",
-    }
-)
-"""Intake data types a fluxmap catalog may name."""
-
-_FORBIDDEN_TEMPLATES = ("{func(", "{import(", "{pickle64(", "{pickle(")
-_TOP_KEYS = ("version", "aliases", "metadata", "user_parameters", "data", "entries")
-
-
-class CatalogError(ValueError):
-    """A catalog, entry or variable is missing, unsafe or not in the expected units."""
+ALLOWED_DATATYPES = frozenset(DATATYPES)
+"""Data-type labels a fluxmap catalog may name."""
 
 
 # --- STAC (MODIS on the Planetary Computer) -------------------------------------------------
+
+
+def open_stac(
+    url: str,
+    collection: str,
+    assets: list[str],
+    bbox: str | list[float],
+    datetime: str,
+    chunks: dict[str, int],
+    crs: str | None = None,
+    resolution: float | None = None,
+) -> xr.Dataset:
+    """Search a STAC API and load the items as a lazy cube with odc-stac.
+
+    Assets are signed with the ``planetary-computer`` package when the API is the
+    Planetary Computer's. Dimensions come back as ``(time, y, x)`` in the items' CRS
+    (MODIS sinusoidal) unless ``crs``/``resolution`` ask for another grid; band
+    names are the asset keys (the products' SDS names), so the decoders apply as is.
+    Needs ``pip install 'fluxmap[cloud]'``.
+    """
+    import odc.stac
+    import pystac_client
+
+    modifier = None
+    if "planetarycomputer" in url:
+        import planetary_computer
+
+        modifier = planetary_computer.sign_inplace
+    box = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else list(bbox)
+    client = pystac_client.Client.open(url, modifier=modifier)
+    items = client.search(collections=[collection], bbox=box, datetime=datetime).item_collection()
+    if len(items) == 0:
+        raise CatalogError(f"STAC {url}: no {collection} items in bbox {box} for {datetime}")
+    extra = {k: v for k, v in (("crs", crs), ("resolution", resolution)) if v is not None}
+    return odc.stac.load(items, bands=assets, bbox=box, chunks=chunks, groupby="solar_day", **extra)
 
 
 def _stac_reader_base() -> type:
@@ -73,89 +91,54 @@ def _stac_reader_base() -> type:
 
 
 class StacCubeReader(_stac_reader_base()):  # type: ignore[misc]
-    """Intake reader: search a STAC API and load the items as a lazy cube with odc-stac.
-
-    Assets are signed with the ``planetary-computer`` package when the API is the
-    Planetary Computer's. Dimensions come back as ``(time, y, x)`` in the items' CRS
-    (MODIS sinusoidal) unless ``crs``/``resolution`` ask for another grid; band
-    names are the asset keys (the products' SDS names), so the decoders apply as is.
-    Needs ``pip install 'fluxmap[cloud]'``.
-    """
+    """The Intake reader behind the ``fluxmap.io.catalog:StacCubeReader`` label, for users who open
+    fluxmap's catalogs with Intake itself; fluxmap calls :func:`open_stac` directly."""
 
     output_instance = "xarray:Dataset"
     imports = {"pystac_client", "odc.stac"}
 
-    def _read(
-        self,
-        data,
-        collection: str,
-        assets: list[str],
-        bbox: str | list[float],
-        datetime: str,
-        chunks: dict[str, int],
-        crs: str | None = None,
-        resolution: float | None = None,
-        **kw: Any,
-    ) -> xr.Dataset:
-        import odc.stac
-        import pystac_client
-
-        modifier = None
-        if "planetarycomputer" in data.url:
-            import planetary_computer
-
-            modifier = planetary_computer.sign_inplace
-        box = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else list(bbox)
-        client = pystac_client.Client.open(data.url, modifier=modifier)
-        items = client.search(collections=[collection], bbox=box, datetime=datetime).item_collection()
-        if len(items) == 0:
-            raise CatalogError(f"STAC {data.url}: no {collection} items in bbox {box} for {datetime}")
-        extra = {k: v for k, v in (("crs", crs), ("resolution", resolution)) if v is not None}
-        return odc.stac.load(items, bands=assets, bbox=box, chunks=chunks, groupby="solar_day", **extra, **kw)
+    def _read(self, data, **kw: Any) -> xr.Dataset:
+        return open_stac(data.url, **kw)
 
 
-# --- safety and loading ----------------------------------------------------------------
+# --- opening one source ---------------------------------------------------------------------
+
+_DEFAULT_ENGINE = {"zarr": "zarr", "netcdf": "h5netcdf", "tiff": "rasterio"}
 
 
-def _walk_strings(obj: Any, where: str):
-    if isinstance(obj, str):
-        yield where, obj
-    elif isinstance(obj, Mapping):
-        for k, v in obj.items():
-            yield from _walk_strings(v, f"{where}.{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _walk_strings(v, f"{where}[{i}]")
+def _open_xarray(src: Source) -> xr.Dataset:
+    """Open a file or store with xarray from the entry's literal options (lazy)."""
+    opts = {k: v for k, v in src.options.items() if k != "open_local"}
+    engine = opts.pop("engine", _DEFAULT_ENGINE[src.kind])
+    opts.setdefault("chunks", {})
+    if src.group:
+        opts["group"] = src.group
+    if src.local is not None:
+        if not src.local.exists():
+            raise FileNotFoundError(str(src.local))
+        target: Any = str(src.local)
+    elif engine == "zarr":
+        target = src.url
+        opts["storage_options"] = src.storage_options
+    else:
+        import fsspec
+
+        target = fsspec.open(src.url, mode="rb", **src.storage_options).open()
+    return xr.open_dataset(target, engine=engine, **opts)
 
 
-def check_catalog(doc: Any, source: str) -> None:
-    """Raise :class:`CatalogError` unless ``doc`` is a safe, complete fluxmap catalog."""
-    if not isinstance(doc, dict):
-        raise CatalogError(f"{source}: not a YAML mapping")
-    missing = [k for k in _TOP_KEYS if k not in doc]
-    if missing:
-        raise CatalogError(f"{source}: missing top-level key(s) {missing} of the Intake v2 format")
-    if doc["version"] != 2:
-        raise CatalogError(f"{source}: version is {doc['version']!r}, fluxmap reads Intake v2 catalogs")
-    for where, text in _walk_strings(doc, "catalog"):
-        for bad in _FORBIDDEN_TEMPLATES:
-            if bad in text:
-                raise CatalogError(f"{source}: {where} uses the code template {bad}...; catalogs must not run code")
-    for name, entry in (doc.get("entries") or {}).items():
-        reader = (entry or {}).get("reader")
-        if reader not in ALLOWED_READERS:
-            raise CatalogError(f"{source}: entry {name!r} names reader {reader!r}; allowed: {sorted(ALLOWED_READERS)}")
-        meta = (entry.get("metadata") or {}).get("fluxmap")
-        if not isinstance(meta, dict) or "product" not in meta:
-            raise CatalogError(f"{source}: entry {name!r} has no metadata.fluxmap.product")
-        if meta["product"] not in DECODERS:
-            raise CatalogError(
-                f"{source}: entry {name!r} has unknown product {meta['product']!r}; known: {sorted(DECODERS)}"
-            )
-    for tok, data in (doc.get("data") or {}).items():
-        dt = (data or {}).get("datatype")
-        if dt not in ALLOWED_DATATYPES:
-            raise CatalogError(f"{source}: data {tok!r} has datatype {dt!r}; allowed: {sorted(ALLOWED_DATATYPES)}")
+def _open(src: Source) -> xr.Dataset:
+    if src.reader == STAC_READER:
+        return open_stac(src.url, **src.options)
+    return _open_xarray(src)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def check_catalog(path: str | Path, **params: Any) -> dict[str, Source]:
+    """Check a catalog file against the allow-list; its resolved sources (nothing opened)."""
+    return parse_catalog(Path(path), set(DECODERS), params)[1]
 
 
 def _catalog_dirs() -> list[Path]:
@@ -181,56 +164,48 @@ def builtin_catalog(name: str) -> Path:
     raise CatalogError(f"no built-in catalog {name!r}; known: {sorted(known)}")
 
 
-def load_catalog(path: str | Path, **params: str) -> FluxCatalog:
-    """Check and load a catalog file; ``params`` set its user parameters (e.g. ``DEMO_ROOT``)."""
-    import intake
+def load_catalog(path: str | Path, **params: Any) -> FluxCatalog:
+    """Check and load a catalog file; ``params`` set its user parameters (e.g. ``DEMO_ROOT``).
 
+    Parameters passed here are explicit: local paths may lie inside their values.
+    Everything else must lie inside the catalog's own folder.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CatalogError(f"catalog file not found: {path}")
-    doc = yaml.safe_load(path.read_text())
-    check_catalog(doc, str(path))
-    unknown = sorted(set(params) - set(doc["user_parameters"]))
-    if unknown:
-        raise CatalogError(
-            f"{path}: unknown user parameter(s) {unknown}; the catalog declares {sorted(doc['user_parameters'])}"
-        )
-    cat = intake.from_yaml_file(str(path))
-    for k, v in params.items():
-        cat.user_parameters[k] = str(v)
-    return FluxCatalog(cat=cat, path=path, doc=doc)
+    doc, sources = parse_catalog(path, set(DECODERS), params)
+    return FluxCatalog(path=path, doc=doc, sources=sources)
 
 
 @dataclass
 class FluxCatalog:
-    """A checked Intake catalog whose entries open as canonical, lazy Datasets."""
+    """A checked catalog whose entries open as canonical, lazy Datasets."""
 
-    cat: Any
-    """The Intake ``Catalog``."""
     path: Path
     """Where it was read from."""
     doc: dict
-    """Its YAML document."""
+    """Its YAML document (plain values only)."""
+    sources: dict[str, Source]
+    """Each entry resolved: reader, address, options, ``metadata.fluxmap``."""
 
     @property
     def entries(self) -> list[str]:
         """Entry names, in file order."""
-        return list(self.doc["entries"])
+        return list(self.sources)
 
     def meta(self, name: str) -> dict:
         """The ``metadata.fluxmap`` block of an entry."""
-        self._check_name(name)
-        return dict(self.doc["entries"][name]["metadata"]["fluxmap"])
+        return dict(self.source(name).meta)
 
-    def _check_name(self, name: str) -> None:
-        if name not in self.doc["entries"]:
+    def source(self, name: str) -> Source:
+        """The resolved source of an entry."""
+        if name not in self.sources:
             raise CatalogError(f"{self.path}: no entry {name!r}; entries: {self.entries}")
+        return self.sources[name]
 
     def open_raw(self, name: str) -> xr.Dataset:
-        """The entry as Intake reads it: lazy, chunked, still encoded."""
-        self._check_name(name)
+        """The entry as stored: lazy, chunked, still encoded."""
+        src = self.source(name)
         try:
-            return self.cat[name].read()
+            return _open(src)
         except FileNotFoundError as e:
             raise CatalogError(f"{self.path}: entry {name!r}: source not found ({e})") from e
         except ImportError as e:
@@ -239,6 +214,62 @@ class FluxCatalog:
             raise
         except Exception as e:  # network, credentials, corrupt files: say which entry
             raise CatalogError(f"{self.path}: entry {name!r} cannot be read: {type(e).__name__}: {e}") from e
+
+    def chunk_problems(self, name: str, *, decode: bool = True, variables: list[str] | None = None) -> list[dict]:
+        """Every chunk of a local Zarr entry that is absent or (``decode``) cannot be decoded.
+
+        One row per problem: entry, canonical and stored variable, chunk index, the chunk's
+        index ranges per dimension, its file, and the problem. ``variables`` are canonical
+        names (default: every array). Reads every chunk when ``decode``: meant for the moment
+        a computation failed, to say which chunk made it fail. Other sources: no rows.
+        """
+        import itertools
+
+        import zarr
+
+        src = self.source(name)
+        if src.kind != "zarr" or src.local is None or not src.local.exists():
+            return []
+        roles = dict(src.meta.get("variables") or {})
+        group = zarr.open_group(str(src.local), mode="r")
+        wanted = {roles.get(v, v): v for v in variables} if variables is not None else None
+        rows = []
+        for stored, arr in group.arrays():
+            if wanted is not None and stored not in wanted:
+                continue
+            names = (
+                arr.metadata.dimension_names if arr.metadata.zarr_format == 3 else arr.attrs.get("_ARRAY_DIMENSIONS")
+            )
+            dims = (
+                [str(d) for d in names] if isinstance(names, (list, tuple)) else [f"dim_{i}" for i in range(arr.ndim)]
+            )
+            for idx in itertools.product(*(range(n) for n in arr.cdata_shape)):
+                key = arr.metadata.encode_chunk_key(idx)
+                file = src.local / arr.path / key
+                problem = None
+                if not file.exists():
+                    problem = "absent (read as the fill value)"
+                elif decode:
+                    try:
+                        arr.blocks[idx]
+                    except Exception as e:  # whatever the codec raises: the point is to name the chunk
+                        problem = f"cannot be decoded: {type(e).__name__}: {e}"
+                if problem:
+                    ranges = {
+                        d: f"{i * c}:{min((i + 1) * c, n)}" for d, i, c, n in zip(dims, idx, arr.chunks, arr.shape)
+                    }
+                    rows.append(
+                        {
+                            "entry": name,
+                            "variable": (wanted or {}).get(stored, stored),
+                            "array": stored,
+                            "chunk": ".".join(map(str, idx)),
+                            "ranges": ranges,
+                            "file": str(file),
+                            "problem": problem,
+                        }
+                    )
+        return rows
 
     def open(self, name: str, **options: Any) -> xr.Dataset:
         """Open an entry decoded to canonical names, units and CF attributes (lazy).
@@ -253,12 +284,11 @@ class FluxCatalog:
         return ds
 
     def describe(self) -> str:
-        """One block per entry: product, description, chunks (opening nothing)."""
+        """One block per entry: product, description (opening nothing)."""
         lines = [f"catalog {self.path}"]
         for name in self.entries:
             e = self.doc["entries"][name]
-            meta = e["metadata"]["fluxmap"]
-            lines.append(f"  {name}: {meta['product']} - {e['metadata'].get('description', '')}")
+            lines.append(f"  {name}: {self.sources[name].meta['product']} - {e['metadata'].get('description', '')}")
         return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from fluxmap.io.provenance import atomic_path
 from fluxmap.science.validate import metrics
 
 __all__ = ["map_figure", "plot_obs_pred", "plot_zone_map", "profile_figure"]
@@ -60,7 +61,8 @@ def map_figure(
     ax.set_ylabel("latitude")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -76,7 +78,8 @@ def profile_figure(profiles: dict[str, pd.DataFrame], path: Path) -> Path:
     ax.set_ylabel("latitude")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -109,7 +112,8 @@ def plot_obs_pred(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -127,5 +131,6 @@ def plot_zone_map(zmap: xr.DataArray, k: int, path: Path) -> None:
         "environmental zones (PCA + k-means on long-term climate, vegetation, elevation, soil carbon)", fontsize=9
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)

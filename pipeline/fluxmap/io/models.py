@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fluxmap.io.provenance import sha256
+from fluxmap.io.provenance import atomic_path, sha256, write_json
 from fluxmap.science.predict import ModelSet
 from fluxmap.science.train import FittedModel
 from fluxmap.science.zones import ZoneModel
@@ -25,7 +25,7 @@ __all__ = ["ModelFiles", "load_model", "load_model_set", "load_zones", "save_mod
 
 def save_zones(model: ZoneModel, path: str | Path) -> None:
     """Write the zoning as JSON (plain numbers; safe to share, nothing executable)."""
-    Path(path).write_text(json.dumps(model.to_dict(), indent=1))
+    write_json(path, model.to_dict(), indent=1)
 
 
 def load_zones(path: str | Path) -> ZoneModel:
@@ -44,12 +44,14 @@ def save_model(model: FittedModel, stem: str | Path) -> Path:
         path = stem.with_suffix(".ubj")
         booster = model.estimator.get_booster()
         booster.feature_names = list(model.features)  # the model itself knows its inputs
-        booster.save_model(str(path))
+        with atomic_path(path) as tmp:
+            booster.save_model(str(tmp))
     else:
         import skops.io as sio
 
         path = stem.with_suffix(".skops")
-        sio.dump(model.estimator, path)
+        with atomic_path(path) as tmp:
+            sio.dump(model.estimator, tmp)
     meta = {
         **model.metadata,
         "kind": model.kind,
@@ -57,7 +59,7 @@ def save_model(model: FittedModel, stem: str | Path) -> Path:
         "file": path.name,
         "sha256": sha256(path),
     }
-    stem.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
+    write_json(stem.with_suffix(".json"), meta, indent=1)
     return path
 
 
@@ -174,7 +176,7 @@ ZONES_WITHOUT_MODEL = "zones_without_model.json"
 
 def save_zones_without_model(folder: str | Path, info: dict[str, Any]) -> None:
     """Write the note (``zones``, ``physical_sites``, ``min_zone_sites``, ``mapped_with``)."""
-    (Path(folder) / ZONES_WITHOUT_MODEL).write_text(json.dumps(info))
+    write_json(Path(folder) / ZONES_WITHOUT_MODEL, info)
 
 
 def load_zones_without_model(folder: str | Path) -> dict[str, Any] | None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from fluxmap.io.provenance import write_text
+
 __all__ = [
     "bootstrap_sentence",
     "summary_markdown",
@@ -82,7 +84,7 @@ def write_report(
             "",
         ]
     lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figures.items()] + ["", "## Validation", "", validation]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 

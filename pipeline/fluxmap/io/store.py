@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap.io.provenance import cache_key
+from fluxmap.io.provenance import atomic_path, cache_key, data_fingerprint, write_json
 from fluxmap.science import periods, products
 from fluxmap.science.extract import to_periods
 from fluxmap.science.grids import LatLonGrid
@@ -406,46 +406,59 @@ def grid_of(ds: xr.Dataset) -> LatLonGrid:
 KEY_ATTR = "fluxmap_key"
 
 
+def _record_file(path: Path) -> Path:
+    return path.with_name(path.name + ".fluxmap.json")
+
+
 def write_keyed(ds: xr.Dataset, path: str | Path, key: str, *, key_attr: str = KEY_ATTR) -> None:
-    """Write ``ds`` (lazy: computed chunk by chunk) as a Zarr v2 store that carries ``key``."""
-    ds.assign_attrs({key_attr: key}).to_zarr(path, mode="w", zarr_format=2, consolidated=True)
+    """Write ``ds`` (lazy: computed chunk by chunk) as a Zarr v2 store that carries ``key``.
+
+    Written under a temporary name and renamed when complete, then recorded beside it
+    (``<store>.fluxmap.json``: the key and a fingerprint of the store's files), so a killed
+    write leaves no store and :func:`stored_key` knows the store it reads is the one written.
+    """
+    path = Path(path)
+    _record_file(path).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        ds.assign_attrs({key_attr: key}).to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+    write_json(_record_file(path), {"key": key, "fingerprint": data_fingerprint(path)})
 
 
 def stored_key(path: str | Path, *, key_attr: str = KEY_ATTR) -> str | None:
-    """The key a store was written with (None: no store, unreadable, or no key)."""
+    """The key a store was written with, when its files are still those written (None: no store,
+    unreadable, no record, or changed since: a damaged, added or removed chunk)."""
+    path = Path(path)
     try:
-        return xr.open_zarr(path, consolidated=True).attrs.get(key_attr)
+        record = json.loads(_record_file(path).read_text())
+        if record.get("fingerprint") != data_fingerprint(path):
+            return None
+        key = xr.open_zarr(path, consolidated=True).attrs.get(key_attr)
     except (OSError, ValueError, KeyError):
         return None
+    return key if key == record.get("key") else None
 
 
 def period_mean_stores(cubes: dict[str, xr.Dataset], out: Path, inputs: dict[str, str]) -> bool:
     """Sub-period sources (ERA5) averaged to the 8-day periods once, on their own grid (small next
     to the MODIS grid), written to ``out/<entry>_8day.zarr`` and put in ``cubes`` in place of the
     daily cube. Written, not persisted: a worker lost later loses nothing that cannot be reread.
-    Reused by a rerun with the same inputs (``prepared.json``); returns whether they were."""
+    Reused by a rerun with the same inputs when the stores are unchanged (:func:`stored_key`);
+    returns whether they were."""
     sub = [
         e
         for e, c in cubes.items()
         if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
     ]
     prep_key = cache_key({"sub_period": sub}, inputs)
-    prep_file = out / "prepared.json"
     prepared = [out / f"{e}_8day.zarr" for e in sub]
-    reuse = (
-        prep_file.is_file()
-        and json.loads(prep_file.read_text()).get("key") == prep_key
-        and all(p.is_dir() for p in prepared)
-    )
+    reuse = all(stored_key(p) == prep_key for p in prepared)
     if not reuse:
-        prep_file.unlink(missing_ok=True)
         for e in sub:
             means = to_periods(cubes[e])
             means = means.chunk({"time": max(means.chunksizes["time"])})  # Zarr wants regular chunks
             for v in means.variables.values():
                 v.encoding = {}
-            means.to_zarr(out / f"{e}_8day.zarr", mode="w", zarr_format=2, consolidated=True)
-        prep_file.write_text(json.dumps({"key": prep_key, "files": [p.name for p in prepared]}, indent=1))
+            write_keyed(means, out / f"{e}_8day.zarr", prep_key)
     for e in sub:
         cubes[e] = xr.open_zarr(out / f"{e}_8day.zarr", consolidated=True)
     return reuse

@@ -77,7 +77,10 @@ class LatLonGrid:
 
     def coords(self) -> dict[str, xr.DataArray]:
         """CF-attributed ``lat``/``lon`` coordinates for a Dataset on this grid."""
-        axes = (("lat", self.lat, "latitude", "degrees_north", "Y"), ("lon", self.lon, "longitude", "degrees_east", "X"))
+        axes = (
+            ("lat", self.lat, "latitude", "degrees_north", "Y"),
+            ("lon", self.lon, "longitude", "degrees_east", "X"),
+        )
         return {
             name: xr.DataArray(
                 values,

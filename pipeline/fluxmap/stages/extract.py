@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import dask
 import numpy as np
@@ -15,11 +16,11 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap.config import RunConfig
-from fluxmap.io.provenance import cache_key, is_cached, sha256, write_provenance
+from fluxmap.io.provenance import begin_stage, cache_key, frame_sha256, is_cached, write_provenance, write_table
 from fluxmap.io.sites import SiteTable
 from fluxmap.science.extract import extract_at_sites, locate_sites, to_periods
 from fluxmap.science.training import align_to_periods, site_locations, split_modes, training_tables
-from fluxmap.stages.common import Log, catalog_location, open_catalog, upstream_key
+from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog
 
 __all__ = ["extract_predictors", "extract_stage"]
 
@@ -51,7 +52,10 @@ def extract_predictors(
             timed_names.append(entry)
         else:
             static.append(picked.drop_dims([d for d in picked.dims if d != "site"], errors="ignore"))
-    computed = dask.compute(*timed, *static)
+    try:
+        computed = dask.compute(*timed, *static)
+    except Exception as e:  # a damaged input chunk: say which one
+        raise named_damage(cat, cfg.extract.entries, e) from e
     # A site whose cell has no valid value of an entry at any time (ocean, permanent
     # snow, QC-masked throughout) cannot be trained on with that entry.
     masked = {}
@@ -67,15 +71,9 @@ def extract_predictors(
     return (tv, st, outside, masked), cells
 
 
-def _inputs(cfg: RunConfig) -> dict[str, str]:
-    inputs = {"sites": upstream_key(cfg, "sites")}
-    catalog_path, params = catalog_location(cfg)
-    inputs["catalog"] = sha256(catalog_path)
-    # Local stores are identified by their own checksum lists (the demo world's world.json).
-    world = Path(params.get("DEMO_ROOT", "")) / "world.json"
-    if "DEMO_ROOT" in params and world.is_file():
-        inputs["demo_world"] = sha256(world)
-    return inputs
+def _inputs(cfg: RunConfig, table: SiteTable) -> dict[str, Any]:
+    """The data this stage reads: the observation table it is given and the catalog's sources."""
+    return {"observations": frame_sha256(table.observations), **catalog_inputs(cfg, cfg.extract.entries)}
 
 
 def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict[str, pd.DataFrame]:
@@ -83,12 +81,13 @@ def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict
     write the training tables and return them (cached: a rerun with the same inputs reads them)."""
     out = Path(cfg.workdir) / "extract"
     out.mkdir(parents=True, exist_ok=True)
-    inputs = _inputs(cfg)
+    inputs = _inputs(cfg, table)
     settings = {"extract": dataclasses.asdict(cfg.extract), "min_coverage": cfg.sites.min_coverage}
     key = cache_key(settings, inputs)
     if is_cached(out, key, _FILES):
         log(f"extract: cached in {out}")
         return {f.split(".")[0]: pd.read_parquet(out / f) for f in _FILES}
+    begin_stage(out)
     t0 = time.perf_counter()
     annual_obs, short_obs = split_modes(table.observations)
     periods_ok, low = align_to_periods(short_obs, min_coverage=cfg.sites.min_coverage)
@@ -97,9 +96,9 @@ def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict
     tables, predictors, placed = training_tables(
         periods_ok, annual_obs, locs.assign(cell=cells), at_sites, quarantine=[low]
     )
-    tables["site_factors"].to_parquet(out / _FILES[3], index=True)
+    write_table(tables["site_factors"], out / _FILES[3], index=True)
     for name in _FILES[:3]:
-        tables[name.split(".")[0]].to_parquet(out / name, index=False)
+        write_table(tables[name.split(".")[0]], out / name, index=False)
     q = tables["quarantine"]
     counts = {
         "periods_in": int(placed + len(low)),
@@ -116,4 +115,5 @@ def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict
     )
     for reason, n in q.reason.value_counts().items():
         log(f"    quarantined: {n:7d}  {reason}")
-    return tables
+    # What the models stage gets is what was written (its key hashes it): read back, as a cached run does.
+    return {f.split(".")[0]: pd.read_parquet(out / f) for f in _FILES}

@@ -20,7 +20,15 @@ from fluxmap.io import report
 from fluxmap.io.figures import plot_obs_pred, plot_zone_map
 from fluxmap.io.landcover import global_class_shares
 from fluxmap.io.models import load_zones, save_model, save_zones, save_zones_without_model
-from fluxmap.io.provenance import cache_key, is_cached, write_provenance
+from fluxmap.io.provenance import (
+    begin_stage,
+    cache_key,
+    frame_sha256,
+    is_cached,
+    write_provenance,
+    write_table,
+    write_text,
+)
 from fluxmap.science.aggregate import display_field
 from fluxmap.science.comparison import (
     Protocol,
@@ -38,7 +46,7 @@ from fluxmap.science.training import truth_at_rows
 from fluxmap.science.uncertainty import bootstrap_ensemble, ensemble_summary, igbp_strata
 from fluxmap.science.validate import metrics, physical_sites
 from fluxmap.science.zones import ZonesNotFound, fit_zones, site_zones, zone_profiles
-from fluxmap.stages.common import Log, open_catalog, upstream_key, zone_map_store
+from fluxmap.stages.common import Log, catalog_inputs, open_catalog, zone_map_store
 
 __all__ = ["model_stage", "model_target"]
 
@@ -47,12 +55,15 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     """Zones, then :func:`model_target` for every configured target, then the zone map; cached."""
     out = Path(cfg.workdir) / "models"
     out.mkdir(parents=True, exist_ok=True)
-    inputs = {"extract": upstream_key(cfg, "extract")}
+    # The data read: the training tables it is given, and the catalog's sources (the zone map, the truth).
+    used = ("training_8day", "training_annual", "site_factors")
+    inputs = {**{name: frame_sha256(tables[name]) for name in used}, **catalog_inputs(cfg)}
     settings = dataclasses.asdict(cfg.model)
     key = cache_key(settings, inputs)
-    if is_cached(out, key, ["summary.csv"]):
-        log(f"models: cached in {out}")
+    if is_cached(out, key, ["summary.csv", "zones.json"]):
+        log(f"models: cached in {out} (key and every output file's checksum match)")
         return pd.read_csv(out / "summary.csv")
+    begin_stage(out)
     t0 = time.perf_counter()
     mc = cfg.model
     zone_of, zones = _zones(mc, tables, out, log=log)
@@ -89,8 +100,8 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
             log(line)
         rows.append(s)
     summary = pd.DataFrame(rows)
-    summary.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(report.summary_markdown(summary))
+    write_table(summary, out / "summary.csv", index=False)
+    write_text(out / "summary.md", report.summary_markdown(summary))
     log(f"models: {len(rows)} targets in {time.perf_counter() - t0:.0f} s -> {out}")
     _zone_map(cfg, out, log=log)
     write_provenance(out, key, inputs=inputs, settings=settings, summary=summary.to_dict(orient="records"))
@@ -139,9 +150,9 @@ def _zones(mc: ModelConfig, tables: dict[str, pd.DataFrame], out: Path, *, log: 
     counts = used.location.value_counts()
     zmodel, candidates = _fit_zones_without(mc, factors, counts)
     save_zones(zmodel, out / "zones.json")
-    candidates.to_csv(out / "zone_candidates.csv", index=False)
+    write_table(candidates, out / "zone_candidates.csv", index=False)
     zone_of = site_zones(zmodel, factors)
-    zone_profiles(factors, zone_of, counts, factors=list(mc.zone_factors)).to_csv(out / "zone_profiles.csv")
+    write_table(zone_profiles(factors, zone_of, counts, factors=list(mc.zone_factors)), out / "zone_profiles.csv")
     log(
         f"zones: k = {zmodel.k} (silhouette {candidates[candidates.chosen].silhouette.item():.3f}, "
         f"k-means objective {zmodel.inertia:.2f}, {zmodel.components.shape[0]} principal components "
@@ -209,16 +220,17 @@ def model_target(
     d, chosen = nested_cv(df, feats, protocol, zones=zones, n_jobs=cfg.n_jobs)
     final = dataclasses.replace(protocol, selection=dataclasses.replace(protocol.selection, n_jobs=cfg.n_jobs))
     selected, kept, dropped, path = select_predictors(df, feats, final, log=log)
-    path.to_csv(out / "selection_unified.csv", index=False)
-    chosen.to_csv(out / "outer_folds.csv", index=False)
-    selection_stability(chosen, selected).to_csv(out / "selection_stability.csv", index=False)
-    (out / "selected_predictors.json").write_text(
-        json.dumps({"selected": selected, "dropped_for_correlation": dropped}, indent=1)
+    write_table(path, out / "selection_unified.csv", index=False)
+    write_table(chosen, out / "outer_folds.csv", index=False)
+    write_table(selection_stability(chosen, selected), out / "selection_stability.csv", index=False)
+    write_text(
+        out / "selected_predictors.json",
+        json.dumps({"selected": selected, "dropped_for_correlation": dropped}, indent=1),
     )
     scores, pieces = summarize(d, protocol)
-    pieces["metrics"].to_csv(out / "loso_metrics.csv", index=False)
-    pieces["comparison"].to_csv(out / "zone_vs_unified.csv", index=False)
-    pieces["references"]["table"].to_csv(out / "references.csv", index=False)
+    write_table(pieces["metrics"], out / "loso_metrics.csv", index=False)
+    write_table(pieces["comparison"], out / "zone_vs_unified.csv", index=False)
+    write_table(pieces["references"]["table"], out / "references.csv", index=False)
     fallback = zone_fallbacks(d, "zone", "site_group", cfg.min_zone_sites)
     summary: dict[str, Any] = {
         "target": name,
@@ -244,9 +256,9 @@ def model_target(
     _final_models(cfg, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out)
     if cfg.bootstrap_members and shares is not None and d.site_group.nunique() >= 5:
         summary.update(_ensemble(cfg, d, selected, shares, out))
-    (out / "report.md").write_text(report.target_report(name, summary, pieces, cfg=dataclasses.asdict(cfg)))
+    write_text(out / "report.md", report.target_report(name, summary, pieces, cfg=dataclasses.asdict(cfg)))
     keep = [c for c in d.columns if c in _KEEP or c.startswith("pred_") or c in ("q_lo", "q_hi")]
-    d[keep].to_parquet(out / "loso_predictions.parquet")
+    write_table(d[keep], out / "loso_predictions.parquet")
     return summary
 
 
@@ -326,7 +338,7 @@ def _ensemble(cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd
         params=dict(cfg.params),
         group="site_group",
     )
-    scores.to_csv(out / "bootstrap_scores.csv", index=False)
+    write_table(scores, out / "bootstrap_scores.csv", index=False)
     for i, member in enumerate(members):
         save_model(member, out / f"ensemble_{i:02d}")
     return ensemble_summary(members, scores, d)
@@ -354,6 +366,6 @@ def _zone_map(cfg: RunConfig, out: Path, *, log: Log) -> None:
         z = zmap.values
         land = z > 0
         ari = adjusted_rand_score(true[land], z[land])
-        (out / "zone_map_vs_truth.json").write_text(json.dumps({"adjusted_rand_index": ari, "cells": int(land.sum())}))
+        write_text(out / "zone_map_vs_truth.json", json.dumps({"adjusted_rand_index": ari, "cells": int(land.sum())}))
         msg += f"; agreement with the demo world's true zones: adjusted Rand index {ari:.2f}"
     log(msg)

@@ -17,7 +17,7 @@ from fluxmap._version import __version__
 from fluxmap.config import RunConfig
 from fluxmap.io.models import MODEL_SUFFIXES, ModelFiles, load_zones_without_model, model_files
 from fluxmap.io.progress import Progress
-from fluxmap.io.provenance import cache_key, git_revision, sha256, versions
+from fluxmap.io.provenance import cache_key, data_fingerprint, git_revision, sha256, versions, write_table
 from fluxmap.io.store import (
     block_counts,
     block_index,
@@ -30,7 +30,7 @@ from fluxmap.io.store import (
     region_slices,
 )
 from fluxmap.science.predict import predict_cube, predictor_cube
-from fluxmap.stages.common import Log, catalog_inputs, open_catalog, zone_map_store
+from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog, zone_map_store
 
 __all__ = ["predict_stage"]
 
@@ -86,7 +86,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         return {}
     cat = open_catalog(cfg)
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
-    inputs = catalog_inputs(cfg)
+    inputs = catalog_inputs(cfg, cfg.extract.entries)
     t0 = time.perf_counter()
     zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
     reuse = period_mean_stores(cubes, out, inputs)
@@ -108,7 +108,12 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
     files = [p for s in (*MODEL_SUFFIXES, ".json") for p in models_dir.rglob(f"*{s}") if p.parent != models_dir]
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(files)}
-    key = cache_key({"predict": dataclasses.asdict(cfg.predict), "targets": targets}, {"models": model_files, **inputs})
+    # Everything that changes the store's values: every model file and its metadata, the predictors'
+    # data (fingerprints of the files) and the zone map's own files.
+    key = cache_key(
+        {"predict": dataclasses.asdict(cfg.predict), "targets": targets},
+        {"models": model_files, **inputs, "zone_map": data_fingerprint(zone_store)},
+    )
     ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs, targets))
     store = out / "fluxmap.zarr"
     if not _is_current(store, key):
@@ -123,14 +128,20 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     regions = sorted(land_regions(all_regions, land_cells, chunks), key=lambda r: -work(r))
     before = len(done_regions(store))
     t0 = time.perf_counter()
-    with Progress(len(regions), "predict + write regions", log) as bar:
-        n = fill_regions(store, ds, regions, batch=cfg.predict.regions_per_batch, progress=lambda done, _: bar(done))
+    try:
+        with Progress(len(regions), "predict + write regions", log) as bar:
+            n = fill_regions(
+                store, ds, regions, batch=cfg.predict.regions_per_batch, progress=lambda done, _: bar(done)
+            )
+    except Exception as e:  # a damaged input chunk: say which one
+        raise named_damage(cat, cfg.extract.entries, e) from e
     write_s = time.perf_counter() - t0
     log(
         f"predict: {n} regions written ({before} already done, {len(all_regions) - len(regions)} without land "
         f"skipped) in {write_s:.1f} s -> {store}"
     )
-    _suspect_blocks(store, regions, targets, land_fraction > 0.5, land_cells, chunks, out, log=log)
+    absent = [p for p in cat.chunk_problems("static", decode=False, variables=["land_fraction"])]
+    _suspect_blocks(store, regions, targets, land_fraction > 0.5, land_cells, chunks, out, absent_land=absent, log=log)
     return {
         "store": store,
         "zone_map": zone_store,
@@ -151,6 +162,7 @@ def _suspect_blocks(
     out: Path,
     *,
     threshold: float = 0.9,
+    absent_land: list[dict] | None = None,
     log: Log = print,
 ) -> pd.DataFrame:
     """Blocks where predictors were missing over most land cells: a corrupt or empty input chunk
@@ -171,10 +183,18 @@ def _suspect_blocks(
             if frac > threshold:
                 rows.append({"target": t, "time": f"{r['time'].start}:{r['time'].stop}",
                              "lat": f"{r['lat'].start}:{r['lat'].stop}", "lon": f"{r['lon'].start}:{r['lon'].stop}",
-                             "missing_fraction": round(frac, 3)})  # fmt: skip
-    table = pd.DataFrame(rows, columns=["target", "time", "lat", "lon", "missing_fraction"])
-    table.to_csv(out / "suspect_blocks.csv", index=False)
+                             "missing_fraction": round(frac, 3), "reason": "predictors missing in most land cells"})  # fmt: skip
+    for p in absent_land or []:
+        # Zarr reads an absent chunk as its fill value: without this row its cells would pass as "not land".
+        rows.append({"target": "all", "time": "all", "lat": p["ranges"].get("lat", ""), "lon": p["ranges"].get("lon", ""),
+                     "missing_fraction": 1.0,
+                     "reason": f"land fraction chunk {p['chunk']} absent ({p['file']}): its cells were not predicted"})  # fmt: skip
+    table = pd.DataFrame(rows, columns=["target", "time", "lat", "lon", "missing_fraction", "reason"])
+    write_table(table, out / "suspect_blocks.csv", index=False)
     for _, r in table.iterrows():
+        if r.target == "all":
+            log(f"predict: WARNING lat {r.lat}, lon {r.lon}: {r.reason}")
+            continue
         log(
             f"predict: WARNING {r.target} block time {r.time}, lat {r.lat}, lon {r.lon}: predictors missing in "
             f"{r.missing_fraction:.0%} of land cells (corrupt or empty input chunk?); predicted with the models' "

@@ -17,6 +17,7 @@ from fluxmap.config import RunConfig
 from fluxmap.io import figures, report
 from fluxmap.io.catalog import FluxCatalog
 from fluxmap.io.models import load_zones
+from fluxmap.io.provenance import write_table
 from fluxmap.science import aggregate
 from fluxmap.science.validate import map_errors, map_errors_by_zone
 from fluxmap.stages.common import Log, open_catalog
@@ -165,7 +166,7 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
         flag = ds.get(f"{v}_missing_predictors")
         totals[v] = aggregate.annual_totals(ds[v], land_fraction, flagged=None if flag is None else flag.astype(bool))
         profiles[v] = aggregate.latitudinal_profile(ds[v], land_fraction)
-        profiles[v].to_csv(out / f"latitudinal_profile_{v}.csv")
+        write_table(profiles[v], out / f"latitudinal_profile_{v}.csv")
         maps.update(_maps(ds, v, out))
         if f"{v}_unified" in ds:
             totals[f"{v}_unified"] = aggregate.annual_totals(ds[f"{v}_unified"], land_fraction)
@@ -178,18 +179,18 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     maps["latitudinal profiles"] = figures.profile_figure(profiles, out / "latitudinal_profiles.png").name
     unmodelled = _zones_without_model(ds, land_fraction, k)
     if unmodelled is not None:
-        unmodelled.to_csv(out / "zones_without_model.csv", index=False)
+        write_table(unmodelled, out / "zones_without_model.csv", index=False)
     table = _totals_table(totals, names)
-    table.to_csv(out / "totals.csv")
+    write_table(table, out / "totals.csv")
     part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
     if part is not None:
-        part.to_csv(out / "partition.csv")
+        write_table(part, out / "partition.csv")
     cat = open_catalog(cfg)
     truth_table = truth_by_zone = None
     if "truth" in cat.entries:
         truth_table, truth_by_zone = _against_truth(cat, ds, land_fraction, names, totals)
-        truth_table.to_csv(out / "error_vs_truth.csv")
-        truth_by_zone.to_csv(out / "error_vs_truth_by_zone.csv", index=False)
+        write_table(truth_table, out / "error_vs_truth.csv")
+        write_table(truth_by_zone, out / "error_vs_truth_by_zone.csv", index=False)
     path = report.write_report(
         out / "report.md", totals=table, partition=part, figures=maps, validation=_validation_text(models_dir, targets),
         truth=truth_table, truth_by_zone=truth_by_zone, store=str(store), unmodelled=unmodelled,

@@ -6,6 +6,15 @@ rejected candidate with its reason. Nothing is dropped silently:
 ``candidates == kept + quarantined`` for every reader, and every input row is
 either the source of a candidate or quarantined itself (counted in ``report``).
 
+Bad input never crashes a reader and never slips through. A cell that is no number or date
+(coordinates, years, fluxes, timestamps, QC flags, covariates) quarantines its row with the
+reason (``non-numeric latitude``, ``unparseable date``...), the cell in ``detail`` and the
+file line in ``row``; so does a malformed line (``malformed line``, its raw text in
+``detail``). A value outside its variable's plausible range (:class:`PlausibleRanges`) is
+quarantined as ``implausible value``; a source whose values look like other units as a whole
+raises a :class:`SiteUnitsWarning` and is listed in the report's ``units_warnings``. A file
+that cannot be read as a whole raises :class:`SiteFileError`, naming the file and the line.
+
 Formats as published:
 
 - SRDB v5 (Jian et al. 2021, ESSD 13:255; github bpbond/srdb ``srdb-data.csv``):
@@ -21,22 +30,36 @@ Formats as published:
   standard time. NEE is negative for uptake.
 """
 
+from fluxmap.io.sites.checks import (
+    PLAUSIBLE,
+    PLAUSIBLE_SUBDAILY,
+    TYPICAL_MAGNITUDE,
+    PlausibleRanges,
+    SiteUnitsWarning,
+)
 from fluxmap.io.sites.cosore import read_cosore_daily, read_cosore_halfhourly
-from fluxmap.io.sites.fluxnet import read_fluxnet, read_fluxnet_monthly_table
+from fluxmap.io.sites.fluxnet import read_fluxnet, read_fluxnet_monthly_table, read_fluxnet_site_info
 from fluxmap.io.sites.generic import read_generic_csv
 from fluxmap.io.sites.srdb import SrdbRules, read_srdb
-from fluxmap.io.sites.table import OBS_COLUMNS, QUARANTINE_COLUMNS, SiteTable, concat
+from fluxmap.io.sites.table import OBS_COLUMNS, QUARANTINE_COLUMNS, SiteFileError, SiteTable, concat
 
 __all__ = [
     "OBS_COLUMNS",
+    "PLAUSIBLE",
+    "PLAUSIBLE_SUBDAILY",
     "QUARANTINE_COLUMNS",
+    "TYPICAL_MAGNITUDE",
+    "PlausibleRanges",
+    "SiteFileError",
     "SiteTable",
+    "SiteUnitsWarning",
     "SrdbRules",
     "concat",
     "read_cosore_daily",
     "read_cosore_halfhourly",
     "read_fluxnet",
     "read_fluxnet_monthly_table",
+    "read_fluxnet_site_info",
     "read_generic_csv",
     "read_srdb",
 ]

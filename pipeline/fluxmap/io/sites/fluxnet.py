@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fluxmap.io.sites.table import SiteTable, _file_check, _finish
+from fluxmap.io.sites.checks import PlausibleRanges
+from fluxmap.io.sites.parse import _dates, _mark, _numeric, _read, _reasons
+from fluxmap.io.sites.table import SiteFileError, SiteTable, _file_check, _finish
 from fluxmap.science.products import UMOL_CO2_M2_S_TO_G_C_M2_D
 
-__all__ = ["read_fluxnet", "read_fluxnet_monthly_table"]
+__all__ = ["read_fluxnet", "read_fluxnet_monthly_table", "read_fluxnet_site_info"]
 
 # --- FLUXNET2015 -------------------------------------------------------------------------
 
@@ -25,26 +27,36 @@ _FLX_NAME = re.compile(
 _FLX_VARS = {"NEE_VUT_REF": "nee", "GPP_NT_VUT_REF": "gpp", "RECO_NT_VUT_REF": "reco"}
 
 
-def _flx_periods(df: pd.DataFrame, res: str) -> tuple[pd.Series, pd.Series]:
+def _flx_periods(df: pd.DataFrame, res: str, reason: pd.Series, detail: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Start and end (exclusive) of each record; a stamp that does not parse quarantines its row."""
+
+    def stamp(col: str, fmt: str) -> pd.Series:
+        return _dates(df[col], column=col, format=fmt, reason=reason, detail=detail)
+
     if res in ("HH", "HR"):
-        return (
-            pd.to_datetime(df.TIMESTAMP_START.astype(str), format="%Y%m%d%H%M"),
-            pd.to_datetime(df.TIMESTAMP_END.astype(str), format="%Y%m%d%H%M"),
-        )
+        return stamp("TIMESTAMP_START", "%Y%m%d%H%M"), stamp("TIMESTAMP_END", "%Y%m%d%H%M")
     if res == "WW":
-        s = pd.to_datetime(df.TIMESTAMP_START.astype(str), format="%Y%m%d")
-        return s, pd.to_datetime(df.TIMESTAMP_END.astype(str), format="%Y%m%d") + pd.Timedelta(days=1)
+        return stamp("TIMESTAMP_START", "%Y%m%d"), stamp("TIMESTAMP_END", "%Y%m%d") + pd.Timedelta(days=1)
     fmt = {"DD": "%Y%m%d", "MM": "%Y%m", "YY": "%Y"}[res]
-    s = pd.to_datetime(df.TIMESTAMP.astype(str), format=fmt)
+    s = stamp("TIMESTAMP", fmt)
     step = {"DD": pd.DateOffset(days=1), "MM": pd.DateOffset(months=1), "YY": pd.DateOffset(years=1)}[res]
     return s, s + step
 
 
 def _flux_and_reason(
-    raw: pd.Series, qc: pd.Series, col: str, res: str, length: pd.Series, *, min_qc: float, max_qc_hh: int
+    raw: pd.Series,
+    qc: pd.Series,
+    col: str,
+    res: str,
+    length: pd.Series,
+    row_reason: pd.Series,
+    *,
+    min_qc: float,
+    max_qc_hh: int,
 ) -> tuple[pd.Series, pd.Series]:
     """Flux in g C m-2 d-1 at resolution ``res`` (periods of ``length``) and each row's reason to be
-    rejected (None: kept): the -9999 gap first, then the QC rule of the resolution."""
+    rejected (None: kept): the row's own (``row_reason``: a cell that does not parse) first, then
+    the -9999 gap, then the QC rule of the resolution."""
     if res in ("HH", "HR"):
         value = raw * UMOL_CO2_M2_S_TO_G_C_M2_D
         bad_qc = qc > max_qc_hh
@@ -57,10 +69,18 @@ def _flux_and_reason(
         value = raw
         bad_qc = qc < min_qc
         qc_rule = f"failed filter: {col}_QC < {min_qc}"
-    reason = pd.Series([None] * len(raw), dtype="object")
-    reason[(raw == -9999).to_numpy()] = "missing value (-9999)"
+    reason = row_reason.copy()
+    reason[((raw == -9999) & reason.isna()).to_numpy()] = "missing value (-9999)"
     reason[(reason.isna() & bad_qc.fillna(False)).to_numpy()] = qc_rule
     return value, reason
+
+
+def read_fluxnet_site_info(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a FLUXNET site table (``sitename``, ``lat``, ``lon``; optional ``classid``, ``utc_offset``)
+    strictly: a malformed line or missing columns raise :class:`SiteFileError`."""
+    need = ("sitename", "lat", "lon")
+    sf = _read(path, required=need, what="a FLUXNET site table", encoding=encoding, strict=True)
+    return sf.frame
 
 
 def read_fluxnet(
@@ -71,6 +91,8 @@ def read_fluxnet(
     max_qc_hh: int = 1,
     utc_offset_hours: float | None = None,
     variables: tuple[str, ...] = ("NEE_VUT_REF",),
+    encoding: str = "utf-8",
+    plausible: PlausibleRanges | None = None,
 ) -> SiteTable:
     """Read one FLUXNET2015 FULLSET/SUBSET file (any resolution) into observations.
 
@@ -79,41 +101,90 @@ def read_fluxnet(
     local standard time; HH/HR/DD/WW periods are shifted to UTC, MM and YY records keep their
     calendar month or year). ``min_qc`` is the minimum fraction of measured or good
     gap-filled data at DD and coarser; ``max_qc_hh`` the highest 0-3 QC flag kept at
-    HH/HR. Units become g C m-2 d-1 (HH: x 1.03775 from umol m-2 s-1; YY: / days).
+    HH/HR. Units become g C m-2 d-1 (HH: x 1.03775 from umol m-2 s-1; YY: / days). A row
+    whose timestamp, flux, QC or ``TA_F`` cell does not parse is quarantined with the cell
+    (every variable of the row); malformed lines with their line.
     """
     path = _file_check(path)
     m = _FLX_NAME.search(path.name)
     if not m:
-        raise ValueError(
-            f"{path.name}: not a FLUXNET2015 file name (FLX_<SITE>_FLUXNET2015_<SET>_<RES>_<Y0>-<Y1>_<VER>.csv)"
+        raise SiteFileError(
+            path, "not a FLUXNET2015 file name (FLX_<SITE>_FLUXNET2015_<SET>_<RES>_<Y0>-<Y1>_<VER>.csv)"
         )
     site, res = m["site"], m["res"]
-    info = site_info.set_index("sitename")
-    if site not in info.index:
-        raise ValueError(f"{path.name}: site {site} not in the site table (columns sitename, lat, lon)")
-    si = info.loc[site]
-    # The YY files ship with CR line endings; universal newlines read them.
-    with open(path, newline=None) as f:
-        df = pd.read_csv(f)
-    start, end = _flx_periods(df, res)
-    offset = utc_offset_hours if utc_offset_hours is not None else float(si.get("utc_offset", 0.0) or 0.0)
+    if not {"sitename", "lat", "lon"} <= set(site_info.columns):
+        raise ValueError(
+            f"{path.name}: the site table needs columns sitename, lat, lon; it has {list(site_info.columns)}"
+        )
+    rows = site_info[site_info.sitename.astype(str) == site]
+    if len(rows) != 1:
+        raise ValueError(f"{path.name}: site {site} is {'not' if rows.empty else 'more than once'} in the site table")
+    si = rows.iloc[0]
+    stamps = ("TIMESTAMP_START", "TIMESTAMP_END") if res in ("HH", "HR", "WW") else ("TIMESTAMP",)
+    wanted = {*stamps, *variables, *(f"{c}_QC" for c in variables), "TA_F"}
+    sf = _read(
+        path,
+        required=(*stamps, *variables),
+        what=f"a FLUXNET2015 {res} file",
+        encoding=encoding,
+        usecols=lambda c: c in wanted,
+    )
+    df = sf.frame
+    row_reason, row_detail = _reasons(len(df))
+    start, end = _flx_periods(df, res, row_reason, row_detail)
+    tair = (
+        _numeric(df.TA_F, column="TA_F", what="air temperature", reason=row_reason, detail=row_detail)
+        if "TA_F" in df
+        else pd.Series(np.nan, index=df.index)
+    )
+    raws, qcs = {}, {}
+    for col in variables:
+        raws[col] = _numeric(df[col], column=col, what="flux", reason=row_reason, detail=row_detail)
+        qcs[col] = (
+            _numeric(df[f"{col}_QC"], column=f"{col}_QC", what="quality flag", reason=row_reason, detail=row_detail)
+            if f"{col}_QC" in df
+            else pd.Series(np.nan, index=df.index)
+        )
+    lat_lon = {}
+    for key, what in (("lat", "latitude"), ("lon", "longitude")):
+        v = pd.to_numeric(pd.Series([si[key]]), errors="coerce").iloc[0]
+        if pd.isna(v) and pd.notna(si[key]):
+            _mark(
+                row_reason,
+                row_detail,
+                np.ones(len(df), bool),
+                f"non-numeric {what}",
+                pd.Series(f"site table {key}={si[key]!r}", index=df.index),
+            )
+        lat_lon[key] = v
+    offset = utc_offset_hours
+    if offset is None:
+        raw_offset = si.get("utc_offset", 0.0)
+        offset = float(pd.to_numeric(pd.Series([raw_offset]), errors="coerce").fillna(0.0).iloc[0])
+        if pd.notna(raw_offset) and (pd.isna(pd.to_numeric(raw_offset, errors="coerce")) or not np.isfinite(offset)):
+            offset = 0.0
+            if res not in ("MM", "YY"):
+                _mark(
+                    row_reason,
+                    row_detail,
+                    np.ones(len(df), bool),
+                    "non-numeric UTC offset",
+                    pd.Series(f"site table utc_offset={raw_offset!r}", index=df.index),
+                )
     if res not in ("MM", "YY"):
         # Half-hours and days are local standard time: shifted to UTC. Months and years stay
         # calendar periods: shifted, a UTC+1 site's year would start on 31 December of the year before.
         start, end = start - pd.Timedelta(hours=offset), end - pd.Timedelta(hours=offset)
     frames = []
     for col in variables:
-        if col not in df:
-            raise ValueError(f"{path.name}: no column {col}")
-        raw = pd.to_numeric(df[col], errors="coerce")
-        qc = pd.to_numeric(df.get(f"{col}_QC", pd.Series(np.nan, index=df.index)), errors="coerce")
-        value, reason = _flux_and_reason(raw, qc, col, res, end - start, min_qc=min_qc, max_qc_hh=max_qc_hh)
+        raw, qc = raws[col], qcs[col]
+        value, reason = _flux_and_reason(raw, qc, col, res, end - start, row_reason, min_qc=min_qc, max_qc_hh=max_qc_hh)
         frames.append(
             pd.DataFrame(
                 {
                     "site_id": f"FLX-{site}",
-                    "lat": si.lat,
-                    "lon": si.lon,
+                    "lat": lat_lon["lat"],
+                    "lon": lat_lon["lon"],
                     "start": start,
                     "end": end,
                     "variable": _FLX_VARS.get(col, col),
@@ -123,51 +194,71 @@ def read_fluxnet(
                     "method": f"eddy covariance {col}",
                     "source": f"fluxnet_{res}",
                     "record_id": f"{site}/{res}/" + start.astype(str) + f"/{col}",
-                    "tair_c": pd.to_numeric(df.get("TA_F"), errors="coerce") if "TA_F" in df else np.nan,
+                    "tair_c": tair.where(tair != -9999),
                     "reason": reason,
-                    "row": np.arange(len(df)) + 2,
+                    "detail": row_detail,
+                    "row": sf.line,
                 }
             )
         )
     cand = pd.concat(frames, ignore_index=True)
-    cand["tair_c"] = cand["tair_c"].where(cand["tair_c"] != -9999)
     return _finish(
         cand,
         source=f"fluxnet:{site}:{res}",
-        file=str(path),
-        rows_in=len(df),
+        file=str(sf.path),
+        rows_in=sf.rows_in,
+        bad_lines=sf.bad,
         filters={"min_qc": min_qc, "max_qc_hh": max_qc_hh, "utc_offset_hours": offset},
+        plausible=plausible,
     )
 
 
-def read_fluxnet_monthly_table(path: str | Path, *, variables: tuple[str, ...] = ("NEE", "GPP")) -> SiteTable:
-    """Read the 204-site FLUXNET2015 monthly table (``site, Date=YYYYMM, GPP, NEE, ET, igbp, lat, lon``)."""
-    path = _file_check(path)
-    df = pd.read_csv(path)
-    need = {"site", "Date", "lat", "lon", *variables}
-    if not need <= set(df.columns):
-        raise ValueError(f"{path}: missing column(s) {sorted(need - set(df.columns))}")
-    start = pd.to_datetime(df.Date.astype(str), format="%Y%m", errors="coerce")
+def read_fluxnet_monthly_table(
+    path: str | Path,
+    *,
+    variables: tuple[str, ...] = ("NEE", "GPP"),
+    encoding: str = "utf-8",
+    plausible: PlausibleRanges | None = None,
+) -> SiteTable:
+    """Read the 204-site FLUXNET2015 monthly table (``site, Date=YYYYMM, GPP, NEE, ET, igbp, lat, lon``).
+
+    A row with a cell that is no number or month (``Date``, coordinates, the fluxes) is
+    quarantined with the cell; malformed lines with their line."""
+    need = ("site", "Date", "lat", "lon", *variables)
+    sf = _read(path, required=need, what="a FLUXNET2015 monthly table", encoding=encoding)
+    df = sf.frame
+    reason, detail = _reasons(len(df))
+    start = _dates(df.Date, column="Date", format="%Y%m", reason=reason, detail=detail)
+    lat = _numeric(df.lat, column="lat", what="latitude", reason=reason, detail=detail)
+    lon = _numeric(df.lon, column="lon", what="longitude", reason=reason, detail=detail)
+    values = {v: _numeric(df[v], column=v, what="flux", reason=reason, detail=detail) for v in variables}
     frames = [
         pd.DataFrame(
             {
                 "site_id": "FLX-" + df.site.astype(str),
-                "lat": df.lat,
-                "lon": df.lon,
+                "lat": lat,
+                "lon": lon,
                 "start": start,
                 "end": start + pd.DateOffset(months=1),
                 "variable": v.lower(),
-                "value": df[v],
+                "value": values[v],
                 "quality": np.nan,
                 "ecosystem": df.get("igbp", ""),
                 "method": "eddy covariance (monthly mean)",
                 "source": "fluxnet_monthly",
                 "record_id": df.site.astype(str) + "/" + df.Date.astype(str) + "/" + v,
-                "row": np.arange(len(df)) + 2,
+                "reason": reason,
+                "detail": detail,
+                "row": sf.line,
             }
         )
         for v in variables
     ]
-    return _finish(pd.concat(frames, ignore_index=True), source="fluxnet_monthly", file=str(path), rows_in=len(df))
-
-
+    return _finish(
+        pd.concat(frames, ignore_index=True),
+        source="fluxnet_monthly",
+        file=str(sf.path),
+        rows_in=sf.rows_in,
+        bad_lines=sf.bad,
+        plausible=plausible,
+    )

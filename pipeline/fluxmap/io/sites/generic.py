@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fluxmap.io.sites.table import SiteTable, _file_check, _finish
+from fluxmap.io.sites.checks import PlausibleRanges
+from fluxmap.io.sites.parse import _dates, _mark, _numeric, _read, _reasons
+from fluxmap.io.sites.table import SiteFileError, SiteTable, _finish
 from fluxmap.science.products import UMOL_CO2_M2_S_TO_G_C_M2_D
 
 __all__ = ["read_generic_csv"]
@@ -27,17 +29,30 @@ _UNIT_FACTORS = {
 }
 
 
-def read_generic_csv(path: str | Path, mapping: dict[str, str], *, source: str = "csv") -> SiteTable:
+def read_generic_csv(
+    path: str | Path,
+    mapping: dict[str, str],
+    *,
+    source: str = "csv",
+    encoding: str = "utf-8",
+    plausible: PlausibleRanges | None = None,
+) -> SiteTable:
     """Read any CSV with a column mapping from the run config.
 
     ``mapping`` names the columns for ``site_id``, ``lat``, ``lon``, ``start`` and
     either ``end`` or a fixed ``step`` (pandas offset, e.g. ``"1D"``, ``"30min"``),
     ``variable`` (values in :data:`fluxmap.science.products.TARGETS`) or a fixed
     ``variable_name``, ``value`` and ``units`` (a column, or a fixed ``units_name``).
-    Known units: see ``_UNIT_FACTORS``; others are quarantined.
+    Known units: see ``_UNIT_FACTORS``; others are quarantined. A row with a cell that is
+    no number (coordinates, value, quality) or date is quarantined with the cell;
+    malformed lines with their line.
     """
-    path = _file_check(path)
-    df = pd.read_csv(path)
+    if "end" not in mapping and "step" not in mapping:
+        raise ValueError(f"{path}: mapping needs 'end' or 'step'")
+    if "variable" not in mapping and "variable_name" not in mapping:
+        raise ValueError(f"{path}: mapping needs 'variable' or 'variable_name'")
+    sf = _read(path, encoding=encoding)
+    df = sf.frame
     cols = {
         k: v
         for k, v in mapping.items()
@@ -45,47 +60,51 @@ def read_generic_csv(path: str | Path, mapping: dict[str, str], *, source: str =
     }
     absent = [v for v in cols.values() if v not in df.columns]
     if absent:
-        raise ValueError(f"{path}: mapped column(s) {absent} not in the file; it has {list(df.columns)}")
-    start = pd.to_datetime(df[cols["start"]], errors="coerce", utc=True).dt.tz_localize(None)
+        raise SiteFileError(
+            sf.path, f"not this mapping's file: missing mapped column(s) {absent}; it has {list(df.columns)}", line=1
+        )
+    reason, detail = _reasons(len(df))
+
+    def number(key: str, what: str) -> pd.Series:
+        return _numeric(df[cols[key]], column=cols[key], what=what, reason=reason, detail=detail)
+
+    lat, lon = number("lat", "latitude"), number("lon", "longitude")
+    raw = number("value", "flux")
+    quality = number("quality", "quality flag") if "quality" in cols else np.nan
+    start = _dates(df[cols["start"]], column=cols["start"], reason=reason, detail=detail, utc=True).dt.tz_localize(None)
     if "end" in cols:
-        end = pd.to_datetime(df[cols["end"]], errors="coerce", utc=True).dt.tz_localize(None)
-    elif "step" in mapping:
-        end = start + pd.Timedelta(mapping["step"])
+        end = _dates(df[cols["end"]], column=cols["end"], reason=reason, detail=detail, utc=True).dt.tz_localize(None)
     else:
-        raise ValueError(f"{path}: mapping needs 'end' or 'step'")
-    variable = df[cols["variable"]].astype(str) if "variable" in cols else mapping.get("variable_name")
-    if variable is None:
-        raise ValueError(f"{path}: mapping needs 'variable' or 'variable_name'")
+        end = start + pd.Timedelta(mapping["step"])
+    variable = df[cols["variable"]].astype(str) if "variable" in cols else mapping["variable_name"]
     units = (
         df[cols["units"]].astype(str) if "units" in cols else pd.Series(mapping.get("units_name", ""), index=df.index)
     )
-    raw = pd.to_numeric(df[cols["value"]], errors="coerce")
     days = (end - start).dt.total_seconds() / 86400.0
     year_days = pd.Series(np.where(start.dt.is_leap_year, 366.0, 365.0), index=df.index)
     value = pd.Series(np.nan, index=df.index)
-    reason = pd.Series([None] * len(df), dtype="object")
     for u, idx in units.groupby(units).groups.items():
         if u in _UNIT_FACTORS:
             value[idx] = _UNIT_FACTORS[u](raw[idx], days[idx], year_days[idx])
         else:
-            reason[idx] = "unknown units"
+            _mark(reason, detail, df.index.isin(idx), "unknown units", units)
     cand = pd.DataFrame(
         {
             "site_id": df[cols["site_id"]].astype(str),
-            "lat": df[cols["lat"]],
-            "lon": df[cols["lon"]],
+            "lat": lat,
+            "lon": lon,
             "start": start,
             "end": end,
             "variable": variable,
             "value": value,
-            "quality": df[cols["quality"]] if "quality" in cols else np.nan,
+            "quality": quality,
             "ecosystem": mapping.get("ecosystem", ""),
             "method": mapping.get("method", ""),
             "source": source,
-            "record_id": path.name + ":" + (df.index + 2).astype(str),
+            "record_id": sf.path.name + ":" + pd.Series(sf.line).astype(str),
             "reason": reason,
-            "detail": units.where(reason.notna(), ""),
-            "row": df.index + 2,
+            "detail": detail,
+            "row": sf.line,
         }
     )
-    return _finish(cand, source=source, file=str(path), rows_in=len(df))
+    return _finish(cand, source=source, file=str(sf.path), rows_in=sf.rows_in, bad_lines=sf.bad, plausible=plausible)

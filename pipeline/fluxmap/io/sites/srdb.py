@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fluxmap.io.sites.table import SiteTable, _file_check, _finish
+from fluxmap.io.sites.checks import PlausibleRanges
+from fluxmap.io.sites.parse import _mark, _numeric, _read, _reasons
+from fluxmap.io.sites.table import SiteTable, _finish
 
 __all__ = ["SrdbRules", "read_srdb"]
 
@@ -36,34 +38,77 @@ class SrdbRules:
 
 
 _SRDB_VARS = {"Rs_annual": "sr", "Rh_annual": "rh", "Ra_annual": "ra"}
+_SRDB_REQUIRED = ("Record_number", "Latitude", "Longitude", "Study_midyear", "Manipulation", "Meas_method", "Rs_annual")
+_SRDB_NUMERIC = {
+    "Latitude": "latitude",
+    "Longitude": "longitude",
+    "Study_midyear": "year",
+    "YearsOfData": "year",
+    "Rs_annual": "flux",
+    "Rh_annual": "flux",
+    "Ra_annual": "flux",
+}
+_FIRST_YEAR = 1850
+"""Earliest plausible study year (soil respiration has been measured since the 1920s)."""
 
 
-def read_srdb(path: str | Path, rules: SrdbRules | None = None) -> SiteTable:
+def read_srdb(
+    path: str | Path,
+    rules: SrdbRules | None = None,
+    *,
+    encoding: str = "utf-8",
+    plausible: PlausibleRanges | None = None,
+) -> SiteTable:
     """Read SRDB v5 ``srdb-data.csv`` into annual site-year observations.
 
     Each record gives one observation per reported flux (sr, rh, ra), with the
     annual value (g C m-2 yr-1) converted to the mean daily flux over the study
-    years. Rules are applied in the order of :class:`SrdbRules`; each rejected
-    record is quarantined with the first rule it fails.
+    years. A record with a cell that is no number (coordinates, years, fluxes) is
+    quarantined whole (``non-numeric <what>``, the cell in ``detail``), as is one whose
+    study years are impossible (``implausible year``: before 1850 or after this year).
+    Rules are applied next, in the order of :class:`SrdbRules`; each rejected record is
+    quarantined with the first rule it fails. Malformed lines are quarantined with their
+    line; a file that cannot be read raises :class:`~fluxmap.io.sites.SiteFileError`.
     """
     rules = rules or SrdbRules()
-    path = _file_check(path)
-    df = pd.read_csv(path, keep_default_na=False, na_values=["NA", ""], low_memory=False)
-    missing = [
-        c
-        for c in ("Record_number", "Latitude", "Longitude", "Study_midyear", "Manipulation", "Meas_method", "Rs_annual")
-        if c not in df.columns
-    ]
-    if missing:
-        raise ValueError(f"{path}: not an SRDB file, missing column(s) {missing}")
+    sf = _read(
+        path,
+        required=_SRDB_REQUIRED,
+        what="an SRDB file",
+        encoding=encoding,
+        keep_default_na=False,
+        na_values=["NA", ""],
+        low_memory=False,
+    )
+    df = sf.frame.copy()
     n = len(df)
-    reason = _first_failed_rule(df, rules)
-    has_any = df[list(_SRDB_VARS)].notna().any(axis=1)
+    reason, detail = _reasons(n)
+    for col in _SRDB_VARS:
+        if col not in df:  # Rh and Ra are optional: a file without them reports Rs only
+            df[col] = np.nan
+    # A flux cell that is not a number still makes a candidate (quarantined with the cell).
+    reported = df[list(_SRDB_VARS)].notna()
+    for col, what in _SRDB_NUMERIC.items():
+        if col in df:
+            df[col] = _numeric(df[col], column=col, what=what, reason=reason, detail=detail)
+    years = _study_years(df)
+    first = np.floor(df.Study_midyear - years / 2.0 + 0.5)
+    this_year = pd.Timestamp.now(tz="UTC").year
+    _mark(
+        reason,
+        detail,
+        ((first < _FIRST_YEAR) | (first + years > this_year + 1)).to_numpy(),
+        "implausible year",
+        "Study_midyear=" + df.Study_midyear.astype(str) + " YearsOfData=" + years.astype(str),
+    )
+    rule = _first_failed_rule(df, rules)
+    reason = reason.where(reason.notna(), rule)
+    has_any = reported.any(axis=1)
     record = df.Record_number.map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
     site_name = df.get("Site_ID", pd.Series(pd.NA, index=df.index)).astype("object")
     site_name = site_name.where(site_name.notna(), df.get("Site_name", record).astype("object"))
-    row_no = pd.Series(np.arange(n) + 2)  # line in the file (1 = header)
-    cand = _candidates(df, reason, record, site_name, row_no)
+    row_no = pd.Series(sf.line)  # line in the file (1 = header)
+    cand = _candidates(df, reported, reason, detail, record, site_name, row_no, years)
     no_value = df.index[~has_any]
     extra = pd.DataFrame(
         {
@@ -72,9 +117,7 @@ def read_srdb(path: str | Path, rules: SrdbRules | None = None) -> SiteTable:
             "site_id": site_name[no_value].astype(str).values,
             "variable": "",
             "reason": reason[no_value].values,
-            "detail": "",
-            "source": "srdb",
-            "file": str(path),
+            "detail": detail[no_value].values,
         }
     )
     filters = {k: v for k, v in rules.__dict__.items()}
@@ -83,16 +126,25 @@ def read_srdb(path: str | Path, rules: SrdbRules | None = None) -> SiteTable:
     table = _finish(
         cand,
         source="srdb",
-        file=str(path),
-        rows_in=n,
+        file=str(sf.path),
+        rows_in=sf.rows_in,
         extra_quarantine=extra,
+        bad_lines=sf.bad,
         filters=filters,
         duplicate_keys=("record_id", "variable"),
+        plausible=plausible,
     )
-    # Record-level counts per rule, as the literature reports them.
+    # Record-level counts per rule, as the literature reports them (malformed lines are no records).
     table.report["srdb"]["records_rejected_by_rule"] = {str(k): int(v) for k, v in reason.value_counts().items()}
     table.report["srdb"]["records_kept"] = int(reason.isna().sum())
     return table
+
+
+def _study_years(df: pd.DataFrame) -> pd.Series:
+    """Whole years of data per record (``YearsOfData``, 1 when absent or below 1)."""
+    if "YearsOfData" not in df:
+        return pd.Series(1, index=df.index, dtype="int64")
+    return df.YearsOfData.fillna(1.0).clip(lower=1.0, upper=1e4).round().astype("int64")
 
 
 def _first_failed_rule(df: pd.DataFrame, rules: SrdbRules) -> pd.Series:
@@ -123,19 +175,25 @@ def _first_failed_rule(df: pd.DataFrame, rules: SrdbRules) -> pd.Series:
 
 
 def _candidates(
-    df: pd.DataFrame, reason: pd.Series, record: pd.Series, site_name: pd.Series, row_no: pd.Series
+    df: pd.DataFrame,
+    reported: pd.DataFrame,
+    reason: pd.Series,
+    detail: pd.Series,
+    record: pd.Series,
+    site_name: pd.Series,
+    row_no: pd.Series,
+    years: pd.Series,
 ) -> pd.DataFrame:
     """One candidate per reported annual flux: the mean daily flux over the study years."""
-    years = df.YearsOfData.fillna(1.0).clip(lower=1.0).round().astype(int) if "YearsOfData" in df else 1
-    first = np.floor(df.Study_midyear.fillna(2000) - years / 2.0 + 0.5).astype(int)
-    start = pd.to_datetime({"year": first.clip(1900, 2200), "month": 1, "day": 1}).where(df.Study_midyear.notna())
-    end = pd.to_datetime({"year": (first + years).clip(1900, 2201), "month": 1, "day": 1}).where(
+    first = np.floor(df.Study_midyear.fillna(2000) - years / 2.0 + 0.5).clip(1800, 2200).astype(int)
+    start = pd.to_datetime({"year": first, "month": 1, "day": 1}).where(df.Study_midyear.notna())
+    end = pd.to_datetime({"year": (first + years).clip(1801, 2201), "month": 1, "day": 1}).where(
         df.Study_midyear.notna()
     )
     days_per_year = (end - start).dt.days / years
     frames = []
     for col, var in _SRDB_VARS.items():
-        present = df[col].notna()
+        present = reported[col]
         frames.append(
             pd.DataFrame(
                 {
@@ -152,6 +210,7 @@ def _candidates(
                     "source": "srdb",
                     "record_id": record,
                     "reason": reason,
+                    "detail": detail,
                     "row": row_no,
                 }
             )[present]

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fluxmap.io.sites.checks import PlausibleRanges, _units_check
 from fluxmap.science.products import TARGETS
 
-__all__ = ["OBS_COLUMNS", "QUARANTINE_COLUMNS", "SiteTable", "concat"]
+__all__ = ["OBS_COLUMNS", "QUARANTINE_COLUMNS", "SiteFileError", "SiteTable", "concat"]
 
 OBS_COLUMNS = [
     "site_id",
@@ -33,7 +34,21 @@ OBS_COLUMNS = [
 """Columns of the tidy observation table (value in g C m-2 d-1, start/end UTC, end exclusive)."""
 
 QUARANTINE_COLUMNS = ["source", "file", "row", "record_id", "site_id", "variable", "reason", "detail"]
-"""Columns of the quarantine table: one row per rejected candidate, with the reason."""
+"""Columns of the quarantine table: one row per rejected candidate, with the reason; ``row`` is the
+line of the file (1 = the header), ``detail`` the offending value."""
+
+
+class SiteFileError(ValueError):
+    """A site file that cannot be read as a whole (undecodable, empty, only a header, required
+    columns missing, mostly malformed lines): the message names the file and, where known, the line."""
+
+    def __init__(self, path: str | Path, message: str, *, line: int | None = None) -> None:
+        self.path = str(path)
+        """The file."""
+        self.line = line
+        """Line of the file (1 = first line) the problem was found on, or None."""
+        super().__init__(f"{path}: line {line}: {message}" if line is not None else f"{path}: {message}")
+
 
 @dataclass
 class SiteTable:
@@ -85,14 +100,23 @@ def _finish(
     file: str,
     rows_in: int,
     extra_quarantine: pd.DataFrame | None = None,
+    bad_lines: pd.DataFrame | None = None,
     filters: dict[str, Any] | None = None,
     duplicate_keys: tuple[str, ...] = ("site_id", "variable", "start", "end", "source", "method"),
+    plausible: PlausibleRanges | None = None,
 ) -> SiteTable:
     """Split candidates (with a ``reason`` column, None = keep) into kept and quarantine.
 
     Common checks run on every candidate not already rejected: variable known,
-    coordinates in range, value finite, period well formed, no duplicates.
+    coordinates in range, period well formed, value finite, soil fluxes not negative,
+    value within the variable's plausible range (``plausible``, default
+    :class:`~fluxmap.io.sites.checks.PlausibleRanges`), no duplicates. ``extra_quarantine``
+    (rows rejected before becoming candidates) and ``bad_lines`` (malformed lines of the
+    file: ``row``, ``reason``, ``detail``) join the quarantine and count as candidates. The
+    units check then runs over every finite value of each variable (warning, and
+    ``units_warnings`` in the report).
     """
+    plausible = plausible or PlausibleRanges()
     cand = cand.copy()
     for c in OBS_COLUMNS:
         if c not in cand:
@@ -124,6 +148,25 @@ def _finish(
     reject(~np.isfinite(value), "non-finite value", cand["value"].astype(str))
     # Soil CO2 efflux is a source by definition; a negative SR or RH is an entry error.
     reject(cand["variable"].isin(["sr", "rh"]) & (value < 0), "non-physical negative soil flux", value.astype(str))
+    days = pd.Series((cand["end"] - cand["start"]) / pd.Timedelta(days=1), index=cand.index, dtype="float64")
+    low, high, sub = plausible.bounds(cand["variable"], days)
+    with np.errstate(invalid="ignore"):
+        implausible = pd.Series((value.to_numpy() < low) | (value.to_numpy() > high), index=cand.index)
+    span = np.where(sub, "records shorter than a day", "means over a day or longer")
+    reject(
+        implausible,
+        "implausible value",
+        pd.Series(
+            [
+                f"{v:.6g} g C m-2 d-1 outside [{lo:.4g}, {hi:.4g}] for {var} ({s})"
+                for v, lo, hi, var, s in zip(value, low, high, cand["variable"].astype(str), span)
+            ],
+            index=cand.index,
+            dtype="object",
+        )
+        if implausible.any()
+        else "",
+    )
     dup = cand.duplicated(list(duplicate_keys), keep="first") & ok
     reject(dup, "duplicate", "same site, variable, method and period as an earlier row")
 
@@ -132,19 +175,33 @@ def _finish(
     q = cand.loc[~ok].copy()
     q["source"], q["file"] = source, file
     quarantine = q.reindex(columns=QUARANTINE_COLUMNS)
-    if extra_quarantine is not None and len(extra_quarantine):
-        quarantine = pd.concat([quarantine, extra_quarantine.reindex(columns=QUARANTINE_COLUMNS)], ignore_index=True)
+    extras = [e for e in (extra_quarantine, bad_lines) if e is not None and len(e)]
+    for e in extras:
+        e = e.assign(source=source, file=file).reindex(columns=QUARANTINE_COLUMNS)
+        for c in ("record_id", "site_id", "variable"):
+            e[c] = e[c].astype("object").where(e[c].notna(), "")
+        quarantine = pd.concat([quarantine, e], ignore_index=True)
     quarantine = quarantine.astype({"row": "Int64"}).reset_index(drop=True)
+    # Units are judged against the default ranges: a range narrowed in the config is a choice of
+    # what to keep, not a hint that the file's units are wrong.
+    default_low, default_high, _ = PlausibleRanges().bounds(cand["variable"], days)
+    units = _units_check(cand["variable"], value, default_low, default_high, source=source, file=file)
+    present = set(cand["variable"].astype(str))
     reasons = quarantine["reason"].value_counts().to_dict()
     report = {
         source: {
             "file": file,
             "rows_in": int(rows_in),
-            "candidates": int(len(cand) + (len(extra_quarantine) if extra_quarantine is not None else 0)),
+            "candidates": int(len(cand) + sum(len(e) for e in extras)),
             "kept": int(len(kept)),
             "quarantined": int(len(quarantine)),
             "quarantined_by_reason": {str(k): int(v) for k, v in reasons.items()},
             "kept_by_variable": {str(k): int(v) for k, v in kept["variable"].value_counts().items()},
+            "malformed_lines": int(len(bad_lines)) if bad_lines is not None else 0,
+            "plausible": {
+                kind: {k: v for k, v in ranges.items() if k in present} for kind, ranges in plausible.as_dict().items()
+            },
+            "units_warnings": units,
             **({"filters": filters} if filters else {}),
         }
     }
@@ -156,5 +213,3 @@ def _file_check(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"site file not found: {path}")
     return path
-
-
