@@ -220,13 +220,16 @@ def test_hostile_yaml_text_is_refused_and_runs_nothing(lair, case):
     _refused(path, marker, message)
 
 
-def test_paths_stay_inside_the_explicit_root(lair, tmp_path_factory):
+def test_paths_stay_inside_the_explicit_root(lair, tmp_path_factory, monkeypatch):
     folder, marker = lair
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     (elsewhere / "e.zarr").symlink_to(folder / "e.zarr")
     doc = _base()
     # Passed explicitly, a root outside the catalog's folder is the user's choice ...
     assert load_catalog(_write(folder, doc), ROOT=str(elsewhere)).source("era5").local == (folder / "e.zarr").resolve()
+    # A relative root passed explicitly is relative to the working folder, as on a command line.
+    monkeypatch.chdir(elsewhere.parent)
+    assert load_catalog(folder / "cat.yaml", ROOT=elsewhere.name).source("era5").url == str(elsewhere / "e.zarr")
     # ... but a template may not climb out of it, and a link inside the folder may not lead out of it.
     _set(f"{D}/kwargs/url", "{ROOT}/../../etc/passwd")(doc)
     _refused(

@@ -41,7 +41,8 @@ def test_forest_families_are_mapped_and_replace_an_earlier_family(tiny_world, tm
     sr = ds.sr.values[:, land]
     assert np.isfinite(sr).mean() > 0.5 and np.nanmin(sr) >= 0
     # The map is the new family's: the stored checksums name the .skops files.
-    assert all(p.endswith((".skops", ".json")) for p in json.loads(ds.attrs["fluxmap_model_sha256"]))
+    assert all(p.endswith((".skops", ".json", ".npz")) for p in json.loads(ds.attrs["fluxmap_model_sha256"]))
+    assert not any(p.endswith(".ubj") for p in json.loads(ds.attrs["fluxmap_model_sha256"]))
     from fluxmap.io.models import load_model
 
     model = load_model(folder / "model_unified.skops")

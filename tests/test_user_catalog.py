@@ -59,7 +59,12 @@ def _series(path):
 
 def _doc() -> dict:
     def data(kind: str, url: str) -> dict:
-        return {"datatype": f"intake.readers.datatypes:{kind}", "kwargs": {"url": url}, "metadata": {}, "user_parameters": {}}
+        return {
+            "datatype": f"intake.readers.datatypes:{kind}",
+            "kwargs": {"url": url},
+            "metadata": {},
+            "user_parameters": {},
+        }
 
     def entry(token: str, engine: str, fluxmap: dict, chunks: dict | None = None, **kw) -> dict:
         return {
@@ -82,10 +87,10 @@ def _doc() -> dict:
         },
         "entries": {
             "elevation": entry(
-                "tif", "rasterio", {"variables": {"elevation": "band_data"}, "units": {"elevation": "m"}}, {"x": 60}
+                "tif", "rasterio", {"variables": {"elevation": "band_data"}, "units": {"elevation": "m"}}
             ),
             "temperature": entry(
-                "nc", "h5netcdf", {"variables": {"t2m": "tem"}, "time": "climatology"}, decode_times=False
+                "nc", "netcdf4", {"variables": {"t2m": "tem"}, "time": "climatology"}, decode_times=False
             ),
             "precipitation": entry("zarr", "zarr", {"variables": {"tp": "precip"}}, consolidated=True),
         },
@@ -131,7 +136,9 @@ def test_user_grids_give_the_values_of_an_independent_lookup(user_grids):
     # NetCDF climatology, 0..360, degC: every month, converted to K.
     tem = at("temperature")
     r, c = np.floor((90 - lat) / RES_NC).astype(int), np.floor((lon % 360) / RES_NC).astype(int)
-    np.testing.assert_allclose(tem.t2m.transpose("time", "site").values, truth["temperature"][:, r, c] + 273.15, rtol=1e-6)
+    np.testing.assert_allclose(
+        tem.t2m.transpose("time", "site").values, truth["temperature"][:, r, c] + 273.15, rtol=1e-6
+    )
     assert tem.t2m.attrs["units"] == "K" and tem.attrs["fluxmap_time"] == "climatology"
 
     # Zarr series, south-up (latitudes increasing), mm/day.
@@ -148,12 +155,13 @@ def test_units_declared_in_the_catalog_are_checked_against_the_file(user_grids):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(CatalogError, match=r"temperature.*'t2m'.*the catalog says 'K'.*the file says 'degC'"):
         load_catalog(path).open("temperature")
-    # Units fluxmap cannot convert: refused, naming them and what it accepts.
-    doc["entries"]["temperature"]["metadata"]["fluxmap"]["units"] = {"t2m": "degF"}
-    doc["entries"]["precipitation"]["metadata"]["fluxmap"]["units"] = {"tp": "inch/day"}
+    # Units fluxmap cannot convert (the GeoTIFF has none of its own): refused, naming them.
+    doc["entries"]["elevation"]["metadata"]["fluxmap"]["units"] = {"elevation": "ft"}
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(CatalogError, match=r"precipitation.*'tp'.*'inch/day'.*cannot convert"):
-        load_catalog(path).open("precipitation")
+    with pytest.raises(
+        CatalogError, match=r"elevation: variable 'elevation' \(source 'band_data'\) has units 'ft', which"
+    ):
+        load_catalog(path).open("elevation")
     # No units anywhere: refused.
     doc = yaml.safe_load(path.read_text())
     doc["entries"]["elevation"]["metadata"]["fluxmap"].pop("units")
@@ -183,3 +191,67 @@ def test_catalog_check_names_each_problem_in_one_line(user_grids, tmp_path, caps
     assert len(problems) == 2
     assert any("temperature" in p and "source not found" in p for p in problems)
     assert any("precipitation" in p and "inch/day" in p for p in problems)
+
+
+def test_every_time_step_is_put_on_the_8day_periods():
+    """Climatology by calendar month, monthly and annual series by the step holding each period's middle
+    day (never extrapolated), daily series averaged: checked against hand-computed values."""
+    from fluxmap.science.extract import on_periods
+    from fluxmap.science.periods import period_starts
+
+    starts = period_starts([2019])
+    clim = xr.Dataset({"t": ("time", np.arange(1.0, 13.0))}, coords={"time": np.arange(1, 13)})
+    got = on_periods(clim, "climatology", starts).t.to_series()
+    # The period of 2019-01-25 has its middle day on 29 January; the one of 2019-02-26 on 2 March.
+    assert got[pd.Timestamp("2019-01-25")] == 1 and got[pd.Timestamp("2019-02-26")] == 3
+    assert got[pd.Timestamp("2019-12-27")] == 12 and len(got) == 46
+    monthly = xr.Dataset(
+        {"p": ("time", np.arange(6.0))}, coords={"time": pd.date_range("2019-03-01", periods=6, freq="MS")}
+    )
+    got = on_periods(monthly, "series", starts).p.to_series()
+    assert np.isnan(got[pd.Timestamp("2019-02-18")])  # before the first month
+    assert got[pd.Timestamp("2019-02-26")] == 0  # middle day 2 March
+    assert got[pd.Timestamp("2019-08-21")] == 5  # middle day 25 August: the last month
+    assert np.isnan(got[pd.Timestamp("2019-08-29")])  # middle day 2 September: after the series, not extrapolated
+    daily = xr.Dataset(
+        {"d": ("time", np.arange(365.0))}, coords={"time": pd.date_range("2019-01-01", periods=365, freq="D")}
+    )
+    got = on_periods(daily, "series", starts).d.to_series()
+    assert got[pd.Timestamp("2019-01-01")] == pytest.approx(3.5) and got[pd.Timestamp("2019-01-09")] == pytest.approx(
+        11.5
+    )
+
+
+def test_the_extract_stage_reads_a_user_catalog_with_a_climatology(user_grids, tmp_path):
+    """The user catalog through the extract stage: a chamber site's 8-day rows carry July's temperature
+    from the climatology and March's precipitation from the monthly series."""
+    import dataclasses
+
+    from fluxmap.config import RunConfig
+    from fluxmap.io.sites import read_generic_csv
+    from fluxmap.stages.extract import extract_stage
+
+    path, truth = user_grids
+    lat, lon = 47.3, 8.6
+    rows = ["site,lat,lon,t,flux"] + [f"CH,{lat},{lon},2019-{m:02d}-{d:02d},2.0" for m in (3, 7) for d in range(1, 29)]
+    csv = tmp_path / "obs.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    mapping = {"site_id": "site", "lat": "lat", "lon": "lon", "start": "t", "step": "1D", "value": "flux",
+               "units_name": "g C m-2 d-1", "variable_name": "sr"}  # fmt: skip
+    table = read_generic_csv(csv, mapping)
+    cfg = RunConfig(workdir=str(tmp_path / "w"), demo=None)
+    cfg = dataclasses.replace(
+        cfg,
+        extract=dataclasses.replace(
+            cfg.extract, catalog=str(path), entries=("elevation", "temperature", "precipitation")
+        ),
+    )
+    out = extract_stage(cfg, table, log=lambda m: None)["training_8day"].set_index("start")
+    r, c = int((90 - lat) // RES_NC), int((lon % 360) // RES_NC)
+    july = out.loc[pd.Timestamp("2019-07-12")]
+    assert july.t2m == pytest.approx(truth["temperature"][6, r, c] + 273.15, rel=1e-6)
+    r, c = int((lat + 90) // RES_ZARR), int((lon + 180) // RES_ZARR)
+    march = out.loc[pd.Timestamp("2019-03-06")]
+    assert march.tp == pytest.approx(truth["precipitation"][2, r, c], rel=1e-6)
+    r, c = int((70 - lat) // RES_TIF), int((lon + 20) // RES_TIF)
+    assert july.elevation == pytest.approx(truth["elevation"][r, c], rel=1e-6)

@@ -111,8 +111,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_catalog(path: str, params: dict[str, str], sites_file: str | None) -> int:
+    """``fluxmap catalog check``: one line per entry, ``problem:`` lines for what is wrong; exit 1 if any."""
+    import pandas as pd
+
+    from fluxmap.io.catalog import builtin_catalog, load_catalog
+
+    cat = load_catalog(Path(path) if Path(path).suffix in (".yaml", ".yml") else builtin_catalog(path), **params)
+    sites = None
+    if sites_file:
+        sites = pd.read_parquet(sites_file) if sites_file.endswith(".parquet") else pd.read_csv(sites_file)
+        missing = {"lat", "lon"} - set(sites)
+        if missing:
+            raise ValueError(f"{sites_file}: a sites table needs columns lat and lon; missing {sorted(missing)}")
+        sites = sites.drop_duplicates([c for c in ("site", "site_id", "lat", "lon", "start", "end") if c in sites])
+    problems = 0
+    for line, problem in cat.check(sites):
+        if problem:
+            problems += 1
+            print(f"problem: {problem}")
+        else:
+            print(f"ok: {line}")
+    print(f"catalog {cat.path}: {len(cat.entries)} entries, {problems} with problems")
+    return 1 if problems else 0
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     params = _params(args.param)
+    if args.catalog == "check":
+        if not args.target:
+            raise ValueError("fluxmap catalog check CATALOG: name the catalog (built-in name or path)")
+        if args.target == "demo" and "DEMO_ROOT" not in params:
+            params["DEMO_ROOT"] = args.root
+        return _check_catalog(args.target, params, args.sites)
     if args.catalog == "demo" and "DEMO_ROOT" not in params:
         params["DEMO_ROOT"] = args.root
     return 0 if _summarize_catalog(args.catalog, params, args.entry) else 1
@@ -257,7 +288,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "check a catalog and print its entries as lazy cubes (computes nothing)",
         "Load an Intake catalog (built-in name: demo, cloud, reference; or a "
         "YAML path), check it is safe, open entries decoded to canonical variables, and "
-        "print dims, chunks, units and sizes without computing anything.",
+        "print dims, chunks, units and sizes without computing anything. "
+        "`fluxmap catalog check CATALOG [--sites TABLE]` validates a user catalog before anything runs: "
+        "each entry opens (file present, variables mapped, units known and consistent with the file, CRS), "
+        "its axes and time axis are usable, and the sites fall on its grid and inside its time axis; one "
+        "'problem:' line per entry at fault, exit 1 if any.",
     ),
 }
 """Per subcommand (besides the stage commands): its one-line summary and its description."""
@@ -344,7 +379,16 @@ def _add_stages(sub: Any) -> None:
 def _add_catalog(sub: Any) -> None:
     """``fluxmap catalog``: check a catalog and describe its entries lazily."""
     c = _parser(sub, "catalog")
-    c.add_argument("catalog", nargs="?", default="demo", help="built-in name or path (default: %(default)s)")
+    c.add_argument(
+        "catalog",
+        nargs="?",
+        default="demo",
+        help="built-in name or path (default: %(default)s), or 'check' to validate the catalog named next",
+    )
+    c.add_argument("target", nargs="?", help="with 'check': the catalog to validate")
+    c.add_argument(
+        "--sites", help="with 'check': a CSV or Parquet table of sites (lat, lon; start, end) to test coverage"
+    )
     c.add_argument("--root", default="fluxmap-demo", help="demo world folder for the demo catalog")
     c.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="catalog user parameter")
     c.add_argument("--entry", action="append", metavar="NAME", help="open only these entries")

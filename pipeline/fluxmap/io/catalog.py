@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from fluxmap.io.catalog_schema import DATATYPES, READERS, STAC_READER, CatalogError, Source, parse_catalog
@@ -103,7 +104,7 @@ class StacCubeReader(_stac_reader_base()):  # type: ignore[misc]
 
 # --- opening one source ---------------------------------------------------------------------
 
-_DEFAULT_ENGINE = {"zarr": "zarr", "netcdf": "h5netcdf", "tiff": "rasterio"}
+_DEFAULT_ENGINE = {"zarr": "zarr", "netcdf": "netcdf4", "tiff": "rasterio"}
 
 
 def _open_xarray(src: Source) -> xr.Dataset:
@@ -283,6 +284,62 @@ class FluxCatalog:
         ds.attrs.update({"fluxmap_entry": name, "fluxmap_product": meta["product"], "fluxmap_catalog": str(self.path)})
         return ds
 
+    def check(self, sites: pd.DataFrame | None = None) -> list[tuple[str, str | None]]:
+        """Check every entry before anything runs: ``(line, problem)`` per entry, problem None if fine.
+
+        Each entry must open (source present, variables mapped, units known and consistent, CRS
+        readable), have geographic or MODIS sinusoidal axes, and a time axis that increases without
+        repeats. With ``sites`` (columns ``lat``, ``lon``, optional ``site``/``site_id``, ``start``,
+        ``end``): every site must fall on the entry's grid, and a dated series must cover the sites'
+        periods. Opens lazily; computes nothing but the coordinates.
+        """
+        from fluxmap.science.extract import locate_sites
+
+        out: list[tuple[str, str | None]] = []
+        for name in self.entries:
+            try:
+                ds = self.open(name)
+            except (CatalogError, ValueError, KeyError) as e:
+                out.append((name, f"{name}: {e}"))
+                continue
+            if not ({"lat", "lon"} <= set(ds.dims) or {"x", "y"} <= set(ds.dims)):
+                out.append((name, f"{name}: axes {tuple(ds.dims)} are neither lat/lon nor a projected y/x grid"))
+                continue
+            kind = ds.attrs.get("fluxmap_time", "series" if "time" in ds.dims else "static")
+            if "time" in ds.dims and kind == "series":
+                t = pd.Index(ds["time"].values)
+                if not t.is_monotonic_increasing or t.has_duplicates:
+                    out.append((name, f"{name}: its time axis is not increasing without repeats"))
+                    continue
+            problem = None
+            if sites is not None and len(sites):
+                ids = (
+                    sites[[c for c in ("site", "site_id") if c in sites][0]]
+                    if {"site", "site_id"} & set(sites)
+                    else sites.index
+                )
+                where = locate_sites(ds, np.asarray(ids), sites["lat"].to_numpy(float), sites["lon"].to_numpy(float))
+                off = ~where.inside
+                if off.any():
+                    first = sites[off].iloc[0]
+                    problem = (
+                        f"{name}: {int(off.sum())} of {len(sites)} sites fall outside its grid (e.g. "
+                        f"{np.asarray(ids)[off][0]} at {first['lat']:.2f}, {first['lon']:.2f})"
+                    )
+                elif "time" in ds.dims and kind == "series" and {"start", "end"} <= set(sites):
+                    t0, t1 = pd.Timestamp(ds["time"].values[0]), pd.Timestamp(ds["time"].values[-1])
+                    late = (pd.to_datetime(sites["start"]) < t0) | (
+                        pd.to_datetime(sites["end"]) > t1 + pd.Timedelta(days=31)
+                    )
+                    if late.any():
+                        problem = f"{name}: {int(late.sum())} of {len(sites)} site periods lie outside its time axis {t0.date()} to {t1.date()}"
+            dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
+            line = f"{name}: {kind}, {dims}; " + ", ".join(
+                f"{v} [{ds[v].attrs.get('units', '?')}]" for v in ds.data_vars
+            )
+            out.append((line, problem))
+        return out
+
     def describe(self) -> str:
         """One block per entry: product, description (opening nothing)."""
         lines = [f"catalog {self.path}"]
@@ -336,19 +393,52 @@ def _expect_units(da: xr.DataArray, accepted: set[str], where: str) -> None:
         raise CatalogError(f"{where}: variable {da.name!r} has units {units!r}; expected one of {sorted(accepted)}")
 
 
-def _to_units(da: xr.DataArray, target: str, where: str) -> xr.DataArray:
-    units = da.attrs.get("units")
+def _to_units(
+    da: xr.DataArray, target: str, where: str, *, declared: str | None = None, name: str | None = None
+) -> xr.DataArray:
+    """``da`` converted to ``target`` units from the units the file gives or the catalog ``declared``.
+
+    Both given and different: refused (the catalog contradicts the file). Neither: refused. Units
+    fluxmap has no conversion for: refused, naming them and what it accepts.
+    """
+    label = f"variable {name!r} (source {da.name!r})" if name and name != da.name else f"variable {da.name!r}"
+    file_units = da.attrs.get("units")
+    if declared is not None and file_units is not None and declared != file_units:
+        raise CatalogError(
+            f"{where}: {label}: the catalog says {declared!r} but the file says {file_units!r}; "
+            "correct the catalog's metadata.fluxmap.units or the file"
+        )
+    units = declared if declared is not None else file_units
     table = _UNIT_ALIASES.get(target, {target: lambda x: x})
     if units is None:
         raise CatalogError(
-            f"{where}: variable {da.name!r} has no units attribute; expected {target!r} or one of {sorted(table)}"
+            f"{where}: {label} has no units attribute; declare them in metadata.fluxmap.units "
+            f"({target!r} or one of {sorted(table)})"
         )
     if units not in table:
         raise CatalogError(
-            f"{where}: variable {da.name!r} has units {units!r}, which fluxmap cannot convert "
-            f"to {target!r}; accepted: {sorted(table)}"
+            f"{where}: {label} has units {units!r}, which fluxmap cannot convert to {target!r}; accepted: {sorted(table)}"
         )
     return table[units](da.astype("float32"))
+
+
+def _geographic(raw: xr.Dataset, meta: dict) -> xr.Dataset:
+    """A raster's ``x``/``y`` named ``lon``/``lat`` when its CRS (the file's, else the catalog's) is
+    geographic (a GeoTIFF in EPSG:4326); a single ``band`` dropped."""
+    if "band" in raw.dims and raw.sizes["band"] == 1:
+        raw = raw.squeeze("band", drop=True)
+    if not ({"x", "y"} <= set(raw.dims)):
+        return raw
+    crs = meta.get("crs")
+    if crs is None and "spatial_ref" in raw.coords:
+        crs = raw["spatial_ref"].attrs.get("crs_wkt")
+    if crs is None:
+        return raw
+    from pyproj import CRS
+
+    if not CRS.from_user_input(crs).is_geographic:
+        return raw
+    return raw.rename({"x": "lon", "y": "lat"}).drop_vars("spatial_ref", errors="ignore")
 
 
 def _geo_dims(ds: xr.Dataset) -> xr.Dataset:
@@ -449,13 +539,11 @@ def _decode_era5(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Data
     tp = _source_var(raw, meta, "total_precipitation", where)
     _expect_units(t2m, {"K", "kelvin"}, where)
     _expect_units(tp, {"m", "m of water equivalent"}, where)
-    return _with_coords(
-        raw,
-        {
-            "t2m": products.decode_era5_temperature(t2m),
-            "tp": products.decode_era5_precipitation(tp, step_hours=_time_step_hours(raw, meta, where)),
-        },
-    )
+    out = {
+        "t2m": products.decode_era5_temperature(t2m),
+        "tp": products.decode_era5_precipitation(tp, step_hours=_time_step_hours(raw, meta, where)),
+    }
+    return _with_coords(raw, {k: v.assign_attrs(source=f"ERA5 ({where})") for k, v in out.items()})
 
 
 def _decode_canonical(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
@@ -463,6 +551,11 @@ def _decode_canonical(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr
     roles = meta.get("variables") or {}
     if not roles:
         raise CatalogError(f"{where}: a 'canonical' entry must map canonical names in metadata.fluxmap.variables")
+    raw = _geographic(raw, meta)
+    declared = dict(meta.get("units") or {})
+    unknown = sorted(set(declared) - set(roles))
+    if unknown:
+        raise CatalogError(f"{where}: metadata.fluxmap.units names {unknown}, which the entry does not map")
     out = {}
     for canon in roles:
         spec = products.spec(canon)
@@ -473,10 +566,20 @@ def _decode_canonical(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr
         if canon == "land_fraction" and meta.get("land_codes"):
             out[canon] = products.apply_cf(da.isin(meta["land_codes"]).astype("float32"), canon)
             continue
-        out[canon] = products.apply_cf(_to_units(da, spec.units, where), canon)
+        converted = _to_units(da, spec.units, where, declared=declared.get(canon), name=canon)
+        # The label names the real source and the units it came in, not a product it is not.
+        out[canon] = products.apply_cf(converted, canon).assign_attrs(
+            source=f"{where} ({da.name})", fluxmap_source_units=declared.get(canon) or da.attrs.get("units")
+        )
     ds = _with_coords(raw, out)
     extra = [v for v in raw.data_vars if v not in set(roles.values())]
-    return ds.assign({v: raw[v] for v in extra if v in meta.get("keep", [])})
+    ds = ds.assign({v: raw[v] for v in extra if v in meta.get("keep", [])})
+    kind = meta.get("time") or ("series" if "time" in ds.dims else "static")
+    if kind == "climatology" and ds.sizes.get("time") != 12:
+        raise CatalogError(
+            f"{where}: a climatology has 12 calendar months on its time axis, this one {ds.sizes.get('time')}"
+        )
+    return ds.assign_attrs(fluxmap_time=kind)
 
 
 DECODERS: dict[str, Callable[..., xr.Dataset]] = {

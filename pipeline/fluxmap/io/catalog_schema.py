@@ -253,7 +253,13 @@ def _inside(path: Path, root: Path) -> bool:
 def _resolve_url(
     template: str, values: dict[str, str], explicit: dict[str, Path], folder: Path, source: str, where: str
 ) -> tuple[str, Path | None]:
-    """The filled-in address and, when local, the resolved path, checked against the roots."""
+    """The filled-in address and, when local, the resolved path, checked against the roots.
+
+    A relative path passed explicitly as the parameter the address starts with is the caller's
+    path (relative to the working folder), not the catalog's."""
+    lead = re.match(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", template)
+    if lead and lead.group(1) in explicit and "://" not in values.get(lead.group(1), ""):
+        values = {**values, lead.group(1): str(explicit[lead.group(1)])}
     url = _fill(template, values, source, where)
     if "::" in url:
         raise _fail(source, where, f"chained fsspec address {url!r} refused")
@@ -320,7 +326,11 @@ _FLUXMAP_META: dict[str, Any] = {
     "step_hours": (int, float),
     "land_codes": list,
     "keep": list,
+    "units": dict,
+    "time": str,
 }
+TIME_KINDS = frozenset({"static", "climatology", "series"})
+"""What an entry's time axis is: none, 12 calendar months, or dated steps."""
 
 
 def _fluxmap_meta(entry_meta: dict, products: set[str], source: str, where: str) -> dict[str, Any]:
@@ -340,6 +350,11 @@ def _fluxmap_meta(entry_meta: dict, products: set[str], source: str, where: str)
     for k in ("bands", "keep"):
         if k in meta:
             _str_list(meta[k], source, f"{where}.fluxmap.{k}")
+    for k, v in (meta.get("units") or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise _fail(source, f"{where}.fluxmap.units", f"{k!r}: {v!r} is not a variable-to-units mapping")
+    if "time" in meta and meta["time"] not in TIME_KINDS:
+        raise _fail(source, f"{where}.fluxmap.time", f"{meta['time']!r} is not one of {sorted(TIME_KINDS)}")
     if "land_codes" in meta and not all(isinstance(c, int) and not isinstance(c, bool) for c in meta["land_codes"]):
         raise _fail(source, f"{where}.fluxmap.land_codes", "expected a list of integers")
     return dict(meta)

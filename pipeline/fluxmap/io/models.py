@@ -15,12 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fluxmap.io.provenance import atomic_path, sha256, write_json
+from fluxmap.science.applicability import Applicability
 from fluxmap.science.predict import ModelSet
 from fluxmap.science.train import FittedModel
 from fluxmap.science.zones import ZoneModel
 
-__all__ = ["ModelFiles", "load_model", "load_model_set", "load_zones", "save_model", "save_zones"]
+__all__ = [
+    "ModelFiles",
+    "load_applicability",
+    "load_model",
+    "load_model_set",
+    "load_zones",
+    "save_applicability",
+    "save_model",
+    "save_zones",
+]
 
 
 def save_zones(model: ZoneModel, path: str | Path) -> None:
@@ -167,7 +179,29 @@ def load_model_set(target: str, folder: str | Path, *, ensemble: bool, unified_m
         ensemble=[_single_threaded(p) for p in members],
         unified_map=unified_map,
         masked_zones=frozenset(masked_zones(folder)),
+        applicability=load_applicability(folder),
     )
+
+
+APPLICABILITY = "applicability.npz"
+"""Per target folder: the unified model's area of applicability (plain arrays, read without pickle)."""
+
+
+def save_applicability(folder: str | Path, aoa: Applicability) -> None:
+    """Write ``applicability.npz`` (numpy arrays only) atomically."""
+    with atomic_path(Path(folder) / APPLICABILITY) as tmp:
+        savez: Any = np.savez  # numpy's stub types **arrays like its keyword options
+        with tmp.open("wb") as f:
+            savez(f, **aoa.to_arrays())
+
+
+def load_applicability(folder: str | Path) -> Applicability | None:
+    """The area of applicability of a target folder, or None when it has none."""
+    path = Path(folder) / APPLICABILITY
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as a:
+        return Applicability.from_arrays({k: a[k] for k in a.files})
 
 
 ZONES_WITHOUT_MODEL = "zones_without_model.json"
@@ -195,9 +229,10 @@ def masked_zones(folder: str | Path) -> list[int]:
 def _digest(folder: Path, *, ensemble: bool) -> str:
     zones, unified, members = _model_paths(folder, ensemble=ensemble)
     h = hashlib.sha256()
-    fallback = folder / ZONES_WITHOUT_MODEL
-    if fallback.is_file():
-        h.update(fallback.read_bytes())
+    for note in (folder / ZONES_WITHOUT_MODEL, folder / APPLICABILITY):
+        if note.is_file():
+            h.update(note.name.encode())
+            h.update(note.read_bytes())
     for p in [*zones, unified, *members]:
         for f in (p, p.with_suffix(".json")):
             h.update(f.name.encode())

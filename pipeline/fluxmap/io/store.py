@@ -82,6 +82,23 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
                 a["long_name"] = f"{what} of the bootstrap ensemble for {base}"
             ds[v].attrs = {k: val for k, val in a.items() if k not in ("valid_min", "valid_max")}
             ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
+        elif v.endswith("_di"):
+            ds[v].attrs = {
+                "long_name": f"dissimilarity index of {v.split('_')[0]}'s predictors to its training data "
+                "(Meyer & Pebesma 2021)",
+                "units": "1",
+                "grid_mapping": "crs",
+            }
+            ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
+        elif v.endswith("_aoa"):
+            ds[v].attrs = {
+                "long_name": f"1 inside the area of applicability of {v.split('_')[0]}'s unified model, 0 outside "
+                "(dissimilarity index above the training threshold)",
+                "flag_values": np.array([0, 1], "uint8"),
+                "flag_meanings": "outside inside",
+                "grid_mapping": "crs",
+            }
+            ds[v].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
         elif v.endswith("_missing_predictors"):
             ds[v].attrs = {
                 "long_name": f"1 where a predictor of {v.split('_')[0]} was missing (model default used)",

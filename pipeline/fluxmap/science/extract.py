@@ -17,7 +17,7 @@ import xarray as xr
 
 from fluxmap.science import periods
 
-__all__ = ["SiteIndex", "extract_at_sites", "locate_sites", "to_periods"]
+__all__ = ["SiteIndex", "extract_at_sites", "locate_sites", "on_periods", "to_periods"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,36 @@ def to_periods(ds: xr.Dataset, *, min_coverage: float = 0.99) -> xr.Dataset:
     coverage = counts.values * (step / pd.Timedelta(days=1)) / days
     keep = counts.index[coverage >= min_coverage]
     return out.sel(time=keep.values)
+
+
+def on_periods(ds: xr.Dataset, kind: str, starts: pd.DatetimeIndex) -> xr.Dataset:
+    """Any time axis put on the 8-day periods starting at ``starts`` (lazy where ``ds`` is).
+
+    - ``climatology`` (12 calendar months, in order): each period takes the month of its
+      middle day (start + 4 days), for whatever year it is in.
+    - ``series`` with steps shorter than 8 days (ERA5 hourly or daily): averaged to the periods
+      (:func:`to_periods`), then the requested ones taken.
+    - ``series`` with steps of 8 days or longer (8-day, monthly, annual): each period takes the
+      step that holds its middle day; periods before the first step or more than one step after
+      the last are NaN, never extrapolated.
+    - ``static``: returned as is.
+    """
+    if kind == "static" or "time" not in ds.dims:
+        return ds
+    starts = pd.DatetimeIndex(starts)
+    middle = starts + pd.Timedelta(days=4)
+    if kind == "climatology":
+        if ds.sizes["time"] != 12:
+            raise ValueError(f"a climatology has 12 months, this one {ds.sizes['time']} steps")
+        month = xr.DataArray(middle.month.values - 1, dims="time")
+        return ds.isel(time=month).assign_coords(time=("time", starts.values))
+    t = pd.DatetimeIndex(ds["time"].values)
+    step = pd.Series(t).diff().median() if len(t) > 1 else pd.Timedelta(days=8)
+    if step < pd.Timedelta(days=8):
+        return to_periods(ds).reindex(time=starts.values)
+    idx = t.get_indexer(middle, method="ffill")
+    beyond = middle >= t[-1] + step
+    idx = np.where(beyond, -1, idx)
+    picked = ds.isel(time=xr.DataArray(np.clip(idx, 0, None), dims="time"))
+    picked = picked.where(xr.DataArray(idx >= 0, dims="time"))
+    return picked.assign_coords(time=("time", starts.values))

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from fluxmap.science.applicability import Applicability
 from fluxmap.science.extract import to_periods
 from fluxmap.science.features import annual_stats, doy_features, regrid_nearest
 from fluxmap.science.train import FittedModel
@@ -37,13 +38,17 @@ class ModelSet:
     ensemble: list[FittedModel] = field(default_factory=list)
     unified_map: bool = False
     masked_zones: frozenset[int] = frozenset()
+    applicability: Applicability | None = None
+    """The unified model's area of applicability: with it, each cell's DI and flag are mapped."""
 
     @property
     def features(self) -> list[str]:
-        """Every predictor any of the models uses."""
+        """Every predictor any of the models (and the area of applicability) uses."""
         names: list[str] = []
         for m in [*self.zone_models.values(), self.unified, *self.ensemble]:
             names += [f for f in m.features if f not in names]
+        if self.applicability is not None:
+            names += [f for f in self.applicability.features if f not in names]
         return names
 
 
@@ -145,6 +150,14 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         unified = np.full(shape, np.nan, dtype="float32")
         unified[:, land] = models.unified.predict(rows(land, models.unified.features)).reshape(shape[0], -1)
         data[f"{t}_unified"] = (("time", "lat", "lon"), unified)
+    if models.applicability is not None:
+        aoa = models.applicability
+        di = np.full(shape, np.nan, dtype="float32")
+        di[:, land] = aoa.dissimilarity(rows(land, aoa.features)).reshape(shape[0], -1)
+        flag = np.full(shape, 255, dtype="uint8")
+        flag[:, land] = aoa.inside(di[:, land].ravel()).reshape(shape[0], -1)
+        data[f"{t}_di"] = (("time", "lat", "lon"), di)
+        data[f"{t}_aoa"] = (("time", "lat", "lon"), flag)
     if models.ensemble:
         preds = np.stack([m.predict(rows(land, m.features)) for m in models.ensemble])
         for name, values in (
@@ -178,6 +191,8 @@ def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | 
         template = template.assign({f"{target}_unified": f32})
     if ms.ensemble:
         template = template.assign({f"{target}_{s}": f32 for s in ("sd", "p05", "p95")})
+    if ms.applicability is not None:
+        template = template.assign({f"{target}_di": f32, f"{target}_aoa": xr.zeros_like(like, dtype="uint8")})
     ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "lat", "lon")])
     if like.chunks:
         # Static layers come with their own chunks: align everything to the time-varying cube.

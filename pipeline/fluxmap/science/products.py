@@ -182,9 +182,9 @@ _SPECS: list[VariableSpec] = [
         "area_type",
         {"flag_values": np.arange(1, 18, dtype="uint8"), "flag_meanings": " ".join(IGBP_CLASSES.values())},
     ),
-    VariableSpec("t2m", "K", "air temperature at 2 m (ERA5)", 170.0, 340.0, "air_temperature"),
+    VariableSpec("t2m", "K", "air temperature at 2 m", 170.0, 340.0, "air_temperature"),
     VariableSpec(
-        "tp", "mm d-1", "total precipitation rate, mm of water per day (ERA5)", 0.0, 2000.0, "lwe_precipitation_rate"
+        "tp", "mm d-1", "total precipitation rate, mm of water per day", 0.0, 2000.0, "lwe_precipitation_rate"
     ),
     VariableSpec("elevation", "m", "surface elevation above mean sea level", -500.0, 9000.0, "surface_altitude"),
     VariableSpec("land_fraction", "1", "fraction of the cell that is land", 0.0, 1.0, "land_area_fraction"),

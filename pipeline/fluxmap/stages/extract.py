@@ -18,7 +18,8 @@ import xarray as xr
 from fluxmap.config import RunConfig
 from fluxmap.io.provenance import begin_stage, cache_key, frame_sha256, is_cached, write_provenance, write_table
 from fluxmap.io.sites import SiteTable
-from fluxmap.science.extract import extract_at_sites, locate_sites, to_periods
+from fluxmap.science.extract import extract_at_sites, locate_sites, on_periods, to_periods
+from fluxmap.science.periods import period_starts
 from fluxmap.science.training import align_to_periods, site_locations, split_modes, training_tables
 from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog
 
@@ -28,12 +29,16 @@ _FILES = ["training_8day.parquet", "training_annual.parquet", "quarantine.parque
 
 
 def extract_predictors(
-    cfg: RunConfig, locations: pd.DataFrame
+    cfg: RunConfig, locations: pd.DataFrame, starts: pd.DatetimeIndex | None = None
 ) -> tuple[tuple[xr.Dataset, xr.Dataset, dict[str, np.ndarray], dict[str, np.ndarray]], pd.Series]:
     """Predictors at every location: time-varying (time, site) and static (site); per entry, which
     locations are outside its grid and which sit on cells it masks throughout. Beside them, each
     location's predictor cells (one ``row,col`` per entry, ``-`` outside its grid): locations with
-    the same key see the same predictors."""
+    the same key see the same predictors.
+
+    Time axes are put on the 8-day periods (:func:`~fluxmap.science.extract.on_periods`): ``starts``
+    (the periods of the observations' years); without them, sub-period series are averaged to
+    their own periods and 8-day series kept, as before."""
     cat = open_catalog(cfg)
     timed, static, outside = [], [], {}
     timed_names: list[str] = []
@@ -46,7 +51,12 @@ def extract_predictors(
         cells = cells + ("|" if entry != cfg.extract.entries[0] else "") + here
         picked = extract_at_sites(ds, where, window=cfg.extract.window)
         if "time" in picked.dims:
-            if pd.Series(picked.time.values).diff().median() < pd.Timedelta(days=8):
+            kind = ds.attrs.get("fluxmap_time", "series")
+            if starts is not None:
+                picked = on_periods(picked, kind, starts)
+            elif kind == "climatology":
+                raise ValueError(f"entry {entry!r} is a climatology: give the periods to place it on")
+            elif pd.Series(picked.time.values).diff().median() < pd.Timedelta(days=8):
                 picked = to_periods(picked)
             timed.append(picked)
             timed_names.append(entry)
@@ -71,6 +81,14 @@ def extract_predictors(
     return (tv, st, outside, masked), cells
 
 
+def _years(periods: pd.DataFrame, annual: pd.DataFrame) -> list[int]:
+    """Every calendar year an observation touches (its predictors are put on that year's periods)."""
+    years = set(pd.DatetimeIndex(periods["start"]).year) if len(periods) else set()
+    for start, end in zip(pd.DatetimeIndex(annual["start"]), pd.DatetimeIndex(annual["end"])):
+        years |= set(range(start.year, (end - pd.Timedelta(days=1)).year + 1))
+    return sorted(int(y) for y in years)
+
+
 def _inputs(cfg: RunConfig, table: SiteTable) -> dict[str, Any]:
     """The data this stage reads: the observation table it is given and the catalog's sources."""
     return {"observations": frame_sha256(table.observations), **catalog_inputs(cfg, cfg.extract.entries)}
@@ -92,7 +110,7 @@ def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict
     annual_obs, short_obs = split_modes(table.observations)
     periods_ok, low = align_to_periods(short_obs, min_coverage=cfg.sites.min_coverage)
     locs = site_locations(periods_ok, annual_obs)
-    at_sites, cells = extract_predictors(cfg, locs)
+    at_sites, cells = extract_predictors(cfg, locs, period_starts(_years(periods_ok, annual_obs)))
     tables, predictors, placed = training_tables(
         periods_ok, annual_obs, locs.assign(cell=cells), at_sites, quarantine=[low]
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dask.array as dsa
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -19,7 +20,7 @@ from fluxmap.config import ModelConfig, RunConfig
 from fluxmap.io import report
 from fluxmap.io.figures import plot_obs_pred, plot_zone_map
 from fluxmap.io.landcover import global_class_shares
-from fluxmap.io.models import load_zones, save_model, save_zones, save_zones_without_model
+from fluxmap.io.models import load_zones, save_applicability, save_model, save_zones, save_zones_without_model
 from fluxmap.io.provenance import (
     begin_stage,
     cache_key,
@@ -30,6 +31,7 @@ from fluxmap.io.provenance import (
     write_text,
 )
 from fluxmap.science.aggregate import display_field
+from fluxmap.science.applicability import fit_applicability, importance_weights
 from fluxmap.science.comparison import (
     Protocol,
     ZoneFitter,
@@ -210,7 +212,11 @@ def model_target(
     the tables, figure and report; return the summary. ``zones``: refits the zones without given
     locations; ``truth`` (the demo world): each row's noise-free flux and true zone."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("model_*"), *out.glob("ensemble_*")]:  # an earlier run's models (another family, zones)
+    for stale in [
+        *out.glob("model_*"),
+        *out.glob("ensemble_*"),
+        *out.glob("applicability.npz"),
+    ]:  # an earlier run's models (another family, zones)
         stale.unlink()
     protocol = _protocol(cfg, name.partition(":")[0], annual)
     feats = candidate_predictors(df, cfg.predictors, annual=annual)
@@ -253,7 +259,14 @@ def model_target(
         out / "obs_vs_pred.png",
         title=f"{name}: nested cross-validation, whole physical sites held out",
     )
-    _final_models(cfg, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out)
+    unified = _final_models(cfg, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out)
+    # Where the unified model may be trusted: its predictors' distance to the training rows, measured
+    # against the other outer folds (Meyer & Pebesma 2021); the predict stage maps it.
+    aoa = fit_applicability(
+        d, selected, weights=importance_weights(unified.estimator, selected), folds=d.fold.to_numpy(), seed=cfg.seed
+    )
+    save_applicability(out, aoa)
+    summary.update({"aoa_threshold": aoa.threshold, "aoa_train_outside": float(np.mean(aoa.train_di > aoa.threshold))})
     if cfg.bootstrap_members and shares is not None and d.site_group.nunique() >= 5:
         summary.update(_ensemble(cfg, d, selected, shares, out))
     write_text(out / "report.md", report.target_report(name, summary, pieces, cfg=dataclasses.asdict(cfg)))
@@ -301,12 +314,13 @@ def _final_fit(cfg: ModelConfig, df: pd.DataFrame, features: list[str], meta: di
 
 def _final_models(
     cfg: ModelConfig, d: pd.DataFrame, selected: list[str], fallback: list[int], meta: dict[str, Any], out: Path
-) -> None:
+) -> FittedModel:
     """The unified model and the model of each zone with enough physical sites, on every row, saved
     with ``meta`` and their nested scores; ``zones_without_model.json`` names the other zones and
-    what maps them (the unified model, or nothing)."""
+    what maps them (the unified model, or nothing). Returns the unified model."""
     unified_meta = {**meta, "zone": "unified", "nested_cv": metrics(d.value.to_numpy(), d.pred_unified.to_numpy())}
-    save_model(_final_fit(cfg, d, selected, unified_meta), out / "model_unified")
+    unified = _final_fit(cfg, d, selected, unified_meta)
+    save_model(unified, out / "model_unified")
     for z, part in d.groupby("zone"):
         if int(z) in fallback:
             continue
@@ -322,6 +336,7 @@ def _final_models(
             "mapped_with": cfg.unvalidated_zones,
         },
     )
+    return unified
 
 
 def _ensemble(cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd.Series, out: Path) -> dict[str, Any]:

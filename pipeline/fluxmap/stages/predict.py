@@ -106,7 +106,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         for t in targets
     ]  # fmt: skip
     pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
-    files = [p for s in (*MODEL_SUFFIXES, ".json") for p in models_dir.rglob(f"*{s}") if p.parent != models_dir]
+    files = [p for s in (*MODEL_SUFFIXES, ".json", ".npz") for p in models_dir.rglob(f"*{s}") if p.parent != models_dir]
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(files)}
     # Everything that changes the store's values: every model file and its metadata, the predictors'
     # data (fingerprints of the files) and the zone map's own files.

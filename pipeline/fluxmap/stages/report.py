@@ -127,13 +127,19 @@ def _zones_without_model(ds: xr.Dataset, land_fraction: xr.DataArray, k: int) ->
     )
 
 
-def _totals_table(totals: dict[str, pd.DataFrame], names: list[str]) -> pd.DataFrame:
+def _totals_table(
+    totals: dict[str, pd.DataFrame], names: list[str], outside: dict[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
     """``totals.csv``: per year each map's annualized total, the part from cells predicted with missing
-    predictors, the share of the year and of the land area-days covered, and the land never predicted."""
+    predictors, the part from cells outside the area of applicability and their share of the land
+    area-days, the share of the year and of the land area-days covered, and the land never predicted."""
     table = pd.concat({v: t.total_pg_c_yr for v, t in totals.items()}, axis=1)
     for v in names:
         if "flagged_pg_c_yr" in totals[v]:
             table[f"{v}_from_missing_predictors"] = totals[v].flagged_pg_c_yr
+        if outside and v in outside:
+            table[f"{v}_from_outside_aoa"] = outside[v].total_pg_c_yr
+            table[f"{v}_outside_aoa_area_fraction"] = outside[v].covered_fraction
     first = totals[names[0]]
     table["days"], table["time_fraction"] = first.days, first.time_fraction
     table["covered_fraction_min"] = pd.concat([t.covered_fraction for t in totals.values()], axis=1).min(axis=1)
@@ -161,10 +167,14 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     out, models_dir = store.parent, Path(cfg.workdir) / "models"
     ds = xr.open_zarr(store, consolidated=True)
     names = [t.split(":")[0] for t in targets]
-    totals, profiles, maps = {}, {}, {}
+    totals, profiles, maps, outside = {}, {}, {}, {}
     for v in names:  # lazy: totals, profiles and the maps are reductions computed chunk by chunk
         flag = ds.get(f"{v}_missing_predictors")
         totals[v] = aggregate.annual_totals(ds[v], land_fraction, flagged=None if flag is None else flag.astype(bool))
+        if f"{v}_aoa" in ds:
+            # The flux where the unified model's validation does not reach: its total and its share of
+            # the land area-days (covered_fraction of the map restricted to those cells).
+            outside[v] = aggregate.annual_totals(ds[v].where(ds[f"{v}_aoa"] == 0), land_fraction)
         profiles[v] = aggregate.latitudinal_profile(ds[v], land_fraction)
         write_table(profiles[v], out / f"latitudinal_profile_{v}.csv")
         maps.update(_maps(ds, v, out))
@@ -180,7 +190,7 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     unmodelled = _zones_without_model(ds, land_fraction, k)
     if unmodelled is not None:
         write_table(unmodelled, out / "zones_without_model.csv", index=False)
-    table = _totals_table(totals, names)
+    table = _totals_table(totals, names, outside)
     write_table(table, out / "totals.csv")
     part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
     if part is not None:
@@ -197,5 +207,10 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
         formats=f"Zarr v{cfg.predict.zarr_format}, consolidated metadata, CF-1.10",
     )  # fmt: skip
     _log_totals(totals, truth_table, log)
+    for v, t in outside.items():
+        log(
+            f"  {v}: {t.covered_fraction.mean():.1%} of the land area-days outside the unified model's area of "
+            f"applicability, {t.total_pg_c_yr.mean():.1f} Pg C yr-1 of the total from them"
+        )
     log(f"report: {path}")
     return {"store": store, "report": path, "totals": table, "error_vs_truth": truth_table}

@@ -1,0 +1,155 @@
+"""Area of applicability: where a model's predictors lie inside what it was trained on.
+
+Meyer & Pebesma (2021, Methods Ecol. Evol. 12:1620, "Predicting into unknown space? Estimating
+the area of applicability of spatial prediction models"). Predictors are standardized by the
+training mean and SD and weighted by the model's variable importance; the dissimilarity index
+(DI) of a point is its distance to the nearest training point divided by the mean distance
+between training points. The training points' own DI is measured against the training points
+of *other* cross-validation folds (here: other folds of physical sites), so it reflects the
+distances the validation actually faced. The threshold is the largest training DI that is not
+an outlier (at most the upper quartile plus 1.5 interquartile ranges); a point whose DI exceeds
+it is outside the area of applicability: the model's validation says nothing about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Applicability", "fit_applicability", "importance_weights"]
+
+MAX_PAIRS_SAMPLE = 2000
+"""Training points sampled (without replacement) for the mean pairwise distance when there are more."""
+
+
+@dataclass
+class Applicability:
+    """The training data in the weighted, standardized predictor space and the DI threshold."""
+
+    features: list[str]
+    mean: np.ndarray
+    sd: np.ndarray
+    weights: np.ndarray
+    train: np.ndarray
+    """Training points, standardized and weighted (float64, rows with a missing predictor dropped)."""
+    mean_distance: float
+    """Mean distance between training points (the DI's unit)."""
+    threshold: float
+    """Largest non-outlier training DI: above it a point is outside the area of applicability."""
+    train_di: np.ndarray
+    """Each training point's DI to the training points of the other folds."""
+    _tree: Any = field(default=None, repr=False, compare=False)
+
+    def _space(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype="float64") - self.mean) / self.sd * self.weights
+
+    def dissimilarity(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """DI of each row of ``x`` (columns :attr:`features`); NaN where a predictor is missing."""
+        if isinstance(x, pd.DataFrame):
+            x = x[self.features].to_numpy(dtype="float64")
+        x = np.asarray(x, dtype="float64")
+        out = np.full(len(x), np.nan)
+        ok = np.isfinite(x).all(axis=1)
+        if ok.any():
+            if self._tree is None:
+                from sklearn.neighbors import KDTree
+
+                self._tree = KDTree(self.train)
+            dist, _ = self._tree.query(self._space(x[ok]), k=1)
+            out[ok] = dist[:, 0] / self.mean_distance
+        return out
+
+    def inside(self, di: np.ndarray) -> np.ndarray:
+        """1 inside the area of applicability, 0 outside, 255 where the DI is unknown (uint8)."""
+        flag = np.where(di <= self.threshold, 1, 0).astype("uint8")
+        flag[~np.isfinite(di)] = 255
+        return flag
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (for ``np.savez``; no pickles) and :meth:`from_arrays` to read them back."""
+        return {
+            "features": np.array(self.features, dtype="U"),
+            "mean": self.mean,
+            "sd": self.sd,
+            "weights": self.weights,
+            "train": self.train,
+            "train_di": self.train_di,
+            "scalars": np.array([self.mean_distance, self.threshold]),
+        }
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> Applicability:
+        return cls(
+            features=[str(f) for f in a["features"]],
+            mean=np.asarray(a["mean"], "float64"),
+            sd=np.asarray(a["sd"], "float64"),
+            weights=np.asarray(a["weights"], "float64"),
+            train=np.asarray(a["train"], "float64"),
+            mean_distance=float(a["scalars"][0]),
+            threshold=float(a["scalars"][1]),
+            train_di=np.asarray(a["train_di"], "float64"),
+        )
+
+
+def importance_weights(estimator: Any, features: list[str]) -> np.ndarray:
+    """Variable importance as DI weights, summing to the number of features (equal weights when
+    the model gives none): XGBoost's total gain, or a forest's impurity importance."""
+    w = np.zeros(len(features))
+    booster = estimator.get_booster() if hasattr(estimator, "get_booster") else estimator
+    if hasattr(booster, "get_score"):
+        gain = booster.get_score(importance_type="total_gain")
+        w = np.array([float(gain.get(f, 0.0)) for f in features])
+    elif hasattr(estimator, "feature_importances_"):
+        w = np.asarray(estimator.feature_importances_, dtype="float64")
+    if not np.isfinite(w).all() or w.sum() <= 0:
+        return np.ones(len(features))
+    return w / w.sum() * len(features)
+
+
+def fit_applicability(
+    x: pd.DataFrame,
+    features: list[str],
+    *,
+    weights: np.ndarray | None = None,
+    folds: np.ndarray | None = None,
+    seed: int = 0,
+) -> Applicability:
+    """The area of applicability of a model trained on the rows of ``x``.
+
+    ``folds`` (one label per row; e.g. the outer folds of physical sites) make each training
+    point's DI the distance to the nearest point of another fold; without them, to the nearest
+    other point. Rows with a missing predictor are left out (they were not a complete example).
+    """
+    from sklearn.neighbors import KDTree
+
+    arr = x[features].to_numpy(dtype="float64")
+    ok = np.isfinite(arr).all(axis=1)
+    arr = arr[ok]
+    if len(arr) < 3:
+        raise ValueError(f"an area of applicability needs at least 3 complete training rows, got {len(arr)}")
+    fold = np.asarray(folds)[ok] if folds is not None else np.arange(len(arr))
+    mean, sd = arr.mean(axis=0), arr.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    w = np.ones(len(features)) if weights is None else np.asarray(weights, dtype="float64")
+    space = (arr - mean) / sd * w
+    rng = np.random.default_rng(seed)
+    sample = space if len(space) <= MAX_PAIRS_SAMPLE else space[rng.choice(len(space), MAX_PAIRS_SAMPLE, replace=False)]
+    from scipy.spatial.distance import pdist
+
+    mean_distance = float(pdist(sample).mean())
+    if not mean_distance > 0:
+        raise ValueError("the training points do not differ in the weighted predictors (mean distance 0)")
+    di = np.full(len(space), np.inf)
+    for f in np.unique(fold):
+        here = fold == f
+        if here.all():
+            continue
+        dist, _ = KDTree(space[~here]).query(space[here], k=1)
+        di[here] = dist[:, 0] / mean_distance
+    finite = di[np.isfinite(di)]
+    q1, q3 = np.percentile(finite, [25, 75])
+    threshold = float(finite[finite <= q3 + 1.5 * (q3 - q1)].max())
+    return Applicability(list(features), mean, sd, w, space, mean_distance, threshold, di)
