@@ -238,6 +238,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from fluxmap.config import load_yaml, run_config_from_mapping
+    from fluxmap.io.lock import workdir_lock
+    from fluxmap.stages.score import score_stage
+
+    cfg = _run_config(args.config, args.workdir, args)
+    doc = load_yaml(args.sites)
+    specs = run_config_from_mapping({"sites": doc}, where=str(args.sites)).sites.sources
+    if not specs:
+        raise ValueError(f"{args.sites}: no site sources (a 'sources:' list as in a run config's sites block)")
+    with workdir_lock(cfg.workdir):
+        score_stage(cfg, specs, Path(args.out) if args.out else Path(cfg.workdir) / "score")
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     import yaml
 
@@ -267,6 +282,14 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "score": (
+        "apply a finished run's models to new site records and score them",
+        "Read new site records (a YAML with a 'sources:' list, as in a run config's sites block) with "
+        "the run's readers, rules and catalog; predict them with the run's final zone and unified models; "
+        "write score/predictions.parquet, score/scores.csv (R2, RMSE, bias overall, by ecosystem, by "
+        "distance to the nearest training site, inside vs outside the area of applicability) and the "
+        "quarantine. Use the same --config and --workdir as the run.",
+    ),
     "run": (
         "run every stage that exists so far on the embedded demo world",
         "Run the pipeline end to end. With no config it generates the "
@@ -318,6 +341,14 @@ def _add_run(sub: Any) -> None:
     r = _parser(sub, "run")
     r.add_argument("--force", action="store_true", help="regenerate even if the cached world is current")
     _stage_args(r, cmd_run, config="run YAML: workdir, demo, sites, extract blocks (see README)")
+
+
+def _add_score(sub: Any) -> None:
+    """``fluxmap score``: a finished run's models on new site records."""
+    c = _parser(sub, "score")
+    c.add_argument("--sites", required=True, help="YAML with a 'sources:' list of the new site files")
+    c.add_argument("--out", help="output folder (default: WORKDIR/score)")
+    _stage_args(c, cmd_score, config="the run's YAML (its workdir holds the finished models)")
 
 
 def _add_cluster(sub: Any) -> None:
@@ -406,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fluxmap {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_cluster, _add_demo, _add_stages, _add_catalog):
+    for add in (_add_run, _add_cluster, _add_demo, _add_stages, _add_catalog, _add_score):
         add(sub)
     return p
 

@@ -14,7 +14,15 @@ import xarray as xr
 from fluxmap.science import periods
 from fluxmap.science.grids import cell_area
 
-__all__ = ["annual_mean", "annual_totals", "display_field", "latitudinal_profile", "partition", "zone_land_area"]
+__all__ = [
+    "annual_mean",
+    "annual_totals",
+    "display_field",
+    "latitudinal_profile",
+    "partition",
+    "totals_by_class",
+    "zone_land_area",
+]
 
 
 def _area(field: xr.DataArray) -> xr.DataArray:
@@ -92,6 +100,49 @@ def annual_totals(
     )
     if flagged is not None:
         out["flagged_pg_c_yr"] = values[4] / 1e15 / frac
+    return out
+
+
+def totals_by_class(
+    flux: xr.DataArray, land_fraction: xr.DataArray, classes: xr.DataArray, names: dict[int, str]
+) -> pd.DataFrame:
+    """Per year and class of ``classes`` (lat x lon, e.g. IGBP land cover): the land area (km2) and the
+    annualized total (Pg C yr-1, as :func:`annual_totals`), with cells of no listed class as
+    ``unclassified`` so the classes add up to the total. Lazy until one computation: the store is
+    read once, whatever the number of classes."""
+    import dask
+
+    w, days = _weights(flux, land_fraction)
+    year = flux["time"].dt.year
+    yearly = (flux.fillna(0.0) * days).groupby(year).sum("time")  # (year, lat, lon), chunk by chunk
+    codes = [int(c) for c in names]
+    listed = classes.isin(codes)
+    masks = [classes == c for c in codes] + [~listed]
+    grams = [(yearly * w.where(m, 0.0)).sum(("lat", "lon")) for m in masks]
+    areas = [w.where(m, 0.0).sum() for m in masks]
+    values = dask.compute(*grams, *areas)
+    years = np.asarray(yearly["year"].values)
+    n_days = days.groupby(year).sum().values
+    year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])
+    frac = n_days / year_days
+    labels = [*(names[c] for c in codes), "unclassified"]
+    class_codes = [*codes, -1]
+    rows = []
+    for i, (code, label) in enumerate(zip(class_codes, labels)):
+        area_km2 = float(values[len(masks) + i]) / 1e6
+        for j, y in enumerate(years):
+            rows.append(
+                {
+                    "year": int(y),
+                    "class": code,
+                    "name": label,
+                    "land_km2": area_km2,
+                    "total_pg_c_yr": float(np.asarray(values[i])[j]) / 1e15 / frac[j],
+                }
+            )
+    out = pd.DataFrame(rows)
+    out = out[out.land_km2 > 0].reset_index(drop=True)
+    out["share_of_total"] = out.total_pg_c_yr / out.groupby("year").total_pg_c_yr.transform("sum")
     return out
 
 

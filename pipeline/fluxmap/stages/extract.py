@@ -23,7 +23,7 @@ from fluxmap.science.periods import period_starts
 from fluxmap.science.training import align_to_periods, site_locations, split_modes, training_tables
 from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog
 
-__all__ = ["extract_predictors", "extract_stage"]
+__all__ = ["extract_predictors", "extract_stage", "site_tables"]
 
 _FILES = ["training_8day.parquet", "training_annual.parquet", "quarantine.parquet", "site_factors.parquet"]
 
@@ -94,6 +94,23 @@ def _inputs(cfg: RunConfig, table: SiteTable) -> dict[str, Any]:
     return {"observations": frame_sha256(table.observations), **catalog_inputs(cfg, cfg.extract.entries)}
 
 
+def site_tables(
+    cfg: RunConfig, table: SiteTable
+) -> tuple[dict[str, pd.DataFrame], list[str], int, pd.DataFrame, pd.DataFrame]:
+    """The tables of a site table with the run's catalog and rules (no files): ``training_8day``,
+    ``training_annual``, ``quarantine``, ``site_factors``; the predictor names; the 8-day periods
+    placed; the periods set aside for low coverage; the locations. The extract stage writes them;
+    ``fluxmap score`` applies a finished run's models to them."""
+    annual_obs, short_obs = split_modes(table.observations)
+    periods_ok, low = align_to_periods(short_obs, min_coverage=cfg.sites.min_coverage)
+    locs = site_locations(periods_ok, annual_obs)
+    at_sites, cells = extract_predictors(cfg, locs, period_starts(_years(periods_ok, annual_obs)))
+    tables, predictors, placed = training_tables(
+        periods_ok, annual_obs, locs.assign(cell=cells), at_sites, quarantine=[low]
+    )
+    return tables, predictors, placed, low, locs
+
+
 def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict[str, pd.DataFrame]:
     """Align observations to 8-day periods, extract predictors at the sites, add derived features,
     write the training tables and return them (cached: a rerun with the same inputs reads them)."""
@@ -107,13 +124,7 @@ def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict
         return {f.split(".")[0]: pd.read_parquet(out / f) for f in _FILES}
     begin_stage(out)
     t0 = time.perf_counter()
-    annual_obs, short_obs = split_modes(table.observations)
-    periods_ok, low = align_to_periods(short_obs, min_coverage=cfg.sites.min_coverage)
-    locs = site_locations(periods_ok, annual_obs)
-    at_sites, cells = extract_predictors(cfg, locs, period_starts(_years(periods_ok, annual_obs)))
-    tables, predictors, placed = training_tables(
-        periods_ok, annual_obs, locs.assign(cell=cells), at_sites, quarantine=[low]
-    )
+    tables, predictors, placed, low, locs = site_tables(cfg, table)
     write_table(tables["site_factors"], out / _FILES[3], index=True)
     for name in _FILES[:3]:
         write_table(tables[name.split(".")[0]], out / name, index=False)

@@ -18,7 +18,7 @@ from fluxmap.io import figures, report
 from fluxmap.io.catalog import FluxCatalog
 from fluxmap.io.models import load_zones
 from fluxmap.io.provenance import write_table
-from fluxmap.science import aggregate
+from fluxmap.science import aggregate, products
 from fluxmap.science.validate import map_errors, map_errors_by_zone
 from fluxmap.stages.common import Log, open_catalog
 
@@ -149,6 +149,26 @@ def _totals_table(
     return table
 
 
+def _totals_by_biome(
+    cat: FluxCatalog, ds: xr.Dataset, land_fraction: xr.DataArray, names: list[str]
+) -> pd.DataFrame | None:
+    """``totals_by_biome.csv``: per target, year and IGBP class of the catalog's land cover (the
+    ``static`` entry's ``landcover``, on the store's grid), its land area and total; None without one."""
+    if "static" not in cat.entries:
+        return None
+    static = cat.open("static")
+    if "landcover" not in static or static["landcover"].shape != (ds.sizes["lat"], ds.sizes["lon"]):
+        return None
+    classes = (
+        static["landcover"].transpose("lat", "lon").drop_vars(["lat", "lon"]).assign_coords(lat=ds.lat, lon=ds.lon)
+    )
+    parts = [
+        aggregate.totals_by_class(ds[v], land_fraction, classes, products.IGBP_CLASSES).assign(target=v) for v in names
+    ]
+    table = pd.concat(parts, ignore_index=True)
+    return table[["target", "year", "class", "name", "land_km2", "total_pg_c_yr", "share_of_total"]]
+
+
 def _validation_text(models_dir: Path, targets: list[str]) -> str:
     validation = (models_dir / "summary.md").read_text() if (models_dir / "summary.md").is_file() else ""
     for t in targets:
@@ -196,6 +216,9 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     if part is not None:
         write_table(part, out / "partition.csv")
     cat = open_catalog(cfg)
+    biomes = _totals_by_biome(cat, ds, land_fraction, names)
+    if biomes is not None:
+        write_table(biomes, out / "totals_by_biome.csv", index=False)
     truth_table = truth_by_zone = None
     if "truth" in cat.entries:
         truth_table, truth_by_zone = _against_truth(cat, ds, land_fraction, names, totals)
