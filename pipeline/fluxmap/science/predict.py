@@ -19,11 +19,21 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap.science.applicability import Applicability
-from fluxmap.science.extract import to_periods
-from fluxmap.science.features import annual_stats, doy_features, regrid_nearest
+from fluxmap.science.extract import on_periods, to_periods
+from fluxmap.science.features import annual_stats, doy_features, period_weights, regrid_nearest
+from fluxmap.science.regrid import on_grid
 from fluxmap.science.train import FittedModel
 
-__all__ = ["ModelSet", "ModelSource", "predict_block", "predict_cube", "predictor_cube"]
+__all__ = [
+    "ModelSet",
+    "ModelSource",
+    "annual_cube",
+    "annual_stats_by_year",
+    "period_cube",
+    "predict_block",
+    "predict_cube",
+    "predictor_cube",
+]
 
 
 @dataclass
@@ -92,6 +102,67 @@ def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2")
     return out
 
 
+def period_cube(
+    cubes: dict[str, xr.Dataset], lat: np.ndarray, lon: np.ndarray, starts: pd.DatetimeIndex
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Every entry on the grid ``lat`` x ``lon``, lazily: the timed ones on the 8-day periods
+    ``starts`` (:func:`~fluxmap.science.extract.on_periods`: climatologies by calendar month,
+    sub-period series averaged, longer steps held), the static ones as they are. An entry already on
+    the grid is taken as is; any other is brought onto it by its declared method
+    (:func:`~fluxmap.science.regrid.on_grid`). Returns (timed, static)."""
+    timed: list[xr.Dataset] = []
+    static: list[xr.Dataset] = []
+    for ds in cubes.values():
+        attrs = ds.attrs
+        ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+        keep = [
+            v
+            for v in ds.data_vars
+            if {"lat", "lon"} <= set(ds[v].dims) <= {"time", "lat", "lon"} and ds[v].dtype.kind == "f"
+        ]
+        ds = ds[keep].assign_attrs(attrs)
+        if not keep:
+            continue
+        if "time" in ds.dims:
+            ds = on_periods(ds, attrs.get("fluxmap_time", "series"), starts).assign_attrs(attrs)
+        same = ds.sizes["lat"] == lat.size and ds.sizes["lon"] == lon.size
+        if not (same and np.allclose(ds["lat"].values, lat) and np.allclose(ds["lon"].values, lon)):
+            ds = on_grid(ds, lat, lon)
+        (timed if "time" in ds.dims else static).append(ds)
+    tv = xr.merge(timed, compat="override", combine_attrs="drop", join="inner") if timed else xr.Dataset()
+    st = xr.merge(static, compat="override", combine_attrs="drop", join="inner") if static else xr.Dataset()
+    return tv, st
+
+
+def annual_stats_by_year(tv: xr.Dataset) -> xr.Dataset:
+    """Per calendar year and cell: ``v_ann_mean`` (weighted by the periods' days, as the annual
+    training table), ``v_ann_max``, ``v_ann_min`` of every variable; ``time`` is each year's 1 January."""
+    days = period_weights(tv["time"])
+    year = tv["time"].dt.year
+    mean = (tv * days).groupby(year).sum() / days.where(tv.notnull()).groupby(year).sum()
+    out = xr.merge(
+        [
+            mean.rename({v: f"{v}_ann_mean" for v in tv.data_vars}),
+            tv.groupby(year).max().rename({v: f"{v}_ann_max" for v in tv.data_vars}),
+            tv.groupby(year).min().rename({v: f"{v}_ann_min" for v in tv.data_vars}),
+        ]
+    )
+    first = pd.DatetimeIndex([pd.Timestamp(int(y), 1, 1) for y in out["year"].values])
+    return out.rename(year="time").assign_coords(time=("time", first.values))
+
+
+def annual_cube(
+    cubes: dict[str, xr.Dataset], lat: np.ndarray, lon: np.ndarray, starts: pd.DatetimeIndex, chunk: int
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """The annual targets' predictors on the grid, lazily: per year, the annual statistics of every
+    timed entry (after :func:`period_cube`) and the static layers, chunked one year by ``chunk``
+    cells; and the 8-day cube the statistics came from (for the zones' long-term factors)."""
+    tv, st = period_cube(cubes, lat, lon, starts)
+    ann = annual_stats_by_year(tv) if tv.data_vars else xr.Dataset(coords={"time": [starts[0]]})
+    out = xr.merge([ann, st], compat="override", combine_attrs="drop")
+    return out.transpose("time", "lat", "lon", ...).chunk({"time": 1, "lat": chunk, "lon": chunk}), tv
+
+
 def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Dataset:
     """Predict one (time, lat, lon) block: each land cell by its zone's model.
 
@@ -135,12 +206,39 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
                 )
         return x.reshape(-1, len(features))
 
+    fractions = (
+        np.asarray(block["class_fraction"].transpose("igbp", "lat", "lon").values)
+        if "class_fraction" in block
+        else None
+    )
+
+    def predicted(model: FittedModel, cells: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """(time, cells) of ``model`` on the rows ``x`` of ``cells``. With the block's class
+        fractions and a model using ``landcover``: per cell, the fraction-weighted mean over the
+        classes present of the prediction with that class (sub-grid land cover), per m2 of the
+        classes given (water and permanent snow/ice are not)."""
+        if fractions is None or "landcover" not in model.features:
+            return model.predict(x).reshape(shape[0], -1)
+        j = model.features.index("landcover")
+        fr = fractions[:, cells]  # (class, cells)
+        xs = x.reshape(shape[0], -1, x.shape[1])
+        num = np.zeros((shape[0], fr.shape[1]))
+        for c, f in zip(block["igbp"].values, fr):
+            here = np.flatnonzero(f > 0)
+            if not here.size:
+                continue
+            sub = xs[:, here].copy()
+            sub[..., j] = c
+            num[:, here] += f[here] * model.predict(sub.reshape(-1, x.shape[1])).reshape(shape[0], -1)
+        total = fr.sum(axis=0)
+        return np.where(total > 0, num / np.where(total > 0, total, 1.0), np.nan)
+
     land = (zone2d > 0) & ~np.isin(zone2d, list(models.masked_zones))
     for z in np.unique(zone2d[land]):
         model = models.zone_models.get(int(z), models.unified)
         cells = zone2d == z
         x = rows(cells, model.features)
-        out[:, cells] = model.predict(x).reshape(shape[0], -1)
+        out[:, cells] = predicted(model, cells, x)
         # A row sum is NaN or infinite when any predictor is (a matrix-vector product: ~6x faster
         # than isnan().any() on the whole matrix).
         ones = np.ones(x.shape[1], dtype="float32")
@@ -148,7 +246,7 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
     data = {t: (("time", "lat", "lon"), out), f"{t}_missing_predictors": (("time", "lat", "lon"), missing)}
     if models.unified_map:
         unified = np.full(shape, np.nan, dtype="float32")
-        unified[:, land] = models.unified.predict(rows(land, models.unified.features)).reshape(shape[0], -1)
+        unified[:, land] = predicted(models.unified, land, rows(land, models.unified.features))
         data[f"{t}_unified"] = (("time", "lat", "lon"), unified)
     if models.applicability is not None:
         aoa = models.applicability
@@ -159,7 +257,7 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         data[f"{t}_di"] = (("time", "lat", "lon"), di)
         data[f"{t}_aoa"] = (("time", "lat", "lon"), flag)
     if models.ensemble:
-        preds = np.stack([m.predict(rows(land, m.features)) for m in models.ensemble])
+        preds = np.stack([predicted(m, land, rows(land, m.features)).ravel() for m in models.ensemble])
         for name, values in (
             ("sd", preds.std(axis=0, ddof=1)),
             ("p05", np.percentile(preds, 5, axis=0)),
@@ -181,6 +279,8 @@ def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | 
     ms = models if isinstance(models, ModelSet) else models.load()
     target, features = ms.target, ms.features
     ds = predictors[features].assign(zone=zone)
+    if "class_fraction" in predictors:
+        ds = ds.assign(class_fraction=predictors["class_fraction"])
     like = predictors[features[0]]
     if "time" not in like.dims:
         like = predictors[[v for v in predictors.data_vars if "time" in predictors[v].dims][0]]
@@ -193,9 +293,9 @@ def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | 
         template = template.assign({f"{target}_{s}": f32 for s in ("sd", "p05", "p95")})
     if ms.applicability is not None:
         template = template.assign({f"{target}_di": f32, f"{target}_aoa": xr.zeros_like(like, dtype="uint8")})
-    ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "lat", "lon")])
+    ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "lat", "lon", "igbp")])
     if like.chunks:
         # Static layers come with their own chunks: align everything to the time-varying cube.
-        ds = ds.chunk({d: like.chunksizes[d] for d in ("time", "lat", "lon")})
+        ds = ds.chunk({d: like.chunksizes[d] for d in ("time", "lat", "lon") if d in ds.dims})
     template = template.drop_vars([c for c in template.coords if c not in ("time", "lat", "lon")])
     return xr.map_blocks(predict_block, ds, kwargs={"models": models}, template=template)

@@ -20,6 +20,7 @@ from fluxmap.io.provenance import begin_stage, cache_key, frame_sha256, is_cache
 from fluxmap.io.sites import SiteTable
 from fluxmap.science.extract import extract_at_sites, locate_sites, on_periods, to_periods
 from fluxmap.science.periods import period_starts
+from fluxmap.science.regrid import sample_at_points
 from fluxmap.science.training import align_to_periods, site_locations, split_modes, training_tables
 from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog
 
@@ -45,11 +46,19 @@ def extract_predictors(
     cells = pd.Series("", index=locations.index, name="cell")
     for entry in cfg.extract.entries:
         ds = cat.open(entry)
-        where = locate_sites(ds, locations.index.values, locations.lat.values, locations.lon.values)
-        outside[entry] = ~where.inside
-        here = np.where(where.inside, [f"{r},{c}" for r, c in zip(where.row, where.col)], "-")
-        cells = cells + ("|" if entry != cfg.extract.entries[0] else "") + here
-        picked = extract_at_sites(ds, where, window=cfg.extract.window)
+        sep = "|" if entry != cfg.extract.entries[0] else ""
+        if "fluxmap_regrid" in ds.attrs:
+            # Sampled at the site as the map samples it at a cell centre (fluxmap.science.regrid).
+            picked = sample_at_points(ds, locations.lat.values, locations.lon.values)
+            picked = picked.assign_coords(site=("site", locations.index.values))
+            outside[entry] = np.zeros(len(locations), dtype=bool)
+            cells = cells + sep + [f"{a:.4f},{b:.4f}" for a, b in zip(locations.lat, locations.lon)]
+        else:
+            where = locate_sites(ds, locations.index.values, locations.lat.values, locations.lon.values)
+            outside[entry] = ~where.inside
+            here = np.where(where.inside, [f"{r},{c}" for r, c in zip(where.row, where.col)], "-")
+            cells = cells + sep + here
+            picked = extract_at_sites(ds, where, window=cfg.extract.window)
         if "time" in picked.dims:
             kind = ds.attrs.get("fluxmap_time", "series")
             if starts is not None:
@@ -62,6 +71,17 @@ def extract_predictors(
             timed_names.append(entry)
         else:
             static.append(picked.drop_dims([d for d in picked.dims if d != "site"], errors="ignore"))
+    if cfg.extract.landcover == "mcd12c1":
+        from fluxmap.io.landcover import read_mcd12c1
+        from fluxmap.science.grids import landcover_at_points
+
+        igbp = landcover_at_points(read_mcd12c1(), locations.lat.values, locations.lon.values).astype("float64")
+        static.append(
+            xr.Dataset(
+                {"landcover": ("site", igbp, {"long_name": "IGBP class (MCD12C1 2019) at the site", "units": "1"})},
+                coords={"site": locations.index.values},
+            )
+        )
     try:
         computed = dask.compute(*timed, *static)
     except Exception as e:  # a damaged input chunk: say which one

@@ -1,0 +1,124 @@
+"""Annual maps (issue 24, part 2): regridding by the declared method, sub-grid land-cover
+weighting in the block kernel, and the Lu et al. 2021 example config run on the real SRDB data at
+a coarse setting (structure and physical sanity, never the published numbers)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from fluxmap.science.predict import ModelSet, predict_block
+from fluxmap.science.regrid import fill_nearest, to_grid, to_points
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _field() -> xr.Dataset:
+    lat = np.array([-2.5, 2.5])
+    lon = np.arange(-177.5, 180.0, 5.0)
+    v = np.add.outer(lat * 10.0, np.arange(lon.size, dtype=float))
+    return xr.Dataset({"t2m": (("lat", "lon"), v)}, coords={"lat": lat, "lon": lon})
+
+
+def test_bilinear_matches_hand_values_and_wraps_the_dateline():
+    ds = _field()
+    got = to_points(ds, np.array([0.0, 0.0]), np.array([-175.0, 180.0]), "bilinear")["t2m"].values
+    # lat 0 is halfway between the rows (-25 and +25 offsets): the row mean; lon -175 halfway
+    # between columns 0 and 1; lon 180 halfway between the last column (71) and the first (0).
+    assert got[0] == pytest.approx(0.5)
+    assert got[1] == pytest.approx((71 + 0) / 2)
+    grid = to_grid(ds, np.array([0.0]), np.array([-175.0, 2.5]), "bilinear")["t2m"].values
+    assert grid[0, 0] == pytest.approx(0.5) and grid[0, 1] == pytest.approx(36.0)
+    near = to_points(ds, np.array([2.0]), np.array([-176.0]), "nearest")["t2m"].values
+    assert near[0] == pytest.approx(25.0)
+
+
+def test_ocean_cells_take_the_nearest_valid_cell():
+    ds = _field()
+    v = ds["t2m"].values.copy()
+    v[1, 10:20] = np.nan  # "ocean" on the coarse grid
+    filled = fill_nearest(ds.assign(t2m=(("lat", "lon"), v)))["t2m"].values
+    assert np.isfinite(filled).all()
+    assert filled[1, 10] == v[1, 9] and filled[1, 19] == v[1, 20]  # nearest along the row, not the other row
+    assert filled[1, 15] in (v[0, 15], v[1, 9], v[1, 20])
+
+
+class _ByClass:
+    """A model whose prediction is twice the land-cover class of the row (to check the weighting)."""
+
+    features = ["t2m", "landcover"]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return 2.0 * x[:, 1]
+
+
+def test_sub_grid_land_cover_weights_each_class_prediction():
+    lat, lon = np.array([10.0, 11.0]), np.array([20.0, 21.0])
+    fr = np.zeros((17, 2, 2), dtype="float32")
+    fr[0, 0, 0], fr[9, 0, 0] = 0.25, 0.75  # class 1 and class 10
+    fr[3, 0, 1] = 0.5  # half class 4, the rest water (not given)
+    block = xr.Dataset(
+        {
+            "t2m": (("time", "lat", "lon"), np.ones((1, 2, 2), "float32")),
+            "landcover": (("lat", "lon"), np.array([[10.0, 4.0], [np.nan, np.nan]])),
+            "zone": (("lat", "lon"), np.array([[1, 1], [0, 0]], "uint8")),
+            "class_fraction": (("igbp", "lat", "lon"), fr),
+        },
+        coords={"time": pd.DatetimeIndex(["2001-01-01"]), "lat": lat, "lon": lon, "igbp": np.arange(1, 18)},
+    )
+    m = _ByClass()
+    out = predict_block(block, ModelSet("sr", {}, m))  # type: ignore[arg-type]
+    got = out["sr"].values[0]
+    assert got[0, 0] == pytest.approx(2 * (0.25 * 1 + 0.75 * 10))
+    assert got[0, 1] == pytest.approx(2 * 4)  # per m2 of the mapped classes
+    assert np.isnan(got[1]).all()
+
+
+def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
+    """The shipped example config, coarsened (3 deg, small forests, 3 bootstrap members), run
+    through the CLI on the real SRDB v5 file with CRU/CMAP and MCD12C1: the annual maps and tables
+    exist, fluxes are positive and finite, AR = SR - HR, the components match the totals."""
+    cfg = yaml.safe_load((ROOT / "examples" / "lu2021.yaml").read_text())
+    cfg["workdir"] = str(tmp_path / "run")
+    cfg["predict"].update(resolution=3.0, annual_chunk=25)
+    cfg["model"].update(params={"n_estimators": 30}, selection_params={"n_estimators": 20}, bootstrap_members=3)
+    path = tmp_path / "lu.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run(
+        [sys.executable, "-m", "fluxmap.cli", "run", "--config", str(path), "--param", f"SHARED_DATA={shared_data}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = tmp_path / "run" / "predict" / "annual"
+    ds = xr.open_zarr(out / "annual.zarr", consolidated=True)
+    assert ds.sizes["time"] == 1 and ds.attrs["fluxmap_climatological_year"] == "true"
+    assert ds["time"].attrs["fluxmap_step"] == "year"
+    land = ds["land_fraction"].values > 0
+    for v in ("sr", "rh", "ra", "sr_sd", "rh_sd", "sr_di", "rh_aoa"):
+        assert v in ds, v
+    sr, rh, ra = (ds[v].values[0] for v in ("sr", "rh", "ra"))
+    assert np.isfinite(sr[land]).all() and (sr[land] > 0).all() and (rh[land] > 0).all()
+    assert np.isnan(sr[~land]).all()
+    np.testing.assert_allclose(ra[land], (sr - rh)[land], rtol=1e-5, atol=1e-5)
+    totals = pd.read_csv(out / "totals.csv").set_index("target")
+    assert np.isfinite(totals.total_pg_c_yr).all() and (totals.total_pg_c_yr > 0).all()
+    comp = pd.read_csv(out / "components.csv")
+    g = comp[comp.scope == "global"].iloc[0]
+    assert g.sr_pg_c_yr == pytest.approx(totals.loc["sr", "total_pg_c_yr"])
+    assert g.ar_pg_c_yr == pytest.approx(g.sr_pg_c_yr - g.rh_pg_c_yr)
+    bands = comp[~comp.scope.str.startswith(("global", "biome"))]
+    assert bands.sr_pg_c_yr.sum() == pytest.approx(g.sr_pg_c_yr, rel=1e-6)  # the bands tile the globe
+    assert 0.0 <= g.land_share_hr_ge_sr <= 1.0
+    biomes = pd.read_csv(out / "totals_by_biome.csv")
+    sr_biomes = biomes[biomes.target == "sr"]
+    assert sr_biomes.total_pg_c_yr.sum() == pytest.approx(totals.loc["sr", "total_pg_c_yr"], rel=1e-6)
+    assert not sr_biomes.name.isin(["water", "permanent_snow_and_ice"]).any()
