@@ -118,7 +118,46 @@ def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
     bands = comp[~comp.scope.str.startswith(("global", "biome"))]
     assert bands.sr_pg_c_yr.sum() == pytest.approx(g.sr_pg_c_yr, rel=1e-6)  # the bands tile the globe
     assert 0.0 <= g.land_share_hr_ge_sr <= 1.0
+    # Each member's own map summed: a spread of the totals; AR's from the two ensembles.
+    assert (totals.ensemble_members == 3).all() and (totals.ensemble_sd_pg_c_yr > 0).all()
+    assert (totals.ensemble_p05_pg_c_yr <= totals.ensemble_p95_pg_c_yr).all()
+    members = ds["sr_members"].isel(time=0).values
+    assert members.shape[0] == 3
+    np.testing.assert_allclose(
+        np.nanstd(members, axis=0, ddof=1)[land], ds["sr_sd"].values[0][land], rtol=1e-4, atol=1e-5
+    )
+    assert g.ar_sd_pg_c_yr == pytest.approx(float(np.hypot(*totals.ensemble_sd_pg_c_yr.loc[["sr", "rh"]])))
     biomes = pd.read_csv(out / "totals_by_biome.csv")
     sr_biomes = biomes[biomes.target == "sr"]
     assert sr_biomes.total_pg_c_yr.sum() == pytest.approx(totals.loc["sr", "total_pg_c_yr"], rel=1e-6)
     assert not sr_biomes.name.isin(["water", "permanent_snow_and_ice"]).any()
+    # The real-data script only reads these outputs back (benchmarks/skill_real_data.py).
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("skill_real_data", ROOT / "benchmarks" / "skill_real_data.py")
+    skill = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(skill)  # type: ignore[union-attr]
+    fig = skill.figures(tmp_path / "run")
+    assert fig["sr:annual"]["physical_sites"] > 600 and fig["rh:annual"]["physical_sites"] > 150
+    assert fig["sr:annual"]["total_pg_c_yr_2001"] == pytest.approx(totals.loc["sr", "total_pg_c_yr"], abs=0.01)
+    assert fig["components"]["global"]["ar"] == pytest.approx(g.ar_pg_c_yr, abs=0.01)
+
+
+def test_mapped_land_of_mcd12c1_without_ice_and_water(tmp_path):
+    """Sub-grid land: the mapped fraction of a 5 deg grid from MCD12C1 2019 adds up to the ice-free,
+    water-free land (Earth's land 149 Mkm2, less ~16 of ice sheets and ~3 of inland water)."""
+    import dataclasses
+
+    from fluxmap.config import ExtractConfig, PredictConfig, RunConfig
+    from fluxmap.science.grids import LatLonGrid, cell_area
+    from fluxmap.stages.annual import _land
+
+    cfg = dataclasses.replace(RunConfig(), extract=ExtractConfig(landcover="mcd12c1"), predict=PredictConfig())
+    g = LatLonGrid(5.0)
+    cube = xr.Dataset(coords={"lat": g.lat, "lon": g.lon})
+    cube, land, _ = _land(cfg, cube, g, 36)
+    area = float((land.values * cell_area(g.lat, 5.0)[:, None]).sum()) / 1e12
+    assert 125 < area < 136
+    frac = cube["class_fraction"].values
+    assert frac[14].sum() == 0 and frac[16].sum() == 0  # snow/ice and water carry no weight
+    np.testing.assert_allclose(frac.sum(axis=0), land.values, rtol=1e-6)

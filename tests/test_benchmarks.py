@@ -25,21 +25,6 @@ def test_bench_extract_tiny(tmp_path):
     assert result["vectorized_s"] > 0 and result["naive_loop_s"] > 0 and result["ratio"] > 0
 
 
-def test_skill_real_data_pieces(shared_data):
-    import numpy as np
-
-    mod = _load("skill_real_data")
-    lat, lon = np.array([47.0, 0.5, -3.5]), np.array([8.0, 10.0, -62.5])
-    annual, monthly = mod.grid_climate(shared_data, lat, lon)
-    assert annual.t_mean.between(250, 310).all() and annual.p_mean.between(0, 15).all()
-    assert len(monthly) == 36
-    assert mod.landcover_at(lat, lon)[2] == 2  # central Amazon: evergreen broadleaf
-    result = mod.run(shared_data, ["fluxnet_nee"], params={"n_estimators": 5, "max_depth": 2})[0]
-    # 204 tower ids; towers within 5 km of each other (CA-NS1..7, US-Tw*, ...) are left out together.
-    assert result["site_ids"] == 204 and result["physical_sites"] < 200 and -1 < result["r2_unified"] < 1
-    assert result["best_reference"] in ("mean", "class_mean") and "skill_unified" in result
-
-
 def test_equal_skill_sweep_on_real_fluxnet_tiny(shared_data):
     result = _load("bench_predict").equal_skill_on_fluxnet(shared_data, tiny=True)
     assert result["physical_sites"] == 12 and {r["kind"] for r in result["sweep"]} == {"xgboost", "rf"}
@@ -159,67 +144,6 @@ def test_bench_write_tiny(tmp_path):
     # Structure only: a rounded throughput is a wall-clock figure (0.0 MB/s on a loaded machine).
     assert result["regions"] == 8
     assert all(isinstance(result[k], float) and result[k] >= 0 for k in ("fluxmap_mb_s", "fluxmap_over_raw"))
-
-
-def test_to_grid_interpolates_across_the_dateline():
-    import numpy as np
-    import xarray as xr
-
-    from fluxmap.science.grids import LatLonGrid
-
-    mod = _load("skill_real_data")
-    # A 5 deg field in the 0..360 convention, latitude north to south (like CMAP), varying with longitude.
-    lon = np.arange(2.5, 360, 5.0)
-    lat = np.arange(87.5, -90, -5.0)
-    src = xr.DataArray(np.broadcast_to(np.cos(np.deg2rad(lon)), (lat.size, lon.size)), coords={"lat": lat, "lon": lon})
-    grid = LatLonGrid(0.5)
-    out = mod.to_grid(src, grid)
-    assert out.dims == ("lat", "lon") and np.isfinite(out.values).all()  # no gap at the dateline or the poles
-    # Bilinear error of cos over 5 deg is below h^2/8 = 0.00095.
-    np.testing.assert_allclose(out.values, np.broadcast_to(np.cos(np.deg2rad(grid.lon)), out.shape), atol=1e-3)
-
-
-def test_global_srdb_map_pieces(shared_data, tmp_path):
-    """The global case on the real grids and land cover: mapped area, class weighting, totals in Pg."""
-    import numpy as np
-
-    mod = _load("skill_real_data")
-    g = mod.global_grid(shared_data, 5.0)
-    zones = np.ones(g.t_mean.shape, dtype="uint8")
-    # A flux of 1,000 g C m-2 yr-1 everywhere totals 1 Pg per million km2: the ice-free land of MCD12C1
-    # without water (Earth's land 149 Mkm2, less ~16 of ice sheets and ~3 of inland water).
-    ones, covered = mod.class_weighted_flux(g, lambda x, z: np.full(len(x), 1000.0), zones)
-    totals = mod.band_totals(g, ones)
-    assert 125 < totals["global"] < 136
-    assert abs(sum(totals[b] for b in mod.LAT_BANDS) - totals["global"]) < 1e-9
-    np.testing.assert_allclose(np.nan_to_num(ones), 1000.0 * np.nan_to_num(covered))
-    # Each class's rows carry that class as the last predictor and are weighted by its fraction.
-    by_class, _ = mod.class_weighted_flux(g, lambda x, z: x[:, -1], zones)
-    frac = g.class_fraction.values
-    mapped = [c for c in range(1, 18) if c not in mod.NOT_MAPPED]
-    expect = sum(frac[c - 1] * c for c in mapped)
-    ok = np.isfinite(by_class)
-    np.testing.assert_allclose(by_class[ok], expect[ok], rtol=1e-5)
-    # End to end with light models: SRDB annual SR and HR in g C m-2 yr-1 give totals of the published order.
-    r = mod.global_case(shared_data, {"n_estimators": 5, "max_depth": 2}, resolution=5.0, out=tmp_path)
-    assert r["sr"]["physical_sites"] > 600 and r["rh"]["physical_sites"] > 150
-    assert r["sr"]["site_ids"] > r["sr"]["physical_sites"] and "r2_reference_climate" in r["sr"]
-    for m in ("zone", "unified"):
-        assert 60 < r["sr"][f"total_pg_{m}"] < 160 and 0.3 < r[f"rh_over_sr_{m}"] < 0.9
-    # The written maps (per m2 of mapped land, per day) give back the totals; the figures exist.
-    import xarray as xr
-
-    ds = xr.open_dataset(tmp_path / "srdb_global.nc")
-    assert ds.sr_zone.attrs["units"] == "g m-2 d-1" and ds.rh_unified.attrs["standard_name"]
-    assert ds.lat.attrs["units"] == "degrees_north" and ds.sr_zone_id.max() >= 2
-    assert all("_FillValue" not in ds[c].encoding for c in ("lat", "lon", "cell_area"))
-    for v in ("sr", "rh"):
-        for m in ("zone", "unified"):
-            mass = ds[f"{v}_{m}"] * 365.0 * ds.mapped_land_fraction * ds.cell_area
-            assert abs(float(mass.sum()) / 1e15 - r[v][f"total_pg_{m}"]) < 0.01
-        assert (tmp_path / f"map_{v}_srdb_global.png").stat().st_size > 10_000
-        assert (tmp_path / f"map_{v}_srdb_global_zone_minus_unified.png").is_file()
-    assert sorted(Path(p).name for p in r["outputs"]) == sorted(p.name for p in tmp_path.iterdir())
 
 
 def test_compare_outputs_finds_each_kind_of_difference(tmp_path):

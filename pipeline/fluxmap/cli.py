@@ -178,7 +178,9 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
             eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
             if not written and not annual:
                 raise SystemExit(f"fluxmap: no map was written: no models for the targets {list(cfg.model.targets)}")
-            if eight_day and not written:
+            from fluxmap.stages.predict import MODIS_GRID_ENTRIES
+
+            if eight_day and not written and set(MODIS_GRID_ENTRIES) <= set(cfg.extract.entries):
                 raise SystemExit(
                     f"fluxmap: no map was written: no models for the 8-day targets {eight_day} (see above)"
                 )

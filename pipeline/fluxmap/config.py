@@ -362,7 +362,8 @@ class PredictConfig:
     """Annual maps: the years to map. Empty: each year every time series of the catalog covers
     whole, or one climatological year when the entries are climatologies and static layers only."""
     annual_chunk: int = 180
-    """Annual maps: cells per chunk along lat and lon."""
+    """Annual maps on a ``resolution`` grid: cells per chunk along lat and lon (on the MODIS-like
+    grid its own chunks are used)."""
 
     def __post_init__(self) -> None:
         w, s, e, n = self.bbox

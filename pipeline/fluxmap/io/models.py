@@ -169,7 +169,9 @@ def _single_threaded(path: Path) -> FittedModel:
     return m
 
 
-def load_model_set(target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False) -> ModelSet:
+def load_model_set(
+    target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False, member_maps: bool = False
+) -> ModelSet:
     """A target's zone models (``model_zone_<k>.ubj``), unified model and ensemble members."""
     zones, unified, members = _model_paths(Path(folder), ensemble=ensemble)
     return ModelSet(
@@ -178,6 +180,7 @@ def load_model_set(target: str, folder: str | Path, *, ensemble: bool, unified_m
         unified=_single_threaded(unified),
         ensemble=[_single_threaded(p) for p in members],
         unified_map=unified_map,
+        member_maps=member_maps,
         masked_zones=frozenset(masked_zones(folder)),
         applicability=load_applicability(folder),
     )
@@ -256,11 +259,14 @@ class ModelFiles:
     ensemble: bool
     digest: str
     unified_map: bool = False
+    member_maps: bool = False
 
     @classmethod
-    def of(cls, target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False) -> ModelFiles:
+    def of(
+        cls, target: str, folder: str | Path, *, ensemble: bool, unified_map: bool = False, member_maps: bool = False
+    ) -> ModelFiles:
         folder = Path(folder).resolve()
-        return cls(target, str(folder), ensemble, _digest(folder, ensemble=ensemble), unified_map)
+        return cls(target, str(folder), ensemble, _digest(folder, ensemble=ensemble), unified_map, member_maps)
 
     def load(self) -> ModelSet:
         return _load_once(self)
@@ -273,4 +279,6 @@ def _load_once(ref: ModelFiles) -> ModelSet:
         raise RuntimeError(
             f"{folder}: the model files changed after the prediction graph was built; rerun the predict stage"
         )
-    return load_model_set(ref.target, folder, ensemble=ref.ensemble, unified_map=ref.unified_map)
+    return load_model_set(
+        ref.target, folder, ensemble=ref.ensemble, unified_map=ref.unified_map, member_maps=ref.member_maps
+    )

@@ -20,6 +20,7 @@ __all__ = [
     "cell_land_area",
     "display_field",
     "latitudinal_profile",
+    "member_totals",
     "partition",
     "step_days",
     "totals_by_class",
@@ -159,6 +160,19 @@ def totals_by_class(
     out = out[out.land_km2 > 0].reset_index(drop=True)
     out["share_of_total"] = out.total_pg_c_yr / out.groupby("year").total_pg_c_yr.transform("sum")
     return out
+
+
+def member_totals(members: xr.DataArray, land_fraction: xr.DataArray) -> pd.DataFrame:
+    """Per calendar year (rows) and ensemble member (columns): the member map's annualized total,
+    Pg C yr-1 (``members``: member x time x lat x lon), as :func:`annual_totals` sums the mean map."""
+    w, days = _weights(members, land_fraction)
+    year = members["time"].dt.year
+    grams = (members.fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon")).compute()
+    n_days = days.groupby(year).sum().values
+    years = np.asarray(grams["year"].values)
+    year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])
+    values = grams.transpose("year", "member").values / 1e15 / (n_days / year_days)[:, None]
+    return pd.DataFrame(values, index=pd.Index(years, name="year"), columns=grams["member"].values)
 
 
 def annual_mean(flux: xr.DataArray) -> xr.DataArray:

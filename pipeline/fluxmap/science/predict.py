@@ -50,6 +50,10 @@ class ModelSet:
     masked_zones: frozenset[int] = frozenset()
     applicability: Applicability | None = None
     """The unified model's area of applicability: with it, each cell's DI and flag are mapped."""
+    member_maps: bool = False
+    """Also return every ensemble member's map (``<target>_members``, a ``member`` axis) and the
+    ensemble's median absolute deviation and coefficient of variation: totals per member give the
+    totals' spread. For small grids (annual maps); the 8-day maps keep the summaries only."""
 
     @property
     def features(self) -> list[str]:
@@ -103,7 +107,12 @@ def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2")
 
 
 def period_cube(
-    cubes: dict[str, xr.Dataset], lat: np.ndarray, lon: np.ndarray, starts: pd.DatetimeIndex
+    cubes: dict[str, xr.Dataset],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    starts: pd.DatetimeIndex,
+    *,
+    chunks: tuple[int, int] | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Every entry on the grid ``lat`` x ``lon``, lazily: the timed ones on the 8-day periods
     ``starts`` (:func:`~fluxmap.science.extract.on_periods`: climatologies by calendar month,
@@ -127,7 +136,7 @@ def period_cube(
             ds = on_periods(ds, attrs.get("fluxmap_time", "series"), starts).assign_attrs(attrs)
         same = ds.sizes["lat"] == lat.size and ds.sizes["lon"] == lon.size
         if not (same and np.allclose(ds["lat"].values, lat) and np.allclose(ds["lon"].values, lon)):
-            ds = on_grid(ds, lat, lon)
+            ds = on_grid(ds, lat, lon, chunks=chunks)
         (timed if "time" in ds.dims else static).append(ds)
     tv = xr.merge(timed, compat="override", combine_attrs="drop", join="inner") if timed else xr.Dataset()
     st = xr.merge(static, compat="override", combine_attrs="drop", join="inner") if static else xr.Dataset()
@@ -139,7 +148,8 @@ def annual_stats_by_year(tv: xr.Dataset) -> xr.Dataset:
     training table), ``v_ann_max``, ``v_ann_min`` of every variable; ``time`` is each year's 1 January."""
     days = period_weights(tv["time"])
     year = tv["time"].dt.year
-    mean = (tv * days).groupby(year).sum() / days.where(tv.notnull()).groupby(year).sum()
+    covered = days.where(tv.notnull()).groupby(year).sum()
+    mean = (tv * days).groupby(year).sum() / covered.where(covered > 0)  # never observed (ocean): NaN
     out = xr.merge(
         [
             mean.rename({v: f"{v}_ann_mean" for v in tv.data_vars}),
@@ -155,12 +165,12 @@ def annual_cube(
     cubes: dict[str, xr.Dataset], lat: np.ndarray, lon: np.ndarray, starts: pd.DatetimeIndex, chunk: int
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """The annual targets' predictors on the grid, lazily: per year, the annual statistics of every
-    timed entry (after :func:`period_cube`) and the static layers, chunked one year by ``chunk``
+    timed entry (after :func:`period_cube`) and the static layers, chunked all years by ``chunk``
     cells; and the 8-day cube the statistics came from (for the zones' long-term factors)."""
-    tv, st = period_cube(cubes, lat, lon, starts)
+    tv, st = period_cube(cubes, lat, lon, starts, chunks=(chunk, chunk))
     ann = annual_stats_by_year(tv) if tv.data_vars else xr.Dataset(coords={"time": [starts[0]]})
     out = xr.merge([ann, st], compat="override", combine_attrs="drop")
-    return out.transpose("time", "lat", "lon", ...).chunk({"time": 1, "lat": chunk, "lon": chunk}), tv
+    return out.transpose("time", "lat", "lon", ...).chunk({"time": -1, "lat": chunk, "lon": chunk}), tv
 
 
 def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Dataset:
@@ -243,7 +253,10 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         # than isnan().any() on the whole matrix).
         ones = np.ones(x.shape[1], dtype="float32")
         missing[:, cells] = ~np.isfinite(x @ ones).reshape(shape[0], -1)
-    data = {t: (("time", "lat", "lon"), out), f"{t}_missing_predictors": (("time", "lat", "lon"), missing)}
+    data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+        t: (("time", "lat", "lon"), out),
+        f"{t}_missing_predictors": (("time", "lat", "lon"), missing),
+    }
     if models.unified_map:
         unified = np.full(shape, np.nan, dtype="float32")
         unified[:, land] = predicted(models.unified, land, rows(land, models.unified.features))
@@ -258,15 +271,28 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         data[f"{t}_aoa"] = (("time", "lat", "lon"), flag)
     if models.ensemble:
         preds = np.stack([predicted(m, land, rows(land, m.features)).ravel() for m in models.ensemble])
-        for name, values in (
+        stats = [
             ("sd", preds.std(axis=0, ddof=1)),
             ("p05", np.percentile(preds, 5, axis=0)),
             ("p95", np.percentile(preds, 95, axis=0)),
-        ):
+        ]
+        if models.member_maps:
+            mean = preds.mean(axis=0)
+            stats += [
+                ("mad", np.median(np.abs(preds - np.median(preds, axis=0)), axis=0)),
+                ("cv", np.where(np.abs(mean) > 1e-9, preds.std(axis=0, ddof=1) / np.abs(mean), np.nan)),
+            ]
+            members = np.full((len(preds), *shape), np.nan, dtype="float32")
+            members[:, :, land] = preds.reshape(len(preds), shape[0], -1)
+            data[f"{t}_members"] = (("member", "time", "lat", "lon"), members)
+        for name, values in stats:
             arr = np.full(shape, np.nan, dtype="float32")
             arr[:, land] = values.reshape(shape[0], -1)
             data[f"{t}_{name}"] = (("time", "lat", "lon"), arr)
-    return xr.Dataset(data, coords={c: block[c] for c in ("time", "lat", "lon")})
+    coords = {c: block[c] for c in ("time", "lat", "lon")}
+    if f"{t}_members" in data:
+        coords["member"] = xr.DataArray(np.arange(len(models.ensemble)), dims="member")
+    return xr.Dataset(data, coords=coords)
 
 
 def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | ModelSource) -> xr.Dataset:
@@ -291,11 +317,20 @@ def predict_cube(predictors: xr.Dataset, zone: xr.DataArray, models: ModelSet | 
         template = template.assign({f"{target}_unified": f32})
     if ms.ensemble:
         template = template.assign({f"{target}_{s}": f32 for s in ("sd", "p05", "p95")})
+        if ms.member_maps:
+            template = template.assign({f"{target}_{s}": f32 for s in ("mad", "cv")})
+            n = len(ms.ensemble)
+            members = (
+                f32.expand_dims(member=np.arange(n)).chunk({"member": n})
+                if f32.chunks
+                else f32.expand_dims(member=np.arange(n))
+            )
+            template = template.assign({f"{target}_members": members})
     if ms.applicability is not None:
         template = template.assign({f"{target}_di": f32, f"{target}_aoa": xr.zeros_like(like, dtype="uint8")})
     ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "lat", "lon", "igbp")])
     if like.chunks:
         # Static layers come with their own chunks: align everything to the time-varying cube.
         ds = ds.chunk({d: like.chunksizes[d] for d in ("time", "lat", "lon") if d in ds.dims})
-    template = template.drop_vars([c for c in template.coords if c not in ("time", "lat", "lon")])
+    template = template.drop_vars([c for c in template.coords if c not in ("time", "lat", "lon", "member")])
     return xr.map_blocks(predict_block, ds, kwargs={"models": models}, template=template)

@@ -148,6 +148,22 @@ def _zones(cfg: RunConfig, models_dir: Path, tv: xr.Dataset, cube: xr.Dataset, l
     return zone_map(zm, factors, land)
 
 
+def _needed(cubes: dict[str, xr.Dataset], features: list[str], factors: tuple[str, ...]) -> dict[str, xr.Dataset]:
+    """Only the variables the annual models and the zones read (``v`` of ``v_ann_mean``, ``t2m`` of
+    ``t2m_mean``, ``lswi`` and ``t2m`` of ``lswi_growing_season``) and the land fraction: the others
+    are never decoded."""
+    names = {"land_fraction"}
+    for f in [*features, *factors]:
+        base = f.split("_ann_")[0] if "_ann_" in f else f
+        names |= {"lswi", "t2m"} if base == "lswi_growing_season" else {base.removesuffix("_mean"), base}
+    out = {}
+    for entry, ds in cubes.items():
+        keep = [v for v in ds.data_vars if v in names]
+        if keep:
+            out[entry] = ds[keep]
+    return out
+
+
 def _store_attrs(cfg: RunConfig, key: str, climatological: bool, land_from: str) -> dict[str, str]:
     return {
         "title": "fluxmap gridded annual carbon fluxes",
@@ -191,16 +207,18 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     # Sub-period sources (ERA5) as 8-day means, the store the 8-day maps use (written once).
     period_mean_stores(cubes, Path(cfg.workdir) / "predict", inputs)
     lat, lon, grid = _grid(cfg, cubes)
-    chunk = cfg.predict.annual_chunk
+    # On the MODIS-like grid, its own chunks (its cubes are read block by block as the 8-day maps read them).
+    chunk = cfg.predict.annual_chunk if cfg.predict.resolution else int(cubes["mod11a2"].chunksizes["lat"][0])
+    refs = [
+        ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble,
+                      unified_map=cfg.predict.unified, member_maps=True)
+        for t in targets
+    ]  # fmt: skip
+    cubes = _needed(cubes, [f for r in refs for f in r.load().features], load_zones(models_dir / "zones.json").factors)
     cube, tv = annual_cube(cubes, lat, lon, period_starts(years), chunk)
     cube, land, land_from = _land(cfg, cube, grid, chunk)
     land_mask = land > (0.0 if cfg.extract.landcover else 0.5)
     zone = _zones(cfg, models_dir, tv, cube, land_mask).chunk({"lat": chunk, "lon": chunk})
-    refs = [
-        ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble,
-                      unified_map=cfg.predict.unified)
-        for t in targets
-    ]  # fmt: skip
     pred = xr.merge([predict_cube(cube, zone, ref) for ref in refs], combine_attrs="drop")
     files = [p for t in targets for p in sorted((models_dir / t.replace(":", "_")).iterdir()) if p.is_file()]
     key = cache_key(
@@ -231,7 +249,7 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         long_name=f"fraction of the cell mapped ({land_from})", units="1", grid_mapping="crs"
     )
     store = out / "annual.zarr"
-    chunks = {"time": 1, "lat": chunk, "lon": chunk}
+    chunks = {"time": len(years), "lat": chunk, "lon": chunk}
     current = store.exists() and xr.open_zarr(store, consolidated=True).attrs.get("fluxmap_run_key") == key
     if not current:
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
@@ -277,6 +295,13 @@ def annual_tables(ds: xr.Dataset, names: list[str]) -> dict[str, pd.DataFrame]:
             t["from_outside_aoa_pg_c_yr"] = outside.total_pg_c_yr
         if f"{v}_unified" in ds:
             t["unified_total_pg_c_yr"] = aggregate.annual_totals(ds[f"{v}_unified"], land).total_pg_c_yr
+        if f"{v}_members" in ds:
+            # Each ensemble member's own map summed: the spread of the totals (not of the cells).
+            per_member = aggregate.member_totals(ds[f"{v}_members"], land)
+            t["ensemble_members"] = per_member.shape[1]
+            t["ensemble_sd_pg_c_yr"] = per_member.std(axis=1, ddof=1)
+            t["ensemble_p05_pg_c_yr"] = per_member.quantile(0.05, axis=1)
+            t["ensemble_p95_pg_c_yr"] = per_member.quantile(0.95, axis=1)
         rows.append(t.assign(target=v).reset_index().set_index(["target", "year"]))
         profiles.append(aggregate.latitudinal_profile(ds[v], land).add_prefix(f"{v}_"))
         bands[v] = {
@@ -306,6 +331,11 @@ def annual_tables(ds: xr.Dataset, names: list[str]) -> dict[str, pd.DataFrame]:
         c = pd.concat(comp, ignore_index=True)
         c["ar_pg_c_yr"] = c.sr_pg_c_yr - c.rh_pg_c_yr
         c["rh_over_sr"] = c.rh_pg_c_yr / c.sr_pg_c_yr
+        tot = out["totals"]
+        if "ensemble_sd_pg_c_yr" in tot:
+            sd = {v: tot.loc[v, "ensemble_sd_pg_c_yr"] for v in ("sr", "rh")}
+            ar_sd = (sd["sr"] ** 2 + sd["rh"] ** 2) ** 0.5  # the two ensembles are separate bootstraps
+            c["ar_sd_pg_c_yr"] = np.where(c.scope == "global", c.year.map(ar_sd), np.nan)
         # Where the two maps contradict each other (HR >= SR: the models are fitted separately).
         w = aggregate.cell_land_area(ds["sr"], land)
         both = ds["sr"].notnull() & ds["rh"].notnull()

@@ -32,7 +32,10 @@ from fluxmap.io.store import (
 from fluxmap.science.predict import predict_cube, predictor_cube
 from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog, zone_map_store
 
-__all__ = ["predict_stage"]
+__all__ = ["MODIS_GRID_ENTRIES", "predict_stage"]
+
+MODIS_GRID_ENTRIES = ("mod11a2", "mod09a1", "era5", "static")
+"""The entries the 8-day maps are built from: the MODIS-like grid, the zone factors and the land."""
 
 
 def _targets(cfg: RunConfig, models_dir: Path) -> list[str]:
@@ -83,6 +86,11 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     targets = _targets(cfg, models_dir)
     if not targets:
         log(f"predict: skipped, no 8-day models in {models_dir} (targets {list(cfg.model.targets)})")
+        return {}
+    lacking = sorted(set(MODIS_GRID_ENTRIES) - set(cfg.extract.entries))
+    if lacking:
+        log(f"predict: 8-day maps skipped: they are made on the MODIS-like grid and need the entries {lacking} "
+            f"(extract.entries: {list(cfg.extract.entries)}); the 8-day models and their validation are in {models_dir}")  # fmt: skip
         return {}
     cat = open_catalog(cfg)
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
