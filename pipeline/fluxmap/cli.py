@@ -176,8 +176,9 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
             report_stage(cfg, written)
             annual = annual_stage(cfg)
             eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
-            if not written and not annual:
-                raise SystemExit(f"fluxmap: no map was written: no models for the targets {list(cfg.model.targets)}")
+            yearly = [t for t in cfg.model.targets if t.endswith(":annual")]
+            if yearly and not annual and not eight_day:
+                raise SystemExit(f"fluxmap: no map was written: no models for the annual targets {yearly} (see above)")
             from fluxmap.stages.predict import MODIS_GRID_ENTRIES
 
             if eight_day and not written and set(MODIS_GRID_ENTRIES) <= set(cfg.extract.entries):
