@@ -255,3 +255,33 @@ def test_the_extract_stage_reads_a_user_catalog_with_a_climatology(user_grids, t
     assert march.tp == pytest.approx(truth["precipitation"][2, r, c], rel=1e-6)
     r, c = int((70 - lat) // RES_TIF), int((lon + 20) // RES_TIF)
     assert july.elevation == pytest.approx(truth["elevation"][r, c], rel=1e-6)
+
+
+def test_an_entry_that_covers_none_of_the_sites_or_periods_stops_before_any_compute(user_grids, tmp_path):
+    """Bad input: an entry whose grid covers none of the sites, or whose time axis covers none of the
+    observation periods, is an error naming the entry before anything is computed; partial coverage
+    is quarantined row by row, as before."""
+    import dataclasses
+
+    from fluxmap.config import RunConfig
+    from fluxmap.io.catalog import CatalogError
+    from fluxmap.io.sites import read_generic_csv
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.testing import raise_if_dask_computes
+
+    path, _ = user_grids
+    mapping = {"site_id": "site", "lat": "lat", "lon": "lon", "start": "t", "step": "1D", "value": "flux",
+               "units_name": "g C m-2 d-1", "variable_name": "sr"}  # fmt: skip
+
+    def run(lat: float, lon: float, year: int, entries: tuple[str, ...]) -> None:
+        csv = tmp_path / f"obs_{lat}_{year}.csv"
+        csv.write_text("site,lat,lon,t,flux\n" + "".join(f"S,{lat},{lon},{year}-07-{d:02d},2.0\n" for d in range(1, 29)))
+        cfg = RunConfig(workdir=str(tmp_path / f"w_{lat}_{year}"), demo=None)
+        cfg = dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, catalog=str(path), entries=entries))
+        with raise_if_dask_computes():
+            extract_stage(cfg, read_generic_csv(csv, mapping), log=lambda m: None)
+
+    with pytest.raises(CatalogError, match=r"'precipitation'.*time axis 2019-01-01 to 2019-12-01.*2021"):
+        run(47.3, 8.6, 2021, ("temperature", "precipitation"))
+    with pytest.raises(CatalogError, match=r"'elevation'.*covers none of the 1 site location"):
+        run(-30.0, -150.0, 2019, ("elevation", "temperature"))
