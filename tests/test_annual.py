@@ -161,3 +161,19 @@ def test_mapped_land_of_mcd12c1_without_ice_and_water(tmp_path):
     frac = cube["class_fraction"].values
     assert frac[14].sum() == 0 and frac[16].sum() == 0  # snow/ice and water carry no weight
     np.testing.assert_allclose(frac.sum(axis=0), land.values, rtol=1e-6)
+
+
+def test_conservative_regridding_keeps_the_area_weighted_mean():
+    """Conservative (xarray-regrid): a 1 deg field onto 2 deg cells is the area-weighted mean of the four
+    source cells under each target cell (the spherical weights differ between the two rows)."""
+    lat = np.array([0.5, 1.5, 2.5, 3.5])
+    lon = np.array([10.5, 11.5, 12.5, 13.5])
+    v = np.arange(16, dtype=float).reshape(4, 4)
+    ds = xr.Dataset({"t2m": (("lat", "lon"), v)}, coords={"lat": lat, "lon": lon})
+    got = to_grid(ds, np.array([1.0, 3.0]), np.array([11.0, 13.0]), "conservative")["t2m"].values
+    w = np.diff(np.sin(np.deg2rad(np.arange(0.0, 5.0))))  # row areas on the sphere, per unit longitude
+    for i in range(2):
+        for j in range(2):
+            block = v[2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+            expect = (block * w[2 * i : 2 * i + 2, None]).sum() / (2 * w[2 * i : 2 * i + 2].sum())
+            assert got[i, j] == pytest.approx(expect, rel=1e-4)

@@ -275,7 +275,9 @@ def test_an_entry_that_covers_none_of_the_sites_or_periods_stops_before_any_comp
 
     def run(lat: float, lon: float, year: int, entries: tuple[str, ...]) -> None:
         csv = tmp_path / f"obs_{lat}_{year}.csv"
-        csv.write_text("site,lat,lon,t,flux\n" + "".join(f"S,{lat},{lon},{year}-07-{d:02d},2.0\n" for d in range(1, 29)))
+        csv.write_text(
+            "site,lat,lon,t,flux\n" + "".join(f"S,{lat},{lon},{year}-07-{d:02d},2.0\n" for d in range(1, 29))
+        )
         cfg = RunConfig(workdir=str(tmp_path / f"w_{lat}_{year}"), demo=None)
         cfg = dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, catalog=str(path), entries=entries))
         with raise_if_dask_computes():

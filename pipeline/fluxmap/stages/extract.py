@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap.config import RunConfig
+from fluxmap.io.catalog import CatalogError
 from fluxmap.io.provenance import begin_stage, cache_key, frame_sha256, is_cached, write_provenance, write_table
 from fluxmap.io.sites import SiteTable
 from fluxmap.science.extract import extract_at_sites, locate_sites, on_periods, to_periods
@@ -55,12 +56,20 @@ def extract_predictors(
             cells = cells + sep + [f"{a:.4f},{b:.4f}" for a, b in zip(locations.lat, locations.lon)]
         else:
             where = locate_sites(ds, locations.index.values, locations.lat.values, locations.lon.values)
+            if len(locations) and not where.inside.any():
+                raise CatalogError(
+                    f"catalog entry {entry!r}: its grid covers none of the {len(locations)} site location(s) "
+                    f"(grid {_extent(ds)}; sites lat {locations.lat.min():g} to {locations.lat.max():g}, "
+                    f"lon {locations.lon.min():g} to {locations.lon.max():g})"
+                )
             outside[entry] = ~where.inside
             here = np.where(where.inside, [f"{r},{c}" for r, c in zip(where.row, where.col)], "-")
             cells = cells + sep + here
             picked = extract_at_sites(ds, where, window=cfg.extract.window)
         if "time" in picked.dims:
             kind = ds.attrs.get("fluxmap_time", "series")
+            if kind == "series" and starts is not None and len(starts):
+                _time_coverage(entry, ds, starts)
             if starts is not None:
                 picked = on_periods(picked, kind, starts)
             elif kind == "climatology":
@@ -99,6 +108,27 @@ def extract_predictors(
     )
     st = xr.merge(computed[len(timed) :], compat="override", combine_attrs="drop") if static else xr.Dataset()
     return (tv, st, outside, masked), cells
+
+
+def _extent(ds: xr.Dataset) -> str:
+    """The grid's extent in its own coordinates, for messages."""
+    y, x = ("lat", "lon") if "lat" in ds.dims else ("y", "x")
+    return f"{y} {float(ds[y].min()):g} to {float(ds[y].max()):g}, {x} {float(ds[x].min()):g} to {float(ds[x].max()):g}"
+
+
+def _time_coverage(entry: str, ds: xr.Dataset, starts: pd.DatetimeIndex) -> None:
+    """A dated series that covers none of the observation periods is an error naming the entry (from its
+    time axis alone, nothing read); partly covered, the periods outside are quarantined later."""
+    if not np.issubdtype(ds["time"].dtype, np.datetime64):
+        return
+    t = pd.DatetimeIndex(ds["time"].values)
+    step = pd.Series(t).diff().median() if len(t) > 1 else pd.Timedelta(days=8)
+    middle = pd.DatetimeIndex(starts) + pd.Timedelta(days=4)
+    if not ((middle >= t[0]) & (middle < t[-1] + step)).any():
+        raise CatalogError(
+            f"catalog entry {entry!r}: its time axis {t[0]:%Y-%m-%d} to {t[-1]:%Y-%m-%d} covers none of the "
+            f"observation periods ({middle[0]:%Y-%m-%d} to {middle[-1]:%Y-%m-%d})"
+        )
 
 
 def _years(periods: pd.DataFrame, annual: pd.DataFrame) -> list[int]:
