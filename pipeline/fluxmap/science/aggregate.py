@@ -109,7 +109,8 @@ def annual_totals(
             "days": n_days.astype(int),
             "time_fraction": frac,
             "total_pg_c_yr": values[0] / 1e15 / frac,
-            "covered_fraction": values[1] / values[2],
+            # A region without land (a latitude band of a small grid) has nothing to cover: NaN, not 0 / 0.
+            "covered_fraction": values[1] / np.where(values[2] > 0, values[2], np.nan),
             "land_km2_never_predicted": values[3],
         },
         index=pd.Index(years, name="year"),
