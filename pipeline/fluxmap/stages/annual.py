@@ -25,7 +25,7 @@ import xarray as xr
 
 from fluxmap._version import __version__
 from fluxmap.config import RunConfig
-from fluxmap.io.models import ModelFiles, load_zones, model_files
+from fluxmap.io.models import ModelFiles, load_zones
 from fluxmap.io.progress import Progress
 from fluxmap.io.provenance import cache_key, data_fingerprint, sha256, write_table
 from fluxmap.io.store import (
@@ -43,7 +43,7 @@ from fluxmap.science.grids import LatLonGrid
 from fluxmap.science.periods import period_starts
 from fluxmap.science.predict import annual_cube, predict_cube
 from fluxmap.science.zones import zone_map
-from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog
+from fluxmap.stages.common import Log, catalog_inputs, modelled_targets, named_damage, open_catalog, store_is_current
 
 __all__ = ["NOT_MAPPED", "annual_stage", "LAT_BANDS"]
 
@@ -58,14 +58,6 @@ LAT_BANDS = {
 """Latitude bands of the components table."""
 CLIMATOLOGICAL_YEAR = 2001
 """The label of the one year mapped from climatologies (a non-leap year: 365 days)."""
-
-
-def _annual_targets(cfg: RunConfig, models_dir: Path) -> list[str]:
-    return [
-        t
-        for t in cfg.model.targets
-        if t.endswith(":annual") and model_files(models_dir / t.replace(":", "_"), "model_unified.*")
-    ]
 
 
 def map_years(cfg: RunConfig, cubes: dict[str, xr.Dataset]) -> tuple[list[int], bool]:
@@ -194,7 +186,7 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     """The annual targets' maps (``predict/annual/annual.zarr``), totals, profiles, per-biome totals
     and components. An empty dict when there are no annual models."""
     models_dir, out = Path(cfg.workdir) / "models", Path(cfg.workdir) / "predict" / "annual"
-    targets = _annual_targets(cfg, models_dir)
+    targets = modelled_targets(cfg, models_dir, "annual")
     if not targets:
         log(f"predict (annual): skipped, no annual models in {models_dir}")
         return {}
@@ -250,8 +242,7 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     )
     store = out / "annual.zarr"
     chunks = {"time": len(years), "lat": chunk, "lon": chunk}
-    current = store.exists() and xr.open_zarr(store, consolidated=True).attrs.get("fluxmap_run_key") == key
-    if not current:
+    if not store_is_current(store, key):
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
     all_regions = region_slices({str(d): n for d, n in ds.sizes.items() if d != "nv"}, chunks)
     land_cells = block_counts(land_mask, chunks)

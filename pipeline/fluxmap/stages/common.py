@@ -10,13 +10,15 @@ import xarray as xr
 
 from fluxmap.config import RunConfig
 from fluxmap.io.catalog import CatalogError, FluxCatalog, builtin_catalog, load_catalog
-from fluxmap.io.models import load_zones
+from fluxmap.io.models import load_zones, model_files
 from fluxmap.io.provenance import cache_key, data_fingerprint, sha256
 from fluxmap.io.store import stored_key, write_keyed
 from fluxmap.science.features import grid_zone_factors
 from fluxmap.science.zones import zone_map
 
 __all__ = [
+    "modelled_targets",
+    "store_is_current",
     "Log",
     "catalog_inputs",
     "catalog_location",
@@ -108,3 +110,20 @@ def zone_map_store(
     except Exception as e:  # a damaged input chunk: say which one
         raise named_damage(open_catalog(cfg), ("era5", "mod09a1", "static"), e) from e
     return store, False
+
+
+def modelled_targets(cfg: RunConfig, models_dir: Path, table: str) -> list[str]:
+    """The configured targets of ``table`` (``8day`` or ``annual``) that have a unified model."""
+    return [
+        t
+        for t in cfg.model.targets
+        if t.endswith(f":{table}") and model_files(models_dir / t.replace(":", "_"), "model_unified.*")
+    ]
+
+
+def store_is_current(store: Path, key: str) -> bool:
+    """Whether a prediction store exists, opens and was made under ``key`` (else it is rewritten)."""
+    try:
+        return store.exists() and xr.open_zarr(store, consolidated=True).attrs.get("fluxmap_run_key") == key
+    except (OSError, ValueError, KeyError):
+        return False

@@ -15,7 +15,7 @@ import xarray as xr
 
 from fluxmap._version import __version__
 from fluxmap.config import RunConfig
-from fluxmap.io.models import MODEL_SUFFIXES, ModelFiles, load_zones_without_model, model_files
+from fluxmap.io.models import MODEL_SUFFIXES, ModelFiles, load_zones_without_model
 from fluxmap.io.progress import Progress
 from fluxmap.io.provenance import cache_key, data_fingerprint, git_revision, sha256, versions, write_table
 from fluxmap.io.store import (
@@ -30,20 +30,20 @@ from fluxmap.io.store import (
     region_slices,
 )
 from fluxmap.science.predict import predict_cube, predictor_cube
-from fluxmap.stages.common import Log, catalog_inputs, named_damage, open_catalog, zone_map_store
+from fluxmap.stages.common import (
+    Log,
+    catalog_inputs,
+    modelled_targets,
+    named_damage,
+    open_catalog,
+    store_is_current,
+    zone_map_store,
+)
 
 __all__ = ["MODIS_GRID_ENTRIES", "predict_stage"]
 
 MODIS_GRID_ENTRIES = ("mod11a2", "mod09a1", "era5", "static")
 """The entries the 8-day maps are built from: the MODIS-like grid, the zone factors and the land."""
-
-
-def _targets(cfg: RunConfig, models_dir: Path) -> list[str]:
-    return [
-        t
-        for t in cfg.model.targets
-        if t.endswith(":8day") and model_files(models_dir / t.replace(":", "_"), "model_unified.*")
-    ]
 
 
 def _store_attrs(
@@ -66,13 +66,6 @@ def _store_attrs(
     }
 
 
-def _is_current(store: Path, key: str) -> bool:
-    try:
-        return store.exists() and xr.open_zarr(store, consolidated=True).attrs.get("fluxmap_run_key") == key
-    except (OSError, ValueError, KeyError):
-        return False
-
-
 def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     """The prediction itself: catalog -> predictors -> zones -> models -> the CF Zarr store (resumable).
 
@@ -83,7 +76,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     """
     models_dir, out = Path(cfg.workdir) / "models", Path(cfg.workdir) / "predict"
     out.mkdir(parents=True, exist_ok=True)
-    targets = _targets(cfg, models_dir)
+    targets = modelled_targets(cfg, models_dir, "8day")
     if not targets:
         log(f"predict: skipped, no 8-day models in {models_dir} (targets {list(cfg.model.targets)})")
         return {}
@@ -124,7 +117,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     )
     ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs, targets))
     store = out / "fluxmap.zarr"
-    if not _is_current(store, key):
+    if not store_is_current(store, key):
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
     all_regions = region_slices({str(d): n for d, n in ds.sizes.items()}, chunks)
 
