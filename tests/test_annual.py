@@ -82,13 +82,20 @@ def test_sub_grid_land_cover_weights_each_class_prediction():
 
 
 def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
-    """The shipped example config, coarsened (3 deg, small forests, 3 bootstrap members), run
+    """The shipped example config, coarsened (3 deg, small forests, 5 outer and 3 inner folds for its
+    complete-combination search, 3 bootstrap members), run
     through the CLI on the real SRDB v5 file with CRU/CMAP and MCD12C1: the annual maps and tables
     exist, fluxes are positive and finite, AR = SR - HR, the components match the totals."""
     cfg = yaml.safe_load((ROOT / "examples" / "lu2021.yaml").read_text())
     cfg["workdir"] = str(tmp_path / "run")
     cfg["predict"].update(resolution=3.0, annual_chunk=25)
-    cfg["model"].update(params={"n_estimators": 30}, selection_params={"n_estimators": 20}, bootstrap_members=3)
+    cfg["model"].update(
+        params={"n_estimators": 30},
+        selection_params={"n_estimators": 10},
+        bootstrap_members=3,
+        outer_folds=5,
+        inner_folds=3,
+    )
     path = tmp_path / "lu.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run = subprocess.run(
@@ -116,6 +123,9 @@ def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
     assert g.sr_pg_c_yr == pytest.approx(totals.loc["sr", "total_pg_c_yr"])
     assert g.ar_pg_c_yr == pytest.approx(g.sr_pg_c_yr - g.rh_pg_c_yr)
     bands = comp[~comp.scope.str.startswith(("global", "biome"))]
+    # Every scope's spread from the paired members (SR, HR, AR, HR/SR).
+    assert np.isfinite(comp[["sr_sd_pg_c_yr", "rh_sd_pg_c_yr", "ar_sd_pg_c_yr"]].to_numpy()).all()
+    assert (comp.ar_over_sr - (1 - comp.rh_over_sr)).abs().max() < 1e-9
     assert bands.sr_pg_c_yr.sum() == pytest.approx(g.sr_pg_c_yr, rel=1e-6)  # the bands tile the globe
     assert 0.0 <= g.land_share_hr_ge_sr <= 1.0
     # Each member's own map summed: a spread of the totals; AR's from the two ensembles.
@@ -126,7 +136,38 @@ def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
     np.testing.assert_allclose(
         np.nanstd(members, axis=0, ddof=1)[land], ds["sr_sd"].values[0][land], rtol=1e-4, atol=1e-5
     )
-    assert g.ar_sd_pg_c_yr == pytest.approx(float(np.hypot(*totals.ensemble_sd_pg_c_yr.loc[["sr", "rh"]])))
+    # HR is mapped as SR x HR/SR (the example's model.ratios): below SR wherever mapped.
+    assert (rh[land] < sr[land]).mean() > 0.95 and g.land_share_hr_ge_sr < 0.05
+    assert "rh_sr_ratio" in ds and np.nanmax(ds["rh_sr_ratio"].values) < 1.0
+    assert "rh_sr_ratio" not in set(totals.index)  # a ratio has no total
+    composed = pd.read_csv(tmp_path / "run" / "models" / "rh_annual" / "composed.csv")
+    assert set(composed.way) == {"independent", "composed"} and (composed.n > 500).all()
+    # AR's spread from the paired members (member i of HR is SR's member i times the ratio's).
+    sr_m, rh_m = (aggregate_members(ds, v, land) for v in ("sr", "rh"))
+    assert g.ar_sd_pg_c_yr == pytest.approx(float(np.std(sr_m - rh_m, ddof=1)), rel=1e-3)
+    # Where the run stands against the published figures: by band, biome and zone, from the held-out sites.
+    where = pd.read_csv(out / "where.csv")
+    assert {"latitude band", "biome", "zone"} <= set(where.scope)
+    bands = where[(where.target == "sr") & (where.scope == "latitude band")]
+    assert bands.total_pg_c_yr.sum() == pytest.approx(totals.loc["sr", "total_pg_c_yr"], rel=1e-6)
+    sr_rows = pd.read_parquet(tmp_path / "run" / "models" / "sr_annual" / "loso_predictions.parquet")
+    assert bands.sites_records.sum() == sr_rows.pred_zone.notna().sum()  # every held-out record in one band
+    text = (out / "report.md").read_text()
+    assert "Beside the published figures (Lu et al. 2021" in text and "By latitude band" in text
+    assert "rh is mapped as sr x rh_sr_ratio" in text
+    # New records scored as the maps are made: HR as SR x HR/SR, so below SR at the same site and year.
+    sites = tmp_path / "new_sites.yaml"
+    sites.write_text(yaml.safe_dump({"sources": [{"kind": "srdb", "path": f"{shared_data}/srdb/srdb-data.csv"}]}))
+    scored = subprocess.run(
+        [sys.executable, "-m", "fluxmap.cli", "score", "--config", str(path), "--sites", str(sites),
+         "--param", f"SHARED_DATA={shared_data}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+    p = pd.read_parquet(tmp_path / "run" / "score" / "predictions.parquet")
+    key = ["location", "start", "end"]  # the same place and years: the same predictors
+    pairs = p[p.target == "rh:annual"].merge(p[p.target == "sr:annual"], on=key, suffixes=("_rh", "_sr"))
+    assert len(pairs) > 300 and (pairs.pred_unified_rh < pairs.pred_unified_sr).all()
     biomes = pd.read_csv(out / "totals_by_biome.csv")
     sr_biomes = biomes[biomes.target == "sr"]
     assert sr_biomes.total_pg_c_yr.sum() == pytest.approx(totals.loc["sr", "total_pg_c_yr"], rel=1e-6)
@@ -143,6 +184,18 @@ def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
     assert fig["components"]["global"]["ar"] == pytest.approx(g.ar_pg_c_yr, abs=0.01)
 
 
+def aggregate_members(ds: xr.Dataset, v: str, land: np.ndarray) -> np.ndarray:
+    """Each member's global total (Pg C yr-1) by hand: cell areas on the sphere times the mapped
+    land fraction, 365 days."""
+    lat = np.deg2rad(ds.lat.values)
+    half = np.deg2rad(abs(float(ds.lat[1] - ds.lat[0]))) / 2
+    dlon = np.deg2rad(abs(float(ds.lon[1] - ds.lon[0])))
+    area = 6371.0072e3**2 * dlon * (np.sin(lat + half) - np.sin(lat - half))  # m2 per cell
+    w = area[:, None] * ds["land_fraction"].values
+    m = np.nan_to_num(ds[f"{v}_members"].isel(time=0).values)
+    return (m * w).sum(axis=(1, 2)) * 365 / 1e15
+
+
 def test_mapped_land_of_mcd12c1_without_ice_and_water(tmp_path):
     """Sub-grid land: the mapped fraction of a 5 deg grid from MCD12C1 2019 adds up to the ice-free,
     water-free land (Earth's land 149 Mkm2, less ~16 of ice sheets and ~3 of inland water)."""
@@ -150,7 +203,7 @@ def test_mapped_land_of_mcd12c1_without_ice_and_water(tmp_path):
 
     from fluxmap.config import ExtractConfig, PredictConfig, RunConfig
     from fluxmap.science.grids import LatLonGrid, cell_area
-    from fluxmap.stages.annual import _land
+    from fluxmap.stages.grid import with_land as _land
 
     cfg = dataclasses.replace(RunConfig(), extract=ExtractConfig(landcover="mcd12c1"), predict=PredictConfig())
     g = LatLonGrid(5.0)
@@ -177,3 +230,44 @@ def test_conservative_regridding_keeps_the_area_weighted_mean():
             block = v[2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
             expect = (block * w[2 * i : 2 * i + 2, None]).sum() / (2 * w[2 * i : 2 * i + 2].sum())
             assert got[i, j] == pytest.approx(expect, rel=1e-4)
+
+
+def test_region_totals_match_annual_totals_per_region_and_aoa():
+    """Per region code: the same totals as annual_totals restricted to the region, and the flux and
+    land area-days outside the area of applicability."""
+    from fluxmap.science.aggregate import annual_totals, region_totals
+
+    rng = np.random.default_rng(3)
+    lat, lon = np.arange(-60, 90, 30.0) + 15, np.arange(-180, 180, 30.0) + 15
+    time = pd.DatetimeIndex(["2001-01-01"])
+    flux = xr.DataArray(rng.uniform(0, 3, (1, lat.size, lon.size)), dims=("time", "lat", "lon"),
+                        coords={"time": time, "lat": lat, "lon": lon})  # fmt: skip
+    flux["time"].attrs["fluxmap_step"] = "year"
+    flux[0, 0, :3] = np.nan
+    land = xr.DataArray(rng.uniform(0, 1, (lat.size, lon.size)), dims=("lat", "lon"), coords=flux.isel(time=0).coords)
+    codes = xr.DataArray(rng.integers(1, 4, (lat.size, lon.size)), dims=("lat", "lon"), coords=land.coords)
+    aoa = xr.DataArray(rng.integers(0, 2, flux.shape).astype("uint8"), dims=flux.dims, coords=flux.coords)
+    t = region_totals(flux, land, codes, {1: "a", 2: "b", 3: "c"}, aoa=aoa).set_index("name")
+    for c, name in ((1, "a"), (2, "b"), (3, "c")):
+        ref = annual_totals(flux, land, region=codes == c).iloc[0]
+        assert t.loc[name, "total_pg_c_yr"] == pytest.approx(ref.total_pg_c_yr)
+        out = annual_totals(flux.where(aoa == 0), land, region=codes == c).iloc[0]
+        assert t.loc[name, "from_outside_aoa_pg_c_yr"] == pytest.approx(out.total_pg_c_yr)
+        # Outside share of the area-days with a value: out's covered area over ref's covered area.
+        assert t.loc[name, "outside_aoa_area_fraction"] == pytest.approx(
+            out.covered_fraction / ref.covered_fraction, rel=1e-9
+        )
+    assert t.total_pg_c_yr.sum() == pytest.approx(annual_totals(flux, land).total_pg_c_yr.iloc[0])
+
+
+def test_scores_by_region_by_hand():
+    from fluxmap.science.validate import scores_by_region
+
+    obs = pd.Series([1.0, 2.0, 3.0, 4.0, 5.0])
+    pred = pd.Series([1.5, 2.5, 2.0, 4.0, np.nan])
+    region = pd.Series(["n", "n", "s", "s", "s"])
+    site = pd.Series(["P1", "P2", "P3", "P3", "P4"])
+    t = scores_by_region(obs, pred, region, site).set_index("region")
+    assert t.loc["n", "bias"] == pytest.approx(0.5) and t.loc["n", "records"] == 2 and t.loc["n", "sites"] == 2
+    assert t.loc["s", "records"] == 2 and t.loc["s", "sites"] == 1  # the row without a prediction left out
+    assert t.loc["s", "rmse"] == pytest.approx(np.sqrt(0.5))

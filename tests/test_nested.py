@@ -182,3 +182,20 @@ def test_class_mean_reference_and_skill_score():
     assert b["skill"] == 1.0 and b["skill_lo"] == 1.0
     b = paired_site_bootstrap(d, "ref", "perfect", group="site_group", n_resamples=50)
     assert np.isnan(b["skill"])  # nothing to improve on: SSE of the reference is 0
+
+
+def test_complete_combination_search_is_nested_and_scores_every_subset():
+    """model.exhaustive_selection: every subset of the filtered predictors scored on inner folds of
+    whole sites; the informative pair is chosen on all rows and inside the outer folds."""
+    from fluxmap.science.comparison import select_predictors
+
+    d = _sites(n_sites=12, per=12)
+    d["value"] = 2 * d.x1 + 1.5 * d.x2 + np.random.default_rng(1).normal(0, 0.1, len(d))
+    p = _protocol(backward=True, exhaustive=True)
+    chosen, kept, _, path = select_predictors(d, ["x1", "x2", "noise"], p)
+    assert len(path) == 7 and set(path.features) >= {"x1", "x1,x2", "x1,x2,noise"}
+    assert set(chosen) >= {"x1", "x2"}
+    _, folds = nested_cv(d, ["x1", "x2", "noise"], p, zones=lambda held: pd.Series(1, index=sorted(set(d.location))))
+    assert all({"x1", "x2"} <= set(f.split(",")) for f in folds.features)
+    with pytest.raises(ValueError, match="limit is 2"):
+        select_predictors(d, ["x1", "x2", "noise"], _protocol(backward=True, exhaustive=True, exhaustive_max=2))

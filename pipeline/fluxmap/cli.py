@@ -181,7 +181,8 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
                 raise SystemExit(f"fluxmap: no map was written: no models for the annual targets {yearly} (see above)")
             from fluxmap.stages.predict import MODIS_GRID_ENTRIES
 
-            if eight_day and not written and set(MODIS_GRID_ENTRIES) <= set(cfg.extract.entries):
+            maps_expected = cfg.predict.resolution or set(MODIS_GRID_ENTRIES) <= set(cfg.extract.entries)
+            if eight_day and not written and maps_expected:
                 raise SystemExit(
                     f"fluxmap: no map was written: no models for the 8-day targets {eight_day} (see above)"
                 )

@@ -288,6 +288,13 @@ class ModelConfig:
     """Drop one of each predictor pair with |r| above this."""
     backward_elimination: bool = True
     """Also eliminate predictors by importance, keeping the best leave-one-site-out set."""
+    exhaustive_selection: bool = False
+    """Instead of backward elimination, score every combination of the predictors the correlation
+    filter kept (the complete-combination search of Lu et al. 2021) on the inner folds and keep the
+    best; refused above ``exhaustive_max`` predictors (2**n - 1 combinations, each cross-validated
+    inside every outer fold)."""
+    exhaustive_max: int = 8
+    """Most predictors the complete-combination search takes (8: 255 combinations)."""
     selection_params: tuple[tuple[str, Any], ...] = (("n_estimators", 60),)
     """Lighter model settings used only while selecting predictors."""
     params: tuple[tuple[str, Any], ...] = (("n_estimators", 200),)
@@ -319,6 +326,16 @@ class ModelConfig:
     per vegetation class); variables not listed get the mean only."""
     climate_predictors: tuple[str, str] = ("t2m", "tp")
     """Temperature (K) and precipitation of the climate reference (annual tables: their ``_ann_mean``)."""
+    ratios: tuple[tuple[str, str], ...] = ()
+    """Flux ratios, as ``{numerator: denominator}`` (e.g. ``{rh: sr}``): for each table where both
+    are targets, the ratio (``rh_sr_ratio``) is also modelled on the records that give both, and
+    the numerator can be mapped as denominator x ratio, which keeps it below the denominator
+    wherever the ratio stays below 1 (HR <= SR). Both ways of predicting the numerator are scored on
+    the paired records with the same nested validation (``composed.csv``)."""
+    ratio_maps: str = "validated"
+    """How a ratio's numerator is mapped: ``ratio`` (denominator x ratio), ``independent`` (its own
+    model) or ``validated`` (whichever has the lower nested RMSE of the zone models, the models the
+    map is made with, on the paired records)."""
     group_distance_km: float = 5.0
     """Locations closer than this (great-circle, transitively), or on the same predictor cells,
     are one physical site: every validation (folds, bootstraps, selection, coverage) leaves a
@@ -338,6 +355,42 @@ class ModelConfig:
             )
         if self.group_distance_km < 0:
             raise ValueError(f"model.group_distance_km must be >= 0, got {self.group_distance_km}")
+        if self.ratio_maps not in ("ratio", "independent", "validated"):
+            raise ValueError(f"model.ratio_maps must be ratio, independent or validated, got {self.ratio_maps!r}")
+        tables = {t.partition(":")[2] for t in self.targets}
+        for num, den in self.ratios:
+            if num == den or not any({f"{num}:{tab}", f"{den}:{tab}"} <= set(self.targets) for tab in tables):
+                raise ValueError(
+                    f"model.ratios: {num}/{den} needs both {num} and {den} as targets of one table "
+                    f"(e.g. {num}:annual and {den}:annual); targets are {list(self.targets)}"
+                )
+
+    def ratio_targets(self) -> list[tuple[str, str, str]]:
+        """Each modelled ratio as (ratio target, numerator target, denominator target), e.g.
+        (``rh_sr_ratio:annual``, ``rh:annual``, ``sr:annual``)."""
+        out = []
+        for num, den in self.ratios:
+            for tab in sorted({t.partition(":")[2] for t in self.targets}):
+                if {f"{num}:{tab}", f"{den}:{tab}"} <= set(self.targets):
+                    out.append((f"{ratio_name(num, den)}:{tab}", f"{num}:{tab}", f"{den}:{tab}"))
+        return out
+
+    def all_targets(self) -> list[str]:
+        """The configured targets followed by the modelled ratios."""
+        return [*self.targets, *(r for r, _, _ in self.ratio_targets())]
+
+
+def ratio_name(num: str, den: str) -> str:
+    """The variable name of a modelled flux ratio: ``rh_sr_ratio``."""
+    return f"{num}_{den}_ratio"
+
+
+def parse_ratio(name: str) -> tuple[str, str] | None:
+    """(numerator, denominator) of a ratio variable name, or None for any other name."""
+    parts = name.split("_")
+    if len(parts) == 3 and parts[2] == "ratio":
+        return parts[0], parts[1]
+    return None
 
 
 @dataclass(frozen=True)
@@ -353,17 +406,29 @@ class PredictConfig:
     ensemble: bool = True
     """Also predict with the bootstrap members (spread, 5th and 95th percentiles)."""
     resolution: float | None = None
-    """Annual maps: cell size (degrees) of a regular lat/lon prediction grid over ``bbox``, every
-    catalog entry brought onto it by its declared method; None: the grid of the MODIS-like entry
-    (``mod11a2``), as the 8-day maps."""
+    """Cell size (degrees) of a regular lat/lon prediction grid over ``bbox`` for the 8-day and the
+    annual maps, every catalog entry brought onto it by its declared method (with
+    ``extract.landcover``, sub-grid land cover); None: the grid of the MODIS-like entry
+    (``mod11a2``)."""
     bbox: tuple[float, float, float, float] = (-180.0, -60.0, 180.0, 90.0)
-    """Annual maps on a ``resolution`` grid: (west, south, east, north), edges on multiples of it."""
+    """Maps on a ``resolution`` grid: (west, south, east, north), edges on multiples of it."""
     years: tuple[int, ...] = ()
-    """Annual maps: the years to map. Empty: each year every time series of the catalog covers
-    whole, or one climatological year when the entries are climatologies and static layers only."""
+    """Maps on a ``resolution`` grid (8-day) and annual maps: the years to map. Empty: each year every
+    time series of the catalog covers whole, or one climatological year when the entries are
+    climatologies and static layers only."""
     annual_chunk: int = 180
-    """Annual maps on a ``resolution`` grid: cells per chunk along lat and lon (on the MODIS-like
-    grid its own chunks are used)."""
+    """Maps on a ``resolution`` grid: cells per chunk along lat and lon (on the MODIS-like grid its
+    own chunks are used)."""
+    published: tuple[tuple[str, float], ...] = ()
+    """Published global figures to set the annual totals beside, e.g. ``{sr: 85.5, rh: 50.3, ra:
+    35.2, rh_over_sr: 0.59}`` (Pg C yr-1; ``rh_over_sr`` a ratio): the annual report says by how
+    much and where (latitude bands, biomes, zones) the run differs. A yardstick, not a target."""
+    published_source: str = ""
+    """Where ``published`` comes from (cited in the report)."""
+
+    def map_settings(self) -> dict[str, Any]:
+        """The settings that change the maps' values (for their cache keys): all but the report's."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("published", "published_source")}
 
     def __post_init__(self) -> None:
         w, s, e, n = self.bbox
@@ -563,13 +628,16 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
     extract = dict(data.get("extract") or {})
     if "catalog_params" in extract:
         extract["catalog_params"] = tuple(sorted(extract["catalog_params"].items()))
+    predict = dict(data.get("predict") or {})
+    if isinstance(predict.get("published"), dict):
+        predict["published"] = tuple(sorted(predict["published"].items()))
     model = dict(data.get("model") or {})
-    for k in ("params", "selection_params", "references"):
+    for k in ("params", "selection_params", "references", "ratios"):
         if k in model and isinstance(model[k], dict):
             model[k] = tuple(sorted(model[k].items()))
     return RunConfig(
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
-        predict=from_mapping(PredictConfig, dict(data.get("predict") or {}), where=f"{where}: predict"),
+        predict=from_mapping(PredictConfig, predict, where=f"{where}: predict"),
         model=from_mapping(ModelConfig, model, where=f"{where}: model"),
         workdir=_checked(data.get("workdir", "fluxmap-output"), str, f"{where}: workdir"),
         demo=None if demo is None else from_mapping(DemoConfig, demo, where=f"{where}: demo"),

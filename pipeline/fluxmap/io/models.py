@@ -19,12 +19,15 @@ import numpy as np
 
 from fluxmap.io.provenance import atomic_path, sha256, write_json
 from fluxmap.science.applicability import Applicability
-from fluxmap.science.predict import ModelSet
+from fluxmap.science.predict import ModelSet, compose
 from fluxmap.science.train import FittedModel
 from fluxmap.science.zones import ZoneModel
 
 __all__ = [
+    "MAPPING",
+    "ComposedFiles",
     "ModelFiles",
+    "load_mapping",
     "load_applicability",
     "load_model",
     "load_model_set",
@@ -282,3 +285,27 @@ def _load_once(ref: ModelFiles) -> ModelSet:
     return load_model_set(
         ref.target, folder, ensemble=ref.ensemble, unified_map=ref.unified_map, member_maps=ref.member_maps
     )
+
+
+@dataclass(frozen=True)
+class ComposedFiles:
+    """A target mapped as its denominator's models times a ratio's (HR = SR x HR/SR): the two
+    model folders' :class:`ModelFiles`, composed by :func:`fluxmap.science.predict.compose` on load."""
+
+    target: str
+    den: ModelFiles
+    ratio: ModelFiles
+
+    def load(self) -> ModelSet:
+        return compose(self.target, self.den.load(), self.ratio.load())
+
+
+MAPPING = "mapping.json"
+"""Per numerator folder of a modelled ratio: how the models stage chose to map it (``mapped_as``:
+``ratio`` or ``independent``, ``denominator`` and ``ratio`` targets, ``why``)."""
+
+
+def load_mapping(folder: str | Path) -> dict[str, Any] | None:
+    """The models stage's mapping note of a target folder, or None when it has none."""
+    path = Path(folder) / MAPPING
+    return json.loads(path.read_text()) if path.is_file() else None

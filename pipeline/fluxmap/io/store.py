@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -68,7 +69,20 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
     for name in list(ds.data_vars):
         v = str(name)  # variable names are str here; xarray types them Hashable
         base, _, suffix = v.partition("_")
-        if base in products.VARIABLES and suffix in ("", "unified", "sd", "p05", "p95"):
+        ratio = re.fullmatch(r"([a-z]+)_([a-z]+)_ratio(?:_(unified|sd|p05|p95|mad|cv))?", v)
+        if ratio and ratio[1] in products.VARIABLES and ratio[2] in products.VARIABLES:
+            what = {None: "zone models", "unified": "unified model", "sd": "standard deviation of the bootstrap "
+                    "ensemble", "p05": "5th percentile of the bootstrap ensemble", "p95": "95th percentile of the "
+                    "bootstrap ensemble", "mad": "median absolute deviation of the bootstrap ensemble",
+                    "cv": "coefficient of variation of the bootstrap ensemble"}[ratio[3]]  # fmt: skip
+            ds[v].attrs = {
+                "long_name": f"ratio {ratio[1]}/{ratio[2]} modelled on records giving both{mean_of}{what}",
+                "units": "1",
+                "grid_mapping": "crs",
+                "cell_methods": "time: mean",
+            }
+            ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
+        elif base in products.VARIABLES and suffix in ("", "unified", "sd", "p05", "p95"):
             spec = products.spec(base)
             a = {"units": spec.units, "grid_mapping": "crs", "cell_methods": "time: mean"}
             if suffix in ("", "unified"):
@@ -87,7 +101,7 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
             ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
         elif v.endswith("_di"):
             ds[v].attrs = {
-                "long_name": f"dissimilarity index of {v.split('_')[0]}'s predictors to its training data "
+                "long_name": f"dissimilarity index of {v.removesuffix('_di')}'s predictors to its training data "
                 "(Meyer & Pebesma 2021)",
                 "units": "1",
                 "grid_mapping": "crs",
@@ -95,7 +109,7 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
             ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
         elif v.endswith("_aoa"):
             ds[v].attrs = {
-                "long_name": f"1 inside the area of applicability of {v.split('_')[0]}'s unified model, 0 outside "
+                "long_name": f"1 inside the area of applicability of {v.removesuffix('_aoa')}'s unified model, 0 outside "
                 "(dissimilarity index above the training threshold)",
                 "flag_values": np.array([0, 1], "uint8"),
                 "flag_meanings": "outside inside",
@@ -104,7 +118,7 @@ def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, 
             ds[v].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
         elif v.endswith("_missing_predictors"):
             ds[v].attrs = {
-                "long_name": f"1 where a predictor of {v.split('_')[0]} was missing (model default used)",
+                "long_name": f"1 where a predictor of {v.removesuffix('_missing_predictors')} was missing (model default used)",
                 "flag_values": np.array([0, 1], "uint8"),
                 "flag_meanings": "complete missing",
                 "grid_mapping": "crs",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Applicability", "fit_applicability", "importance_weights"]
+__all__ = ["Applicability", "JointApplicability", "fit_applicability", "importance_weights"]
 
 MAX_PAIRS_SAMPLE = 2000
 """Training points sampled (without replacement) for the mean pairwise distance when there are more."""
@@ -154,3 +154,39 @@ def fit_applicability(
     q1, q3 = np.percentile(finite, [25, 75])
     threshold = float(finite[finite <= q3 + 1.5 * (q3 - q1)].max())
     return Applicability(list(features), mean, sd, w, space, mean_distance, threshold, di)
+
+
+@dataclass
+class JointApplicability:
+    """The area of applicability of a prediction made from several models (a flux as the product
+    of its denominator's and a ratio's): inside only where it is inside every part's. Its DI is the
+    largest of the parts' DIs, each divided by its own threshold, so the threshold is 1."""
+
+    parts: list[Applicability]
+    threshold: float = 1.0
+
+    @property
+    def features(self) -> list[str]:
+        names: list[str] = []
+        for p in self.parts:
+            names += [f for f in p.features if f not in names]
+        return names
+
+    def dissimilarity(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """The largest threshold-scaled DI of the parts for each row of ``x`` (columns :attr:`features`)."""
+        cols = self.features
+        arr = x[cols].to_numpy(dtype="float64") if isinstance(x, pd.DataFrame) else np.asarray(x, dtype="float64")
+        scaled = []
+        for p in self.parts:
+            di = p.dissimilarity(arr[:, [cols.index(f) for f in p.features]])
+            if p.threshold > 0:
+                scaled.append(di / p.threshold)
+            else:  # every training point on one spot: inside only there
+                scaled.append(np.where(np.isnan(di), np.nan, np.where(di > 0, np.inf, 0.0)))
+        return np.max(np.stack(scaled), axis=0)  # NaN where any part's is
+
+    def inside(self, di: np.ndarray) -> np.ndarray:
+        """1 inside every part's area of applicability, 0 outside one, 255 where unknown (uint8)."""
+        flag = np.where(di <= self.threshold, 1, 0).astype("uint8")
+        flag[np.isnan(di)] = 255  # an infinite DI (a part with threshold 0, away from it) is outside
+        return flag

@@ -18,15 +18,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap.science.applicability import Applicability
+from fluxmap.science.applicability import Applicability, JointApplicability
 from fluxmap.science.extract import on_periods, to_periods
 from fluxmap.science.features import annual_stats, doy_features, period_weights, regrid_nearest
 from fluxmap.science.regrid import on_grid
-from fluxmap.science.train import FittedModel
 
 __all__ = [
     "ModelSet",
     "ModelSource",
+    "Predictor",
+    "ProductModel",
+    "compose",
     "annual_cube",
     "annual_stats_by_year",
     "period_cube",
@@ -36,6 +38,15 @@ __all__ = [
 ]
 
 
+class Predictor(Protocol):
+    """What the block kernel needs of a model: its predictor names and predictions for rows of them."""
+
+    @property
+    def features(self) -> list[str]: ...
+
+    def predict(self, x: pd.DataFrame | np.ndarray) -> np.ndarray: ...
+
+
 @dataclass
 class ModelSet:
     """Everything the block function needs for one target: zone models, fallback, ensemble,
@@ -43,12 +54,12 @@ class ModelSet:
     unmapped (``masked_zones``: zones without a validated model, when so configured)."""
 
     target: str
-    zone_models: dict[int, FittedModel]
-    unified: FittedModel
-    ensemble: list[FittedModel] = field(default_factory=list)
+    zone_models: dict[int, Predictor]
+    unified: Predictor
+    ensemble: list[Predictor] = field(default_factory=list)
     unified_map: bool = False
     masked_zones: frozenset[int] = frozenset()
-    applicability: Applicability | None = None
+    applicability: Applicability | JointApplicability | None = None
     """The unified model's area of applicability: with it, each cell's DI and flag are mapped."""
     member_maps: bool = False
     """Also return every ensemble member's map (``<target>_members``, a ``member`` axis) and the
@@ -64,6 +75,58 @@ class ModelSet:
         if self.applicability is not None:
             names += [f for f in self.applicability.features if f not in names]
         return names
+
+
+@dataclass
+class ProductModel:
+    """A flux predicted as the product of two models' predictions (the denominator's and a ratio's:
+    HR = SR x HR/SR), used wherever a fitted model is: same ``features`` / ``predict`` contract, so
+    the block kernel's sub-grid land-cover weighting composes per class before weighting."""
+
+    a: Predictor
+    b: Predictor
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.a.features, *(f for f in self.b.features if f not in self.a.features)]
+
+    def predict(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(x, pd.DataFrame):
+            return self.a.predict(x) * self.b.predict(x)
+        cols = self.features
+        xa = x[:, [cols.index(f) for f in self.a.features]]
+        xb = x[:, [cols.index(f) for f in self.b.features]]
+        return self.a.predict(xa) * self.b.predict(xb)
+
+
+def compose(target: str, den: ModelSet, ratio: ModelSet) -> ModelSet:
+    """The model set of ``target`` mapped as the denominator's times the ratio's: per zone, the two
+    zones' models (either's unified model where it has none for that zone); the unified models'
+    product; the ensembles' members paired in order (none when either has none); zones masked in either stay masked; inside
+    the area of applicability only where both are."""
+    if den.ensemble and ratio.ensemble and len(den.ensemble) != len(ratio.ensemble):
+        raise ValueError(
+            f"{target}: the denominator has {len(den.ensemble)} ensemble members and the ratio {len(ratio.ensemble)}; "
+            "members are paired one to one (the same model.bootstrap_members for both)"
+        )
+    zones = set(den.zone_models) | set(ratio.zone_models)
+    aoa = (
+        JointApplicability([p for p in (den.applicability, ratio.applicability) if isinstance(p, Applicability)])
+        if den.applicability is not None and ratio.applicability is not None
+        else None
+    )
+    return ModelSet(
+        target=target,
+        zone_models={
+            z: ProductModel(den.zone_models.get(z, den.unified), ratio.zone_models.get(z, ratio.unified)) for z in zones
+        },
+        unified=ProductModel(den.unified, ratio.unified),
+        ensemble=[ProductModel(a, b) for a, b in zip(den.ensemble, ratio.ensemble)],
+        unified_map=den.unified_map,
+        masked_zones=den.masked_zones | ratio.masked_zones,
+        applicability=aoa,
+        member_maps=den.member_maps,
+    )
 
 
 class ModelSource(Protocol):
@@ -222,7 +285,7 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         else None
     )
 
-    def predicted(model: FittedModel, cells: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def predicted(model: Predictor, cells: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(time, cells) of ``model`` on the rows ``x`` of ``cells``. With the block's class
         fractions and a model using ``landcover``: per cell, the fraction-weighted mean over the
         classes present of the prediction with that class (sub-grid land cover), per m2 of the

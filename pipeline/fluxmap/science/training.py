@@ -25,6 +25,7 @@ from fluxmap.science.periods import aggregate_to_periods
 __all__ = [
     "QUARANTINE_COLUMNS",
     "align_to_periods",
+    "ratio_table",
     "site_factors",
     "site_locations",
     "split_modes",
@@ -224,3 +225,41 @@ def truth_at_rows(
             value = pd.Series(m[var].to_numpy(), index=df.index)
         out[target] = pd.DataFrame({"value": value, "zone": df.location.map(true_zone).to_numpy()}, index=df.index)
     return out
+
+
+def ratio_table(df: pd.DataFrame, num: str, den: str, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The flux ratio ``num / den`` on the records of ``df`` (a training table) that give both.
+
+    A pair is the same site and period and, for a source that numbers its records so that both
+    fluxes share one (SRDB: a study's row gives Rs_annual and Rh_annual), the same ``record_id``;
+    decided per ``source``, so sources that number each flux apart still pair by site and period.
+    Each ratio row keeps the numerator row's index, predictors and site, ``variable`` = ``name``,
+    ``value`` = the ratio, and ``den_row``, the index of the denominator row. Returns the ratio
+    table and the pairs left out, each with its reason (a non-positive denominator, a ratio that is
+    not finite, more than one row of a flux for the same key): none is dropped unsaid."""
+    parts = [_ratio_pairs(g, num, den, name) for _, g in df.groupby("source", dropna=False)] if "source" in df else [_ratio_pairs(df, num, den, name)]  # fmt: skip
+    out = pd.concat([p for p, _ in parts])
+    out.index.name = df.index.name
+    return out, pd.concat([e for _, e in parts], ignore_index=True)
+
+
+def _ratio_pairs(df: pd.DataFrame, num: str, den: str, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    a, b = df[df.variable == num], df[df.variable == den]
+    keys = ["site_id", "start", "end"]
+    if "record_id" in df and set(a.record_id.dropna()) & set(b.record_id.dropna()):
+        keys.append("record_id")
+    dup_a, dup_b = a.duplicated(keys, keep=False), b.duplicated(keys, keep=False)
+    b_keys = b[~dup_b][keys].assign(value_den=b.value[~dup_b], den_row=b.index[~dup_b])
+    m = a[~dup_a].rename_axis("_row").reset_index().merge(b_keys, on=keys, how="inner").set_index("_row")
+    ratio = m.value / m.value_den
+    reason = pd.Series("", index=m.index, dtype=object)
+    reason[~np.isfinite(ratio)] = "ratio not finite"
+    reason[m.value_den <= 0] = f"{den} <= 0"
+    left = [m[reason != ""].assign(reason=reason[reason != ""])]
+    for side, dup, flux in ((a, dup_a, num), (b, dup_b, den)):
+        if dup.any():
+            left.append(side[dup].assign(reason=f"more than one {flux} row for the same {' / '.join(keys)}"))
+    out = m[reason == ""].assign(value=ratio[reason == ""], variable=name).drop(columns="value_den")
+    cols = ["source", "site_id", "start", "end", "record_id", "variable", "value", "reason"]
+    excluded = pd.concat(left)
+    return out, excluded[[c for c in cols if c in excluded]]

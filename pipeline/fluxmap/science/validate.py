@@ -34,6 +34,7 @@ __all__ = [
     "metrics_table",
     "paired_site_bootstrap",
     "physical_sites",
+    "scores_by_region",
 ]
 
 
@@ -296,3 +297,26 @@ def map_errors_by_zone(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def scores_by_region(obs: pd.Series, pred: pd.Series, region: pd.Series, site: pd.Series) -> pd.DataFrame:
+    """Held-out predictions scored within each region (e.g. latitude band, biome, zone of the row's
+    site): records, physical sites, observed and predicted means, bias (predicted - observed), R2,
+    RMSE. All four series share one index (the training rows); rows without a region are left out."""
+    d = pd.DataFrame({"obs": obs, "pred": pred, "region": region, "site": site}).dropna()
+    rows = []
+    for name, g in d.groupby("region", sort=True):
+        m = metrics(g.obs.to_numpy(), g.pred.to_numpy())
+        rows.append(
+            {
+                "region": name,
+                "records": int(len(g)),
+                "sites": int(g.site.nunique()),
+                "obs_mean": float(g.obs.mean()),
+                "pred_mean": float(g.pred.mean()),
+                "bias": m["bias"],
+                "r2": m["r2"],
+                "rmse": m["rmse"],
+            }
+        )
+    return pd.DataFrame(rows, columns=["region", "records", "sites", "obs_mean", "pred_mean", "bias", "r2", "rmse"])

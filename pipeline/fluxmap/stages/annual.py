@@ -24,8 +24,9 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap._version import __version__
-from fluxmap.config import RunConfig
-from fluxmap.io.models import ModelFiles, load_zones
+from fluxmap.config import RunConfig, parse_ratio
+from fluxmap.io import report
+from fluxmap.io.models import load_mapping, load_zones
 from fluxmap.io.progress import Progress
 from fluxmap.io.provenance import cache_key, data_fingerprint, sha256, write_table
 from fluxmap.io.store import (
@@ -38,17 +39,29 @@ from fluxmap.io.store import (
     region_slices,
 )
 from fluxmap.science import aggregate, products
-from fluxmap.science.features import growing_season_mean, long_term_means
-from fluxmap.science.grids import LatLonGrid
 from fluxmap.science.periods import period_starts
 from fluxmap.science.predict import annual_cube, predict_cube
-from fluxmap.science.zones import zone_map
-from fluxmap.stages.common import Log, catalog_inputs, modelled_targets, named_damage, open_catalog, store_is_current
+from fluxmap.science.validate import scores_by_region
+from fluxmap.stages.common import (
+    Log,
+    catalog_inputs,
+    model_sources,
+    modelled_targets,
+    named_damage,
+    open_catalog,
+    store_is_current,
+)
+from fluxmap.stages.grid import (
+    NOT_MAPPED,
+    map_years,
+    needed_entries,
+    prediction_grid,
+    with_land,
+    zones_on_grid,
+)
 
 __all__ = ["NOT_MAPPED", "annual_stage", "LAT_BANDS"]
 
-NOT_MAPPED = {15: "permanent snow and ice", 17: "water"}
-"""IGBP classes whose area the sub-grid land-cover weighting leaves out (no soil flux is mapped there)."""
 LAT_BANDS = {
     "south of 23.5 S": (-90.0, -23.5),
     "tropics 23.5 S-23.5 N": (-23.5, 23.5),
@@ -56,104 +69,6 @@ LAT_BANDS = {
     "north of 50 N": (50.0, 90.0),
 }
 """Latitude bands of the components table."""
-CLIMATOLOGICAL_YEAR = 2001
-"""The label of the one year mapped from climatologies (a non-leap year: 365 days)."""
-
-
-def map_years(cfg: RunConfig, cubes: dict[str, xr.Dataset]) -> tuple[list[int], bool]:
-    """The years to map and whether they are one climatological year: ``predict.years``; else the
-    years every dated series covers whole (from 1 January to 31 December); else, when no entry is
-    a dated series, one climatological year."""
-    series = [ds for ds in cubes.values() if "time" in ds.dims and ds.attrs.get("fluxmap_time", "series") == "series"]
-    if cfg.predict.years:
-        return sorted(cfg.predict.years), False
-    if not series:
-        return [CLIMATOLOGICAL_YEAR], True
-    common: set[int] | None = None
-    for ds in series:
-        t = pd.DatetimeIndex(ds["time"].values)
-        step = pd.Series(t).diff().median() if len(t) > 1 else pd.Timedelta(days=365)
-        end = t[-1] + step
-        whole = {y for y in range(t[0].year, end.year + 1) if t[0] <= pd.Timestamp(y, 1, 1) and end >= pd.Timestamp(y + 1, 1, 1) - pd.Timedelta(days=1)}  # fmt: skip
-        common = whole if common is None else common & whole
-    if not common:
-        raise ValueError("annual maps: no calendar year is covered whole by every time series; set predict.years")
-    return sorted(common), False
-
-
-def _grid(cfg: RunConfig, cubes: dict[str, xr.Dataset]) -> tuple[np.ndarray, np.ndarray, LatLonGrid | None]:
-    if cfg.predict.resolution:
-        w, s, e, n = cfg.predict.bbox
-        g = LatLonGrid(cfg.predict.resolution, west=w, south=s, east=e, north=n)
-        return g.lat, g.lon, g
-    if "mod11a2" not in cubes:
-        raise ValueError(
-            "annual maps: set predict.resolution (a regular lat/lon grid) or list the MODIS-like entry mod11a2"
-        )
-    from fluxmap.io.store import grid_of
-
-    base = cubes["mod11a2"]
-    return base["lat"].values, base["lon"].values, grid_of(base)
-
-
-def _land(
-    cfg: RunConfig, cube: xr.Dataset, grid: LatLonGrid | None, chunk: int
-) -> tuple[xr.Dataset, xr.DataArray, str]:
-    """The cube with the class fractions and majority class (sub-grid land cover) or as it is; each
-    cell's land fraction; and how it was made."""
-    if cfg.extract.landcover == "mcd12c1":
-        from fluxmap.io.landcover import read_mcd12c1
-        from fluxmap.science.grids import landcover_on_grid
-
-        if grid is None:
-            raise ValueError("sub-grid land cover needs a regular lat/lon prediction grid")
-        frac, _ = landcover_on_grid(read_mcd12c1(), grid)
-        classes = np.arange(1, frac.shape[0] + 1)
-        frac = np.where(np.isin(classes, list(NOT_MAPPED))[:, None, None], 0.0, frac).astype("float32")
-        mapped = frac.sum(axis=0)
-        major = np.where(mapped > 0, classes[np.argmax(frac, axis=0)], np.nan)
-        coords = {"lat": cube["lat"].values, "lon": cube["lon"].values}
-        cf = xr.DataArray(frac, dims=("igbp", "lat", "lon"), coords={"igbp": classes, **coords})
-        cube = cube.assign(
-            class_fraction=cf.chunk({"igbp": -1, "lat": chunk, "lon": chunk}),
-            landcover=xr.DataArray(major, dims=("lat", "lon"), coords=coords).chunk({"lat": chunk, "lon": chunk}),
-        )
-        land = xr.DataArray(mapped, dims=("lat", "lon"), coords=coords)
-        return cube, land, "MCD12C1 2019 class fractions without water and permanent snow/ice"
-    if "land_fraction" in cube:
-        return cube, cube["land_fraction"].fillna(0.0), "the catalog's land_fraction"
-    raise ValueError(
-        "annual maps need each cell's land: set extract.landcover: mcd12c1, or list a catalog entry "
-        "giving land_fraction"
-    )
-
-
-def _zones(cfg: RunConfig, models_dir: Path, tv: xr.Dataset, cube: xr.Dataset, land: xr.DataArray) -> xr.DataArray:
-    """Each cell's zone from its long-term environment on the prediction grid (the factors the sites
-    were zoned by: long-term means of the timed predictors, growing-season LSWI, static layers)."""
-    zm = load_zones(models_dir / "zones.json")
-    factors = long_term_means(tv) if tv.data_vars else xr.Dataset()
-    if "lswi" in tv and "t2m" in tv:
-        factors = factors.assign(lswi_growing_season=growing_season_mean(tv.lswi, tv.t2m))
-    static = [v for v in cube.data_vars if set(cube[v].dims) == {"lat", "lon"}]
-    factors = xr.merge([factors, cube[static]], compat="override", combine_attrs="drop")
-    return zone_map(zm, factors, land)
-
-
-def _needed(cubes: dict[str, xr.Dataset], features: list[str], factors: tuple[str, ...]) -> dict[str, xr.Dataset]:
-    """Only the variables the annual models and the zones read (``v`` of ``v_ann_mean``, ``t2m`` of
-    ``t2m_mean``, ``lswi`` and ``t2m`` of ``lswi_growing_season``) and the land fraction: the others
-    are never decoded."""
-    names = {"land_fraction"}
-    for f in [*features, *factors]:
-        base = f.split("_ann_")[0] if "_ann_" in f else f
-        names |= {"lswi", "t2m"} if base == "lswi_growing_season" else {base.removesuffix("_mean"), base}
-    out = {}
-    for entry, ds in cubes.items():
-        keep = [v for v in ds.data_vars if v in names]
-        if keep:
-            out[entry] = ds[keep]
-    return out
 
 
 def _store_attrs(cfg: RunConfig, key: str, climatological: bool, land_from: str) -> dict[str, str]:
@@ -198,38 +113,40 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     years, climatological = map_years(cfg, cubes)
     # Sub-period sources (ERA5) as 8-day means, the store the 8-day maps use (written once).
     period_mean_stores(cubes, Path(cfg.workdir) / "predict", inputs)
-    lat, lon, grid = _grid(cfg, cubes)
+    lat, lon, grid = prediction_grid(cfg, cubes)
     # On the MODIS-like grid, its own chunks (its cubes are read block by block as the 8-day maps read them).
     chunk = cfg.predict.annual_chunk if cfg.predict.resolution else int(cubes["mod11a2"].chunksizes["lat"][0])
-    refs = [
-        ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble,
-                      unified_map=cfg.predict.unified, member_maps=True)
-        for t in targets
-    ]  # fmt: skip
-    cubes = _needed(cubes, [f for r in refs for f in r.load().features], load_zones(models_dir / "zones.json").factors)
+    refs = model_sources(
+        targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified, member_maps=True
+    )
+    cubes = needed_entries(cubes, [f for r in refs for f in r.load().features], load_zones(models_dir / "zones.json").factors)
     cube, tv = annual_cube(cubes, lat, lon, period_starts(years), chunk)
-    cube, land, land_from = _land(cfg, cube, grid, chunk)
+    cube, land, land_from = with_land(cfg, cube, grid, chunk)
     land_mask = land > (0.0 if cfg.extract.landcover else 0.5)
-    zone = _zones(cfg, models_dir, tv, cube, land_mask).chunk({"lat": chunk, "lon": chunk})
+    zone = zones_on_grid(cfg, models_dir, tv, cube, land_mask).chunk({"lat": chunk, "lon": chunk})
     pred = xr.merge([predict_cube(cube, zone, ref) for ref in refs], combine_attrs="drop")
     files = [p for t in targets for p in sorted((models_dir / t.replace(":", "_")).iterdir()) if p.is_file()]
     key = cache_key(
-        {"predict": dataclasses.asdict(cfg.predict), "targets": targets, "landcover": cfg.extract.landcover},
+        {"predict": cfg.predict.map_settings(), "targets": targets, "landcover": cfg.extract.landcover},
         {"models": {str(p.relative_to(models_dir)): sha256(p) for p in files}, **inputs,
          "zones": data_fingerprint(models_dir / "zones.json")},
     )  # fmt: skip
     ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, climatological, land_from), step="year")
     if {"sr", "rh"} <= {t.split(":")[0] for t in targets}:
-        ds = ds.assign(ra=(ds["sr"] - ds["rh"]).astype("float32"), rh_over_sr=(ds["rh"] / ds["sr"]).astype("float32"))
+        ds = ds.assign(ra=(ds["sr"] - ds["rh"]).astype("float32"), rh_over_sr=(ds["rh"] / ds["sr"]).astype("float32"),
+                       ra_over_sr=((ds["sr"] - ds["rh"]) / ds["sr"]).astype("float32"))  # fmt: skip
         ds["ra"].attrs = {**products.spec("ra").attrs(), "long_name": "autotrophic respiration AR = SR - HR, annual mean",
                           "grid_mapping": "crs", "cell_methods": "time: mean"}  # fmt: skip
         ds["rh_over_sr"].attrs = {"long_name": "HR/SR, ratio of the annual means", "units": "1", "grid_mapping": "crs"}
-        if "sr_sd" in ds and "rh_sd" in ds:
-            # The two ensembles are bootstraps fitted separately: their errors are taken as independent.
-            ds["ra_sd"] = ((ds["sr_sd"] ** 2 + ds["rh_sd"] ** 2) ** 0.5).astype("float32").assign_attrs(
-                long_name="standard deviation of AR from the SR and HR ensembles (taken as independent)",
+        ds["ra_over_sr"].attrs = {"long_name": "AR/SR, ratio of the annual means", "units": "1", "grid_mapping": "crs"}
+        if "sr_members" in ds and "rh_members" in ds and ds.sizes["member"] > 1:
+            # Member i of HR is SR's member i times the ratio's member i when HR is mapped as a ratio, so
+            # AR's spread comes from the members' differences (for separately fitted ensembles,
+            # pairing members in order samples the two as independent).
+            ds["ra_sd"] = (ds["sr_members"] - ds["rh_members"]).std("member", ddof=1, skipna=False).astype("float32").assign_attrs(
+                long_name="standard deviation of AR = SR - HR over the paired ensemble members",
                 units=products.spec("ra").units, grid_mapping="crs")  # fmt: skip
-        for v in ("ra", "rh_over_sr", "ra_sd"):
+        for v in ("ra", "rh_over_sr", "ra_over_sr", "ra_sd"):
             if v in ds:
                 ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
     if "landcover" in cube and "class_fraction" in cube:
@@ -252,9 +169,22 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
             fill_regions(store, ds, regions, batch=cfg.predict.regions_per_batch, progress=lambda d, _: bar(d))
     except Exception as e:  # a damaged input chunk: say which one
         raise named_damage(cat, cfg.extract.entries, e) from e
-    tables = annual_tables(xr.open_zarr(store, consolidated=True), [t.split(":")[0] for t in targets])
+    fluxes = [t.split(":")[0] for t in targets if parse_ratio(t.split(":")[0]) is None]  # ratios have no totals
+    tables = annual_tables(xr.open_zarr(store, consolidated=True), fluxes)
+    stored = xr.open_zarr(store, consolidated=True)
+    tables["where"] = where_table(stored, fluxes, models_dir, Path(cfg.workdir) / "extract" / "training_annual.parquet")
     for name, table in tables.items():
         write_table(table, out / f"{name}.csv", index=name in ("totals", "latitudinal_profile"))
+    report.annual_report(
+        out / "report.md",
+        tables=tables,
+        published=dict(cfg.predict.published),
+        source=cfg.predict.published_source,
+        summary=pd.read_csv(models_dir / "summary.csv"),
+        mappings={t: load_mapping(models_dir / t.replace(":", "_")) for t in targets},
+        store=str(store),
+        climatological=climatological,
+    )
     seconds = time.perf_counter() - t0
     label = f"climatological year ({years[0]} label)" if climatological else f"years {years}"
     log(f"predict (annual): {', '.join(targets)} on a {len(lat)} x {len(lon)} grid, {label}, land from "
@@ -322,11 +252,9 @@ def annual_tables(ds: xr.Dataset, names: list[str]) -> dict[str, pd.DataFrame]:
         c = pd.concat(comp, ignore_index=True)
         c["ar_pg_c_yr"] = c.sr_pg_c_yr - c.rh_pg_c_yr
         c["rh_over_sr"] = c.rh_pg_c_yr / c.sr_pg_c_yr
-        tot = out["totals"]
-        if "ensemble_sd_pg_c_yr" in tot:
-            sd = {v: tot.loc[v, "ensemble_sd_pg_c_yr"] for v in ("sr", "rh")}
-            ar_sd = (sd["sr"] ** 2 + sd["rh"] ** 2) ** 0.5  # the two ensembles are separate bootstraps
-            c["ar_sd_pg_c_yr"] = np.where(c.scope == "global", c.year.map(ar_sd), np.nan)
+        c["ar_over_sr"] = c.ar_pg_c_yr / c.sr_pg_c_yr
+        if "sr_members" in ds and "rh_members" in ds and ds.sizes["member"] > 1:
+            c = c.join(_component_spread(ds, land), on=["scope", "year"])
         # Where the two maps contradict each other (HR >= SR: the models are fitted separately).
         w = aggregate.cell_land_area(ds["sr"], land)
         both = ds["sr"].notnull() & ds["rh"].notnull()
@@ -337,8 +265,105 @@ def annual_tables(ds: xr.Dataset, names: list[str]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _scopes(ds: xr.Dataset) -> dict[str, tuple[xr.DataArray, dict[int, str]]]:
+    """Region maps (integer codes, lat x lon) and their names: the latitude bands and, with sub-grid
+    land cover, the biomes (majority mapped class)."""
+    land = ds["land_fraction"]
+    lat = ds["lat"].broadcast_like(land)
+    band = xr.zeros_like(land, dtype="int16")
+    names = {}
+    for i, (name, (lo, hi)) in enumerate(LAT_BANDS.items(), start=1):
+        band = band.where(~((lat >= lo) & (lat < hi)), i)
+        names[i] = name
+    kinds: dict[str, tuple[xr.DataArray, dict[int, str]]] = {"latitude band": (band, names)}
+    major = _majority(ds)
+    if major is not None:
+        kinds["biome"] = (major, {c: products.IGBP_CLASSES.get(c, str(c)) for c in range(1, 18) if c not in NOT_MAPPED})
+    return kinds
+
+
+def _component_spread(ds: xr.Dataset, land: xr.DataArray) -> pd.DataFrame:
+    """Per scope of the components table (global, latitude bands, biomes) and year: the spread over
+    the paired ensemble members of SR, HR and AR = SR - HR totals (SD, Pg C yr-1) and of HR/SR."""
+    regions = {"global": (xr.ones_like(land, dtype="int16"), {1: "global"}), **_scopes(ds)}
+    rows = []
+    for kind, (codes, names) in regions.items():
+        sr = aggregate.member_region_totals(ds["sr_members"], land, codes, names)
+        rh = aggregate.member_region_totals(ds["rh_members"], land, codes, names)
+        prefix = "" if kind == "global" else ("biome: " if kind == "biome" else "")
+        frame = pd.DataFrame(
+            {
+                "sr_sd_pg_c_yr": sr.std(axis=1, ddof=1),
+                "rh_sd_pg_c_yr": rh.std(axis=1, ddof=1),
+                "ar_sd_pg_c_yr": (sr - rh).std(axis=1, ddof=1),
+                "rh_over_sr_sd": (rh / sr.where(sr != 0)).std(axis=1, ddof=1),
+            }
+        ).reset_index()
+        frame["scope"] = prefix + frame.pop("name")
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True).set_index(["scope", "year"])
+
+
 def _majority(ds: xr.Dataset) -> xr.DataArray | None:
     """The cell's majority mapped IGBP class, when the store was made with sub-grid land cover."""
     if "landcover_majority" in ds:
         return ds["landcover_majority"].fillna(0).astype("int16")
     return None
+
+
+def _held_out(models_dir: Path, target: str) -> pd.DataFrame | None:
+    """The nested (held-out) predictions of the way ``target`` is mapped: its zone models', or the
+    denominator's times the ratio's when it is mapped as a ratio. Columns obs, pred, site, zone;
+    indexed by training row."""
+    folder = models_dir / target.replace(":", "_")
+    path = folder / "loso_predictions.parquet"
+    if not path.is_file():
+        return None
+    own = pd.read_parquet(path)
+    out = pd.DataFrame({"obs": own.value, "pred": own.pred_zone, "site": own.site_group, "zone": own.zone})
+    note = load_mapping(folder)
+    if note and note["mapped_as"] == "ratio" and (folder / "composed_predictions.parquet").is_file():
+        comp = pd.read_parquet(folder / "composed_predictions.parquet")
+        out = out.loc[comp.index].assign(pred=comp.composed_zone)
+    return out
+
+
+def where_table(ds: xr.Dataset, fluxes: list[str], models_dir: Path, training: Path) -> pd.DataFrame:
+    """Where the maps and the held-out validation differ, per flux, year and region (latitude band,
+    majority biome of the mapped land, zone): the map's land area, total and share outside the area
+    of applicability, beside the held-out scores of the sites in that region (as mapped: zone
+    models, or denominator x ratio) and their bias times the region's land area over a year
+    (``site_bias_x_land_pg_c_yr``: how far the region's total would move if the map were off as
+    its sites are)."""
+    table = pd.read_parquet(training) if training.is_file() else None
+    land = ds["land_fraction"]
+    kinds = _scopes(ds)
+    if "zone" in ds:
+        zones = sorted(int(z) for z in np.unique(ds["zone"].values) if 0 < z < 255)
+        kinds["zone"] = (ds["zone"].fillna(0).astype("int16"), {z: f"zone {z}" for z in zones})
+    parts = []
+    for v in fluxes:
+        held = _held_out(models_dir, f"{v}:annual")
+        site_region: dict[str, pd.Series] = {}
+        if held is not None and table is not None:
+            rows = table.reindex(held.index)
+            site_region["latitude band"] = pd.Series(
+                pd.cut(rows.lat, [lo for lo, _ in LAT_BANDS.values()] + [90.0001], right=False,
+                       labels=list(LAT_BANDS)).astype(object), index=held.index)  # fmt: skip
+            if "landcover" in rows:
+                site_region["biome"] = rows.landcover.map(
+                    lambda c: products.IGBP_CLASSES.get(int(c)) if c == c else None
+                )
+            site_region["zone"] = held.zone.map(lambda z: f"zone {int(z)}")
+        for kind, (codes, names) in kinds.items():
+            m = aggregate.region_totals(ds[v], land, codes, names, aoa=ds[f"{v}_aoa"] if f"{v}_aoa" in ds else None)
+            m.insert(0, "scope", kind)
+            m.insert(0, "target", v)
+            if held is not None and kind in site_region and site_region[kind].notna().any():
+                s = scores_by_region(held.obs, held.pred, site_region[kind], held.site).rename(
+                    columns=lambda c: c if c == "region" else f"sites_{c}" if c != "sites" else "physical_sites"
+                )
+                m = m.merge(s, left_on="name", right_on="region", how="left").drop(columns="region")
+                m["site_bias_x_land_pg_c_yr"] = m.sites_bias * m.land_km2 * 1e6 * 365 / 1e15
+            parts.append(m)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -10,13 +10,14 @@ import xarray as xr
 
 from fluxmap.config import RunConfig
 from fluxmap.io.catalog import CatalogError, FluxCatalog, builtin_catalog, load_catalog
-from fluxmap.io.models import load_zones, model_files
+from fluxmap.io.models import ComposedFiles, ModelFiles, load_mapping, load_zones, model_files
 from fluxmap.io.provenance import cache_key, data_fingerprint, sha256
 from fluxmap.io.store import stored_key, write_keyed
 from fluxmap.science.features import grid_zone_factors
 from fluxmap.science.zones import zone_map
 
 __all__ = [
+    "model_sources",
     "modelled_targets",
     "store_is_current",
     "Log",
@@ -116,9 +117,31 @@ def modelled_targets(cfg: RunConfig, models_dir: Path, table: str) -> list[str]:
     """The configured targets of ``table`` (``8day`` or ``annual``) that have a unified model."""
     return [
         t
-        for t in cfg.model.targets
+        for t in cfg.model.all_targets()
         if t.endswith(f":{table}") and model_files(models_dir / t.replace(":", "_"), "model_unified.*")
     ]
+
+
+def model_sources(
+    targets: list[str], models_dir: Path, *, ensemble: bool, unified_map: bool, member_maps: bool = False
+) -> list[ModelFiles | ComposedFiles]:
+    """What maps each target: its model folder, or (the models stage chose ``ratio`` in its
+    ``mapping.json``) its denominator's and the ratio's folders composed."""
+
+    def files(t: str) -> ModelFiles:
+        return ModelFiles.of(
+            t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=ensemble, unified_map=unified_map,
+            member_maps=member_maps,
+        )  # fmt: skip
+
+    out: list[ModelFiles | ComposedFiles] = []
+    for t in targets:
+        note = load_mapping(models_dir / t.replace(":", "_"))
+        if note and note["mapped_as"] == "ratio" and {note["denominator"], note["ratio"]} <= set(targets):
+            out.append(ComposedFiles(t.split(":")[0], files(note["denominator"]), files(note["ratio"])))
+        else:
+            out.append(files(t))
+    return out
 
 
 def store_is_current(store: Path, key: str) -> bool:

@@ -36,6 +36,7 @@ from fluxmap.science.comparison import (
     Protocol,
     ZoneFitter,
     candidate_predictors,
+    composed_scores,
     nested_cv,
     select_predictors,
     selection_stability,
@@ -43,8 +44,9 @@ from fluxmap.science.comparison import (
     zone_fallbacks,
 )
 from fluxmap.science.extract import extract_at_sites, locate_sites
+from fluxmap.science.selection import correlation_filter
 from fluxmap.science.train import FitSpec, FittedModel, fit
-from fluxmap.science.training import truth_at_rows
+from fluxmap.science.training import ratio_table, truth_at_rows
 from fluxmap.science.uncertainty import bootstrap_ensemble, ensemble_summary, igbp_strata
 from fluxmap.science.validate import metrics, physical_sites
 from fluxmap.science.zones import ZonesNotFound, fit_zones, site_zones, zone_profiles
@@ -72,10 +74,14 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     truth = _truth_at_sites(cfg, tables)
     shares = global_class_shares() if mc.bootstrap_members else None
     rows = []
-    for target in mc.targets:
+    ratios = {r: (n, d) for r, n, d in mc.ratio_targets()}
+    for target in mc.all_targets():
         var, _, tab = target.partition(":")
         df = tables["training_annual" if tab == "annual" else "training_8day"]
-        df = df[df.variable == var].copy()
+        if target in ratios:
+            df = _ratio_rows(df, target, ratios[target], out, log=log)
+        else:
+            df = df[df.variable == var].copy()
         df["zone"] = df.location.map(zone_of)
         df["site_group"] = df.location.map(_physical_sites(mc, tables["site_factors"], df.location))
         n_sites = df.site_group.nunique()
@@ -101,6 +107,8 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
         for line in report.target_log_lines(s):
             log(line)
         rows.append(s)
+    for r, (num, den) in ratios.items():
+        _composed(mc, out, r, num, den, rows, log=log)
     summary = pd.DataFrame(rows)
     write_table(summary, out / "summary.csv", index=False)
     write_text(out / "summary.md", report.summary_markdown(summary))
@@ -108,6 +116,68 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     _zone_map(cfg, out, log=log)
     write_provenance(out, key, inputs=inputs, settings=settings, summary=summary.to_dict(orient="records"))
     return summary
+
+
+def _ratio_rows(table: pd.DataFrame, target: str, pair: tuple[str, str], out: Path, *, log: Log) -> pd.DataFrame:
+    """The ratio target's rows (records giving both fluxes); the pairs left out are written with
+    their reasons to ``<ratio target>/ratio_excluded.csv``."""
+    num, den = (t.partition(":")[0] for t in pair)
+    df, excluded = ratio_table(table, num, den, target.partition(":")[0])
+    folder = out / target.replace(":", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(excluded, folder / "ratio_excluded.csv", index=False)
+    log(
+        f"ratio {target}: {len(df)} records give both {num} and {den}"
+        + (f"; {len(excluded)} rows left out (reasons in {folder / 'ratio_excluded.csv'})" if len(excluded) else "")
+    )
+    return df.copy()
+
+
+def _composed(
+    mc: ModelConfig, out: Path, ratio: str, num: str, den: str, rows: list[dict[str, Any]], *, log: Log
+) -> None:
+    """Score the numerator both ways on the paired records (its own model; the denominator's times
+    the ratio's), choose how it is mapped (``model.ratio_maps``) and write ``composed.csv`` and
+    ``mapping.json`` in the numerator's folder; the choice and scores join its summary row."""
+    folders = {t: out / t.replace(":", "_") for t in (num, den, ratio)}
+    if not all(
+        (f / "loso_predictions.parquet").is_file() and (f / "model_unified.json").is_file() for f in folders.values()
+    ):
+        log(f"ratio {ratio}: {num} mapped by its own model ({num}, {den} or the ratio has no model)")
+        return
+    pred = {t: pd.read_parquet(f / "loso_predictions.parquet") for t, f in folders.items()}
+    paired, table = composed_scores(pred[num], pred[den], pred[ratio], seed=mc.seed)
+    write_table(table, folders[num] / "composed.csv", index=False)
+    write_table(paired, folders[num] / "composed_predictions.parquet")
+    # The map is the zone models' (the unified model's where a zone has none): choose on those.
+    kind = "zone" if len(table) and (table.models == "zone").any() else "unified"
+    uni = table[table.models == kind].set_index("way") if len(table) else pd.DataFrame()
+    if mc.ratio_maps == "validated":
+        if uni.empty:
+            way, why = "independent", "too few paired records to score both ways"
+        else:
+            better = uni.loc["composed", "rmse"] <= uni.loc["independent", "rmse"]
+            way = "ratio" if better else "independent"
+            why = (
+                f"nested RMSE of the {kind} models on {int(uni.loc['composed', 'n'])} paired records: composed "
+                f"{uni.loc['composed', 'rmse']:.3f}, independent {uni.loc['independent', 'rmse']:.3f}"
+            )
+    else:
+        way, why = mc.ratio_maps, "model.ratio_maps"
+    note = {"mapped_as": way, "denominator": den, "ratio": ratio, "why": why}
+    write_text(folders[num] / "mapping.json", json.dumps(note, indent=1))
+    row = next(r for r in rows if r.get("target") == num)
+    row["mapped_as"] = f"{den.partition(':')[0]} x {ratio.partition(':')[0]}" if way == "ratio" else "own model"
+    if not uni.empty:
+        for w in ("independent", "composed"):
+            row[f"paired_{w}_r2"] = float(uni.loc[w, "r2"])
+            row[f"paired_{w}_rmse"] = float(uni.loc[w, "rmse"])
+        c = uni.loc["composed"]
+        for k in ("delta_r2", "delta_r2_lo", "delta_r2_hi"):
+            row[f"paired_composed_minus_independent_{k.removeprefix('delta_')}"] = float(
+                c[f"{k}_composed_minus_independent"]
+            )
+    log(f"ratio {ratio}: {num} mapped as " + (f"{den} x {ratio}" if way == "ratio" else "its own model") + f" ({why})")
 
 
 def _physical_sites(mc: ModelConfig, factors: pd.DataFrame, used: pd.Series) -> pd.Series:
@@ -185,7 +255,9 @@ def _protocol(cfg: ModelConfig, variable: str, annual: bool) -> Protocol:
         spec=spec,
         selection=FitSpec(cfg.kind, dict(cfg.selection_params), cfg.seed, 1, folds=cfg.inner_folds),
         correlation_threshold=cfg.correlation_threshold,
-        backward=cfg.backward_elimination,
+        backward=cfg.backward_elimination or cfg.exhaustive_selection,
+        exhaustive=cfg.exhaustive_selection,
+        exhaustive_max=cfg.exhaustive_max,
         min_zone_sites=cfg.min_zone_sites,
         reference=dict(cfg.references).get(variable, "mean"),
         climate=(f"{t}_ann_mean", f"{p}_ann_mean") if annual else (t, p),
@@ -216,10 +288,21 @@ def model_target(
         *out.glob("model_*"),
         *out.glob("ensemble_*"),
         *out.glob("applicability.npz"),
+        *out.glob("mapping.json"),
+        *out.glob("composed*"),
     ]:  # an earlier run's models (another family, zones)
         stale.unlink()
     protocol = _protocol(cfg, name.partition(":")[0], annual)
     feats = candidate_predictors(df, cfg.predictors, annual=annual)
+    if cfg.exhaustive_selection:
+        # Refused here, on all rows, not inside an outer fold after hours of work.
+        kept = correlation_filter(df, feats, threshold=cfg.correlation_threshold)[0]
+        if len(kept) > cfg.exhaustive_max:
+            raise ValueError(
+                f"model {name}: {len(kept)} predictors pass the correlation filter ({', '.join(kept)}); the "
+                f"complete-combination search takes at most model.exhaustive_max = {cfg.exhaustive_max} "
+                f"({2 ** len(kept) - 1} combinations otherwise): list fewer model.predictors or raise the limit"
+            )
     if truth is not None:
         df = df.assign(truth=truth["value"].reindex(df.index), true_zone=truth["zone"].reindex(df.index))
     log(f"  nested validation: {cfg.outer_folds or 'one site per'} outer folds of whole physical sites")
@@ -277,7 +360,7 @@ def model_target(
 
 _KEEP = (
     *("site_id", "location", "site_group", "fold", "zone", "zone_in_fold", "zone_fallback", "true_zone"),
-    *("truth", "start", "end", "value"),
+    *("truth", "start", "end", "value", "record_id", "den_row"),
 )
 
 

@@ -15,7 +15,7 @@ import xarray as xr
 
 from fluxmap._version import __version__
 from fluxmap.config import RunConfig
-from fluxmap.io.models import MODEL_SUFFIXES, ModelFiles, load_zones_without_model
+from fluxmap.io.models import MODEL_SUFFIXES, load_zones, load_zones_without_model
 from fluxmap.io.progress import Progress
 from fluxmap.io.provenance import cache_key, data_fingerprint, git_revision, sha256, versions, write_table
 from fluxmap.io.store import (
@@ -29,16 +29,20 @@ from fluxmap.io.store import (
     period_mean_stores,
     region_slices,
 )
-from fluxmap.science.predict import predict_cube, predictor_cube
+from fluxmap.science.features import annual_stats, doy_features
+from fluxmap.science.periods import period_starts
+from fluxmap.science.predict import period_cube, predict_cube, predictor_cube
 from fluxmap.stages.common import (
     Log,
     catalog_inputs,
+    model_sources,
     modelled_targets,
     named_damage,
     open_catalog,
     store_is_current,
     zone_map_store,
 )
+from fluxmap.stages.grid import map_years, needed_entries, prediction_grid, with_land, zones_on_grid
 
 __all__ = ["MODIS_GRID_ENTRIES", "predict_stage"]
 
@@ -80,42 +84,31 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     if not targets:
         log(f"predict: skipped, no 8-day models in {models_dir} (targets {list(cfg.model.targets)})")
         return {}
-    lacking = sorted(set(MODIS_GRID_ENTRIES) - set(cfg.extract.entries))
-    if lacking:
-        log(f"predict: 8-day maps skipped: they are made on the MODIS-like grid and need the entries {lacking} "
-            f"(extract.entries: {list(cfg.extract.entries)}); the 8-day models and their validation are in {models_dir}")  # fmt: skip
-        return {}
-    cat = open_catalog(cfg)
-    cubes = {e: cat.open(e) for e in cfg.extract.entries}
-    inputs = catalog_inputs(cfg, cfg.extract.entries)
-    t0 = time.perf_counter()
-    zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
-    reuse = period_mean_stores(cubes, out, inputs)
-    predictors = predictor_cube(cubes)
-    land_fraction = cubes["static"]["land_fraction"]  # lazy: a 500 m global grid is never loaded whole
-    chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
-    land_cells = block_counts(land_fraction > 0.5, chunks)  # per (lat, lon) block
-    zone = xr.open_zarr(zone_store, consolidated=True)["zone"]
-    prepare_s = time.perf_counter() - t0
-    log(
-        f"predict: 8-day sub-period sources {'reused (same inputs)' if reuse else 'ready'}; zone map "
-        f"{'reused (same inputs and zones)' if zone_reused else 'ready'} ({zone_store}); {prepare_s:.1f} s"
-    )
-    refs = [
-        ModelFiles.of(t.split(":")[0], models_dir / t.replace(":", "_"), ensemble=cfg.predict.ensemble,
-                      unified_map=cfg.predict.unified)
-        for t in targets
-    ]  # fmt: skip
-    pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
+    if cfg.predict.resolution:
+        prep = _regular_grid(cfg, targets, models_dir, out, log=log)
+    else:
+        lacking = sorted(set(MODIS_GRID_ENTRIES) - set(cfg.extract.entries))
+        if lacking:
+            log(f"predict: 8-day maps skipped: on the MODIS-like grid they need the entries {lacking} "
+                f"(extract.entries: {list(cfg.extract.entries)}), or set predict.resolution for a regular grid; the "
+                f"8-day models and their validation are in {models_dir}")  # fmt: skip
+            return {}
+        prep = _modis_grid(cfg, targets, models_dir, out, log=log)
+    cat, inputs, pred, zone, chunks = prep.cat, prep.inputs, prep.pred, prep.zone, prep.chunks
+    land_fraction, land_mask = prep.land_fraction, prep.land_mask
+    land_cells = block_counts(land_mask, chunks)  # per (lat, lon) block
     files = [p for s in (*MODEL_SUFFIXES, ".json", ".npz") for p in models_dir.rglob(f"*{s}") if p.parent != models_dir]
     model_files = {str(p.relative_to(models_dir)): sha256(p) for p in sorted(files)}
     # Everything that changes the store's values: every model file and its metadata, the predictors'
-    # data (fingerprints of the files) and the zone map's own files.
+    # data (fingerprints of the files) and the zone map's own files (or the grid's land).
     key = cache_key(
-        {"predict": dataclasses.asdict(cfg.predict), "targets": targets},
-        {"models": model_files, **inputs, "zone_map": data_fingerprint(zone_store)},
+        {"predict": cfg.predict.map_settings(), "targets": targets},
+        {"models": model_files, **inputs, **prep.key_inputs},
     )
     ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs, targets))
+    if prep.extra is not None:
+        ds = ds.assign(prep.extra)
+    ds.attrs.update(prep.attrs)
     store = out / "fluxmap.zarr"
     if not store_is_current(store, key):
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
@@ -141,16 +134,115 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         f"predict: {n} regions written ({before} already done, {len(all_regions) - len(regions)} without land "
         f"skipped) in {write_s:.1f} s -> {store}"
     )
-    absent = [p for p in cat.chunk_problems("static", decode=False, variables=["land_fraction"])]
-    _suspect_blocks(store, regions, targets, land_fraction > 0.5, land_cells, chunks, out, absent_land=absent, log=log)
+    absent = (
+        list(cat.chunk_problems("static", decode=False, variables=["land_fraction"])) if "static" in cat.entries else []
+    )
+    _suspect_blocks(store, regions, targets, land_mask, land_cells, chunks, out, absent_land=absent, log=log)
     return {
         "store": store,
-        "zone_map": zone_store,
+        "zone_map": prep.zone_store,
         "targets": targets,
         "land_fraction": land_fraction,
         "cells": sum(work(r) for r in regions),
-        "seconds": {"prepare": prepare_s, "predict_and_write": write_s},
+        "seconds": {"prepare": prep.seconds, "predict_and_write": write_s},
     }
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """What the 8-day maps are made from, on either grid: the lazy prediction, the zone map, the
+    chunks, the land (fraction and the mask of cells predicted) and what identifies the inputs."""
+
+    cat: Any
+    inputs: dict[str, Any]
+    pred: xr.Dataset
+    zone: xr.DataArray
+    chunks: dict[str, int]
+    land_fraction: xr.DataArray
+    land_mask: xr.DataArray
+    key_inputs: dict[str, Any]
+    seconds: float
+    zone_store: Path | None = None
+    extra: dict[str, xr.DataArray] | None = None
+    attrs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _modis_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, *, log: Log) -> _Prepared:
+    """The MODIS-like grid (``mod11a2``): its predictor cube, the models stage's zone map, the static
+    entry's land fraction (cells over half land are predicted)."""
+    cat = open_catalog(cfg)
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    inputs = catalog_inputs(cfg, cfg.extract.entries)
+    t0 = time.perf_counter()
+    zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
+    reuse = period_mean_stores(cubes, out, inputs)
+    predictors = predictor_cube(cubes)
+    land_fraction = cubes["static"]["land_fraction"]  # lazy: a 500 m global grid is never loaded whole
+    chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
+    zone = xr.open_zarr(zone_store, consolidated=True)["zone"]
+    seconds = time.perf_counter() - t0
+    log(
+        f"predict: 8-day sub-period sources {'reused (same inputs)' if reuse else 'ready'}; zone map "
+        f"{'reused (same inputs and zones)' if zone_reused else 'ready'} ({zone_store}); {seconds:.1f} s"
+    )
+    refs = model_sources(targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified)
+    pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
+    return _Prepared(cat, inputs, pred, zone, chunks, land_fraction, land_fraction > 0.5,
+                     {"zone_map": data_fingerprint(zone_store)}, seconds, zone_store)  # fmt: skip
+
+
+def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, *, log: Log) -> _Prepared:
+    """A regular lat/lon grid (``predict.resolution`` over ``predict.bbox``): every entry brought onto
+    it by its declared method on the 8-day periods of the mapped years (a climatological year from
+    climatologies), the same derived predictors as the training table, zones from the long-term
+    means on the grid, and the land from MCD12C1 class fractions (sub-grid land cover: each cell the
+    class-weighted mean of the per-class predictions) or the catalog's land fraction."""
+    cat = open_catalog(cfg)
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    inputs = catalog_inputs(cfg, cfg.extract.entries)
+    t0 = time.perf_counter()
+    years, climatological = map_years(cfg, cubes)
+    period_mean_stores(cubes, out, inputs)
+    lat, lon, grid = prediction_grid(cfg, cubes)
+    chunk = cfg.predict.annual_chunk
+    refs = model_sources(targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified)
+    zones_file = models_dir / "zones.json"
+    cubes = needed_entries(cubes, [f for r in refs for f in r.load().features], load_zones(zones_file).factors)
+    starts = period_starts(years)
+    tv, st = period_cube(cubes, lat, lon, starts, chunks=(chunk, chunk))
+    parts = [tv, annual_stats(tv), doy_features(tv["time"])] if tv.data_vars else [doy_features(xr.DataArray(starts, dims="time", coords={"time": starts}, name="time"))]  # fmt: skip
+    cube = xr.merge([*parts, st], compat="override", combine_attrs="drop")
+    per_year = len(starts) // len(years)
+    cube = cube.transpose("time", "lat", "lon", ...).chunk({"time": per_year, "lat": chunk, "lon": chunk})
+    cube, land, land_from = with_land(cfg, cube, grid, chunk)
+    mask = land > (0.0 if cfg.extract.landcover else 0.5)
+    zone = zones_on_grid(cfg, models_dir, tv, cube, mask).chunk({"lat": chunk, "lon": chunk})
+    pred = xr.merge([predict_cube(cube, zone, ref) for ref in refs], combine_attrs="drop")
+    seconds = time.perf_counter() - t0
+    label = f"a climatological year ({years[0]} label)" if climatological else f"years {years}"
+    log(f"predict: 8-day maps on a {len(lat)} x {len(lon)} grid, {label}, land from {land_from}; {seconds:.1f} s")
+    extra = {
+        "land_fraction": land.astype("float32").assign_attrs(
+            long_name=f"fraction of the cell mapped ({land_from})", units="1", grid_mapping="crs"
+        )
+    }
+    if "landcover" in cube and "class_fraction" in cube:
+        extra["landcover_majority"] = cube["landcover"].fillna(0).astype("uint8").assign_attrs(
+            long_name="majority IGBP class of the cell's mapped land (MCD12C1 2019; 0: none)", units="1",
+            grid_mapping="crs")  # fmt: skip
+    chunks = {"time": per_year, "lat": chunk, "lon": chunk}
+    key_inputs = {"zones": data_fingerprint(zones_file), "landcover": cfg.extract.landcover}
+    attrs = {
+        "fluxmap_land": land_from,
+        "fluxmap_climatological_year": str(climatological).lower(),
+        "comment": "8-day mean flux per m2 of the cell's mapped land (g C m-2 d-1)"
+        + ("; one climatological year from climatologies and static layers (its label year is arbitrary)"
+           if climatological else "")
+        + ("; sub-grid land cover: each cell is the class-fraction-weighted mean of the predictions for the IGBP "
+           "classes present (MCD12C1 2019), water and permanent snow/ice left out" if cfg.extract.landcover else "")
+        + ".",
+    }  # fmt: skip
+    return _Prepared(cat, inputs, pred, zone, chunks, land, mask, key_inputs, seconds, None, extra, attrs)
 
 
 def _suspect_blocks(

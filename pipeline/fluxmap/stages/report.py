@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap.config import RunConfig
+from fluxmap.config import RunConfig, parse_ratio
 from fluxmap.io import figures, report
 from fluxmap.io.catalog import FluxCatalog
 from fluxmap.io.models import load_zones
@@ -153,15 +153,19 @@ def _totals_by_biome(
     cat: FluxCatalog, ds: xr.Dataset, land_fraction: xr.DataArray, names: list[str]
 ) -> pd.DataFrame | None:
     """``totals_by_biome.csv``: per target, year and IGBP class of the catalog's land cover (the
-    ``static`` entry's ``landcover``, on the store's grid), its land area and total; None without one."""
-    if "static" not in cat.entries:
-        return None
-    static = cat.open("static")
-    if "landcover" not in static or static["landcover"].shape != (ds.sizes["lat"], ds.sizes["lon"]):
-        return None
-    classes = (
-        static["landcover"].transpose("lat", "lon").drop_vars(["lat", "lon"]).assign_coords(lat=ds.lat, lon=ds.lon)
-    )
+    ``static`` entry's ``landcover``, on the store's grid; on a regular grid with sub-grid land cover,
+    the majority class of each cell's mapped land), its land area and total; None without one."""
+    if "landcover_majority" in ds:  # a regular grid with sub-grid land cover: the cell's majority class
+        classes = ds["landcover_majority"].astype("int16")
+    else:
+        if "static" not in cat.entries:
+            return None
+        static = cat.open("static")
+        if "landcover" not in static or static["landcover"].shape != (ds.sizes["lat"], ds.sizes["lon"]):
+            return None
+        classes = (
+            static["landcover"].transpose("lat", "lon").drop_vars(["lat", "lon"]).assign_coords(lat=ds.lat, lon=ds.lon)
+        )
     parts = [
         aggregate.totals_by_class(ds[v], land_fraction, classes, products.IGBP_CLASSES).assign(target=v) for v in names
     ]
@@ -186,7 +190,7 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     store, land_fraction, targets = written["store"], written["land_fraction"], written["targets"]
     out, models_dir = store.parent, Path(cfg.workdir) / "models"
     ds = xr.open_zarr(store, consolidated=True)
-    names = [t.split(":")[0] for t in targets]
+    names = [t.split(":")[0] for t in targets if parse_ratio(t.split(":")[0]) is None]  # ratios have no totals
     totals, profiles, maps, outside = {}, {}, {}, {}
     for v in names:  # lazy: totals, profiles and the maps are reductions computed chunk by chunk
         flag = ds.get(f"{v}_missing_predictors")

@@ -15,11 +15,11 @@ import pandas as pd
 
 from fluxmap.config import RunConfig, SourceSpec
 from fluxmap.io import sites
-from fluxmap.io.models import load_model_set, load_zones, model_files
+from fluxmap.io.models import load_zones, model_files
 from fluxmap.io.provenance import write_table
 from fluxmap.science.validate import metrics
 from fluxmap.science.zones import site_zones
-from fluxmap.stages.common import Log
+from fluxmap.stages.common import Log, model_sources
 from fluxmap.stages.extract import site_tables
 from fluxmap.stages.sites import plausible_ranges, read_source
 
@@ -85,6 +85,9 @@ def score_stage(cfg: RunConfig, specs: tuple[SourceSpec, ...], out: Path, *, log
     )
     zone_of = site_zones(load_zones(models_dir / "zones.json"), tables["site_factors"])
     predictions, scores = [], []
+    # As the maps are made: a flux mapped as its denominator times a modelled ratio is scored so too.
+    modelled = [t for t in cfg.model.all_targets() if model_files(models_dir / t.replace(":", "_"), "model_unified.*")]
+    sources = dict(zip(modelled, model_sources(modelled, models_dir, ensemble=False, unified_map=False)))
     for target in cfg.model.targets:
         var, _, tab = target.partition(":")
         folder = models_dir / target.replace(":", "_")
@@ -96,7 +99,7 @@ def score_stage(cfg: RunConfig, specs: tuple[SourceSpec, ...], out: Path, *, log
         if df.empty:
             log(f"score {target}: no new records")
             continue
-        ms = load_model_set(var, folder, ensemble=False)
+        ms = sources[target].load()
         df["zone"] = df.location.map(zone_of).fillna(0).astype(int)
         df["pred_unified"] = ms.unified.predict(df[ms.unified.features])
         df["pred_zone"] = df["pred_unified"]
