@@ -34,12 +34,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"lu2021": "lu2021.yaml", "cosore": "cosore_zones.yaml", "fluxnet_nee": "fluxnet_nee.yaml"}
-PUBLISHED = {
-    "sr": "Lu et al. 2021: 85.5; Stell et al. 2021: 88.6 (SRDB v3) to 96.5 (v5)",
-    "rh": "Lu et al. 2021: 50.3; Stell et al. 2021: 50.1-53.4; Tang et al. 2020: 57.2",
-    "rh_over_sr": "Lu et al. 2021: 0.59 (AR 35.2 Pg C yr-1)",
-}
-"""Published global totals (Pg C yr-1) from SRDB-trained machine learning (../shared/data/README.md)."""
 
 
 def _set(cfg: dict, dotted: str, value: Any) -> None:
@@ -62,25 +56,29 @@ def run_case(case: str, data: Path, out: Path, overrides: dict[str, Any] | None 
     """``fluxmap run`` on the case's config (its console output in ``out/<case>.log``), then its figures."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{case}.yaml"
-    path.write_text(yaml.safe_dump(config(case, out / case, overrides), sort_keys=False))
+    cfg = config(case, out / case, overrides)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
     with (out / f"{case}.log").open("w") as log:
         subprocess.run(
             [sys.executable, "-m", "fluxmap.cli", "run", "--config", str(path), "--param", f"SHARED_DATA={data}"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True,
         )  # fmt: skip
-    return {"case": case, **figures(out / case), "seconds": round(time.perf_counter() - t0, 1)}
+    published = (cfg.get("predict") or {}).get("published") or {}
+    return {"case": case, **figures(out / case, published), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _interval(r: pd.Series, value: str, lo: str, hi: str) -> str:
     return f"{r[value]:+.3f} [{r[lo]:+.3f}, {r[hi]:+.3f}]"
 
 
-def figures(workdir: Path) -> dict[str, Any]:
+def figures(workdir: Path, published: dict[str, float] | None = None) -> dict[str, Any]:
     """The figures of a finished run: per target the nested LOSO R2 of zone and unified models, their
     difference with its site-bootstrap interval, the best reference and the skill over it, the site
     meteorology experiment where run; and for annual maps the totals, their ensemble spread, the area
-    outside the area of applicability, AR and HR/SR."""
+    outside the area of applicability, AR and HR/SR, beside the config's ``published`` figures; for
+    8-day maps their totals."""
+    published = published or {}
     summary = pd.read_csv(workdir / "models" / "summary.csv")
     out: dict[str, Any] = {}
     for _, r in summary.iterrows():
@@ -115,7 +113,7 @@ def figures(workdir: Path) -> dict[str, Any]:
                 out[key]["ensemble_sd_pg_c_yr"] = round(float(t.ensemble_sd_pg_c_yr), 2)
             out[key]["unified_total_pg_c_yr"] = round(float(t.unified_total_pg_c_yr), 2)
             out[key]["land_outside_aoa"] = round(float(t.outside_aoa_area_fraction), 3)
-            out[key]["published"] = PUBLISHED.get(str(t.target), "")
+            out[key]["published"] = published.get(str(t.target), "")
     if (annual / "components.csv").is_file():
         c = pd.read_csv(annual / "components.csv")
         out["components"] = {
@@ -130,7 +128,15 @@ def figures(workdir: Path) -> dict[str, Any]:
         }
         g = c[c.scope == "global"].iloc[0]
         out["components"]["global"]["land_share_hr_ge_sr"] = round(float(g.land_share_hr_ge_sr), 3)
-        out["published_rh_over_sr"] = PUBLISHED["rh_over_sr"]
+        out["published_rh_over_sr"] = published.get("rh_over_sr", "")
+    if (workdir / "predict" / "totals.csv").is_file():
+        eight = pd.read_csv(workdir / "predict" / "totals.csv", index_col=0)
+        for v in [c for c in eight.columns if c in ("sr", "rh", "nee", "gpp", "reco", "ra")]:
+            out.setdefault(f"{v}:8day", {})["map_total_pg_c_yr"] = round(float(eight[v].mean()), 2)
+    for key, f in out.items():
+        mapping = workdir / "models" / key.replace(":", "_") / "mapping.json"
+        if isinstance(f, dict) and mapping.is_file():
+            f["mapped_as"] = json.loads(mapping.read_text())["mapped_as"]
     return out
 
 

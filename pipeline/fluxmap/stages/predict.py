@@ -142,7 +142,9 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         "store": store,
         "zone_map": prep.zone_store,
         "targets": targets,
-        "land_fraction": land_fraction,
+        # On a regular grid the land was computed in memory: read it back from the store, so the report's
+        # graphs refer to its chunks instead of carrying the array in every task.
+        "land_fraction": xr.open_zarr(store, consolidated=True)["land_fraction"] if prep.extra else land_fraction,
         "cells": sum(work(r) for r in regions),
         "seconds": {"prepare": prep.seconds, "predict_and_write": write_s},
     }
