@@ -22,6 +22,7 @@ __all__ = [
     "latitudinal_profile",
     "member_region_totals",
     "member_totals",
+    "many_annual_totals",
     "partition",
     "region_totals",
     "step_days",
@@ -86,39 +87,56 @@ def annual_totals(
     predicted from missing predictors) ``flagged_pg_c_yr``, the annualized part of the total from
     flagged cells. ``region`` (bool, lat x lon) restricts every sum.
     """
-    w, days = _weights(flux, land_fraction)
-    if region is not None:
-        w = w.where(region, 0.0)
-    year = flux["time"].dt.year
-    grams = (flux.fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon"))
-    covered = (flux.notnull() * days * w).groupby(year).sum().sum(("lat", "lon"))
-    possible = (xr.ones_like(flux) * days * w).groupby(year).sum().sum(("lat", "lon"))
-    never = ~flux.notnull().groupby(year).any()  # no value in any period of the year
-    never_km2 = (w * never).sum(("lat", "lon")) / 1e6
-    parts = [grams, covered, possible, never_km2]
-    if flagged is not None:
-        parts.append((flux.where(flagged, 0.0).fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon")))
+    return many_annual_totals({"_": (flux, flagged)}, land_fraction, region)["_"]
+
+
+def many_annual_totals(
+    fluxes: dict[str, tuple[xr.DataArray, xr.DataArray | None]],
+    land_fraction: xr.DataArray,
+    region: xr.DataArray | None = None,
+) -> dict[str, pd.DataFrame]:
+    """:func:`annual_totals` of several fields (name -> (flux, flagged or None)) on one grid, in
+    one computation: a store is read once for all of them, not once per field."""
     import dask
 
-    values = [np.asarray(v) for v in dask.compute(*[p.data for p in parts])]
-    years = np.asarray(grams["year"].values)
-    n_days = days.groupby(year).sum().values
-    year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])
-    frac = n_days / year_days
-    out = pd.DataFrame(
-        {
-            "total_pg_c": values[0] / 1e15,
-            "days": n_days.astype(int),
-            "time_fraction": frac,
-            "total_pg_c_yr": values[0] / 1e15 / frac,
-            # A region without land (a latitude band of a small grid) has nothing to cover: NaN, not 0 / 0.
-            "covered_fraction": values[1] / np.where(values[2] > 0, values[2], np.nan),
-            "land_km2_never_predicted": values[3],
-        },
-        index=pd.Index(years, name="year"),
-    )
-    if flagged is not None:
-        out["flagged_pg_c_yr"] = values[4] / 1e15 / frac
+    graphs, finish = {}, {}
+    for name, (flux, flagged) in fluxes.items():
+        w, days = _weights(flux, land_fraction)
+        if region is not None:
+            w = w.where(region, 0.0)
+        year = flux["time"].dt.year
+        grams = (flux.fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon"))
+        covered = (flux.notnull() * days * w).groupby(year).sum().sum(("lat", "lon"))
+        possible = (xr.ones_like(flux) * days * w).groupby(year).sum().sum(("lat", "lon"))
+        never = ~flux.notnull().groupby(year).any()  # no value in any period of the year
+        never_km2 = (w * never).sum(("lat", "lon")) / 1e6
+        parts = [grams, covered, possible, never_km2]
+        if flagged is not None:
+            parts.append((flux.where(flagged, 0.0).fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon")))
+        graphs[name] = [p.data for p in parts]
+        finish[name] = (np.asarray(grams["year"].values), days.groupby(year).sum().values, flagged is not None)
+    computed = dask.compute(graphs)[0]
+    out = {}
+    for name, arrays in computed.items():
+        values = [np.asarray(v) for v in arrays]
+        years, n_days, has_flag = finish[name]
+        year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])
+        frac = n_days / year_days
+        table = pd.DataFrame(
+            {
+                "total_pg_c": values[0] / 1e15,
+                "days": n_days.astype(int),
+                "time_fraction": frac,
+                "total_pg_c_yr": values[0] / 1e15 / frac,
+                # A region without land (a latitude band of a small grid) has nothing to cover: NaN, not 0 / 0.
+                "covered_fraction": values[1] / np.where(values[2] > 0, values[2], np.nan),
+                "land_km2_never_predicted": values[3],
+            },
+            index=pd.Index(years, name="year"),
+        )
+        if has_flag:
+            table["flagged_pg_c_yr"] = values[4] / 1e15 / frac
+        out[name] = table
     return out
 
 

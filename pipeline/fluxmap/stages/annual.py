@@ -50,6 +50,7 @@ from fluxmap.stages.common import (
     named_damage,
     open_catalog,
     store_is_current,
+    zone_map_store,
 )
 from fluxmap.stages.grid import (
     NOT_MAPPED,
@@ -109,6 +110,11 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     t0 = time.perf_counter()
     cat = open_catalog(cfg)
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    zone_store = None
+    if not cfg.predict.resolution and {"era5", "mod09a1", "static"} <= set(cubes):
+        # On the MODIS-like grid: the zone map the models stage wrote (or the 8-day maps), so both
+        # products give a cell the same zone and the long-term means are not computed again.
+        zone_store, _ = zone_map_store(cfg, dict(cubes), models_dir, Path(cfg.workdir) / "predict")
     inputs = catalog_inputs(cfg, cfg.extract.entries)
     years, climatological = map_years(cfg, cubes)
     # Sub-period sources (ERA5) as 8-day means, the store the 8-day maps use (written once).
@@ -123,7 +129,10 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     cube, tv = annual_cube(cubes, lat, lon, period_starts(years), chunk)
     cube, land, land_from = with_land(cfg, cube, grid, chunk)
     land_mask = land > (0.0 if cfg.extract.landcover else 0.5)
-    zone = zones_on_grid(cfg, models_dir, tv, cube, land_mask).chunk({"lat": chunk, "lon": chunk})
+    if zone_store is not None:
+        zone = xr.open_zarr(zone_store, consolidated=True)["zone"].chunk({"lat": chunk, "lon": chunk})
+    else:
+        zone = zones_on_grid(cfg, models_dir, tv, cube, land_mask).chunk({"lat": chunk, "lon": chunk})
     pred = xr.merge([predict_cube(cube, zone, ref) for ref in refs], combine_attrs="drop")
     files = [p for t in targets for p in sorted((models_dir / t.replace(":", "_")).iterdir()) if p.is_file()]
     key = cache_key(

@@ -192,18 +192,27 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     ds = xr.open_zarr(store, consolidated=True)
     names = [t.split(":")[0] for t in targets if parse_ratio(t.split(":")[0]) is None]  # ratios have no totals
     totals, profiles, maps, outside = {}, {}, {}, {}
-    for v in names:  # lazy: totals, profiles and the maps are reductions computed chunk by chunk
+    # Every total in one pass over the store: each target's map (with the part from cells predicted
+    # with a predictor missing), the unified model's map, and the flux where the unified model's
+    # validation does not reach (its total and its share of the land area-days).
+    fields: dict[str, tuple[xr.DataArray, xr.DataArray | None]] = {}
+    for v in names:
         flag = ds.get(f"{v}_missing_predictors")
-        totals[v] = aggregate.annual_totals(ds[v], land_fraction, flagged=None if flag is None else flag.astype(bool))
+        fields[v] = (ds[v], None if flag is None else flag.astype(bool))
         if f"{v}_aoa" in ds:
-            # The flux where the unified model's validation does not reach: its total and its share of
-            # the land area-days (covered_fraction of the map restricted to those cells).
-            outside[v] = aggregate.annual_totals(ds[v].where(ds[f"{v}_aoa"] == 0), land_fraction)
+            fields[f"{v}:outside_aoa"] = (ds[v].where(ds[f"{v}_aoa"] == 0), None)
+        if f"{v}_unified" in ds:
+            fields[f"{v}_unified"] = (ds[f"{v}_unified"], None)
+    computed = aggregate.many_annual_totals(fields, land_fraction)
+    for name, table in computed.items():
+        if name.endswith(":outside_aoa"):
+            outside[name.split(":")[0]] = table
+        else:
+            totals[name] = table
+    for v in names:  # lazy: profiles and the maps are reductions computed chunk by chunk
         profiles[v] = aggregate.latitudinal_profile(ds[v], land_fraction)
         write_table(profiles[v], out / f"latitudinal_profile_{v}.csv")
         maps.update(_maps(ds, v, out))
-        if f"{v}_unified" in ds:
-            totals[f"{v}_unified"] = aggregate.annual_totals(ds[f"{v}_unified"], land_fraction)
     k = load_zones(models_dir / "zones.json").k  # the colour scale, without a pass over the store
     z = aggregate.display_field(ds["zone"], categorical=True).load()
     maps["zones"] = figures.map_figure(
