@@ -20,7 +20,8 @@ import tracemalloc
 import dask.array as da
 import xarray as xr
 
-from fluxmap.io.store import cf_dataset, create_store, region_graphs, region_slices
+from fluxmap.io.cf import cf_dataset
+from fluxmap.io.store import create_store, region_graphs, region_slices
 from fluxmap.science.grids import LatLonGrid, era5_grid
 from fluxmap.science.periods import period_starts
 from fluxmap.science.predict import ModelSet, predict_cube, predictor_cube

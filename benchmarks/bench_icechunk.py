@@ -24,7 +24,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from fluxmap.io.store import cf_dataset, create_store, done_regions, fill_regions, region_slices
+from fluxmap.io.cf import cf_dataset
+from fluxmap.io.store import create_store, done_regions, fill_regions, region_slices
 from fluxmap.science.periods import period_starts
 
 

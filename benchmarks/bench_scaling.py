@@ -114,8 +114,15 @@ def main() -> None:
     cluster = dataclasses.replace(base, kind=a.cluster)
     print(
         json.dumps(
-            run(workers, tiny=a.tiny, resolution=a.resolution, workdir=a.workdir, cluster=cluster, wait_s=a.wait,
-                repeats=a.repeats)
+            run(
+                workers,
+                tiny=a.tiny,
+                resolution=a.resolution,
+                workdir=a.workdir,
+                cluster=cluster,
+                wait_s=a.wait,
+                repeats=a.repeats,
+            )
         )
     )
 

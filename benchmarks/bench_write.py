@@ -26,7 +26,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from fluxmap.io.store import cf_dataset, create_store, fill_regions, region_slices
+from fluxmap.io.cf import cf_dataset
+from fluxmap.io.store import create_store, fill_regions, region_slices
 from fluxmap.science.periods import period_starts
 
 

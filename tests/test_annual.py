@@ -182,6 +182,24 @@ def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
     assert fig["sr:annual"]["physical_sites"] > 600 and fig["rh:annual"]["physical_sites"] > 150
     assert fig["sr:annual"]["total_pg_c_yr_2001"] == pytest.approx(totals.loc["sr", "total_pg_c_yr"], abs=0.01)
     assert fig["components"]["global"]["ar"] == pytest.approx(g.ar_pg_c_yr, abs=0.01)
+    # The annual store and its netCDF export are CF-1.10 (members, ratios, components, land cover flags).
+    from fluxmap.testing import cf_errors
+
+    assert [e for e in cf_errors(out / "annual.zarr", tmp_path) if "crs" not in e and "§2.1" not in e] == []
+    export = subprocess.run(
+        [sys.executable, "-m", "fluxmap.cli", "export", "--config", str(path), "--out", str(tmp_path / "nc"),
+         "--param", f"SHARED_DATA={shared_data}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path / "nc").glob("*.nc"))
+    assert {"fluxmap_annual_sr_2001.nc", "fluxmap_annual_rh_2001.nc", "fluxmap_annual_rh_sr_ratio_2001.nc",
+            "fluxmap_annual_ra_2001.nc"} <= set(files)  # fmt: skip
+    for name in files:
+        assert cf_errors(tmp_path / "nc" / name, tmp_path) == [], name
+    rh = xr.open_dataset(tmp_path / "nc" / "fluxmap_annual_rh_2001.nc")
+    assert rh.rh.attrs["standard_name"].endswith("due_to_heterotrophic_respiration") and "rh_members" in rh
+    assert rh.landcover_majority.attrs["flag_meanings"].split()[1] == "evergreen_needleleaf_forest"
 
 
 def aggregate_members(ds: xr.Dataset, v: str, land: np.ndarray) -> np.ndarray:
@@ -217,7 +235,7 @@ def test_mapped_land_of_mcd12c1_without_ice_and_water(tmp_path):
 
 
 def test_conservative_regridding_keeps_the_area_weighted_mean():
-    """Conservative (xarray-regrid): a 1 deg field onto 2 deg cells is the area-weighted mean of the four
+    """Conservative: a 1 deg field onto 2 deg cells is the area-weighted mean of the four
     source cells under each target cell (the spherical weights differ between the two rows)."""
     lat = np.array([0.5, 1.5, 2.5, 3.5])
     lon = np.array([10.5, 11.5, 12.5, 13.5])
@@ -271,3 +289,45 @@ def test_scores_by_region_by_hand():
     assert t.loc["n", "bias"] == pytest.approx(0.5) and t.loc["n", "records"] == 2 and t.loc["n", "sites"] == 2
     assert t.loc["s", "records"] == 2 and t.loc["s", "sites"] == 1  # the row without a prediction left out
     assert t.loc["s", "rmse"] == pytest.approx(np.sqrt(0.5))
+
+
+def _exact_cell_means(field: xr.DataArray, lat: np.ndarray, lon: np.ndarray, step: float, fine: int = 20) -> np.ndarray:
+    """The exact area-weighted mean of a piecewise-constant source field (each source cell one value)
+    over each target cell, by sampling every target cell on a ``fine`` x ``fine`` sub-grid weighted by
+    cos(latitude): independent of the regridding code."""
+    src_lat, src_lon = field["lat"].values, field["lon"].values
+    sub = (np.arange(fine) + 0.5) / fine - 0.5
+    out = np.empty((lat.size, lon.size))
+    for i, la in enumerate(lat):
+        plat = la + sub * step
+        iy = np.abs(src_lat[:, None] - plat[None]).argmin(axis=0)  # the source cell holding each point
+        w = np.cos(np.deg2rad(plat))
+        for j, lo in enumerate(lon):
+            plon = lo + sub * step
+            ix = np.abs((src_lon[:, None] - plon[None] + 180) % 360 - 180).argmin(axis=0)  # across the 0/360 seam
+            vals = field.values[np.ix_(iy, ix)]
+            out[i, j] = (vals * w[:, None]).sum() / (w.sum() * fine)
+    return out
+
+
+def test_era5_reaches_larger_cells_as_their_mean(tiny_world, demo_catalog):
+    """ERA5 (0.5 deg here) onto the demo's 1 deg cells: the regridding chooses conservative (the
+    target cells are larger), and its annual precipitation matches the exact cell mean, where the
+    centre sample (nearest) misses it."""
+    from fluxmap.science.features import regrid_nearest
+    from fluxmap.science.regrid import method_for, regrid_to
+
+    era = demo_catalog.open("era5")
+    grid = demo_catalog.open("mod11a2")
+    lat, lon = grid["lat"].values, grid["lon"].values
+    tp = era[["tp"]].mean("time").load()
+    assert (
+        method_for(tp, lat, lon) == "conservative"
+        and method_for(grid, era["lat"].values, era["lon"].values) == "nearest"
+    )
+    exact = _exact_cell_means(tp["tp"], lat, lon, 1.0)
+    got = regrid_to(tp, lat, lon)["tp"].values
+    near = regrid_nearest(tp["tp"], lat, lon).values
+    rms = lambda a: float(np.sqrt(np.mean((a - exact) ** 2)))  # noqa: E731
+    assert rms(got) < 1e-3 * float(exact.mean())  # the same numbers up to float32
+    assert rms(near) > 0.05 * float(exact.mean())  # the centre sample: 11 % RMS here

@@ -15,11 +15,12 @@ def test_help_lists_only_existing_stages(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("run", "demo", "catalog", "sites", "extract", "models", "predict", "cluster"):
+    for cmd in ("run", "demo", "catalog", "sites", "extract", "models", "predict", "cluster", "export", "config"):
         assert cmd in out
+    assert "so far" not in out  # help for users, not the project's history
 
 
-@pytest.mark.parametrize("cmd", ["run", "demo", "catalog", "sites", "extract", "models", "predict"])
+@pytest.mark.parametrize("cmd", ["run", "demo", "catalog", "sites", "extract", "models", "predict", "export"])
 def test_each_command_explains_itself(cmd, capsys):
     with pytest.raises(SystemExit):
         main([cmd, "--help"])
@@ -107,3 +108,104 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys
 
 def test_parser_builds():
     assert build_parser().prog == "fluxmap"
+
+
+def test_help_imports_nothing_heavy():
+    """``fluxmap --help`` answers at once: importing the CLI (and ``fluxmap``) loads none of the
+    numerical stack, which costs seconds."""
+    code = (
+        "import sys, fluxmap, fluxmap.cli; fluxmap.cli.build_parser().format_help(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'xarray', 'dask', 'zarr', "
+        "'xgboost', 'sklearn', 'matplotlib', 'yaml'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    import fluxmap
+
+    assert fluxmap.RunConfig.__name__ == "RunConfig" and "read_srdb" in dir(fluxmap)  # the API, on first use
+
+
+def test_config_reference_documents_every_key_and_reads_back(capsys):
+    import dataclasses
+
+    from fluxmap.config import RunConfig, run_config_from_mapping
+
+    assert main(["config"]) == 0
+    text = capsys.readouterr().out
+    assert run_config_from_mapping(yaml.safe_load(text)) == RunConfig()  # every default, as the parser reads it
+    default = RunConfig()
+    for block in ("sites", "extract", "model", "predict", "cluster", "metadata", "demo"):
+        for f in dataclasses.fields(getattr(default, block)):
+            assert f"\n  {f.name}:" in text, (block, f.name)
+    assert "# Smallest number of sites a zone may hold." in text  # each key's documentation above it
+
+
+def test_demo_run_and_catalog_agree_on_the_world(capsys):
+    from fluxmap.config import RunConfig
+
+    parser = build_parser()
+    root = f"{RunConfig().workdir}/demo-world"  # where fluxmap run keeps it
+    assert parser.parse_args(["demo"]).root == root and parser.parse_args(["catalog", "demo"]).root == root
+    doc = yaml.safe_load(open(__import__("fluxmap.io.catalog", fromlist=["x"]).builtin_catalog("demo")))
+    assert doc["user_parameters"]["DEMO_ROOT"]["default"] == root
+
+
+def test_a_missing_optional_dependency_names_its_extra(monkeypatch):
+    from fluxmap.cluster import _jobqueue_cluster
+    from fluxmap.config import ClusterConfig
+
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fluxmap\[hpc\]'"):
+        _jobqueue_cluster(ClusterConfig(kind="slurm"))
+    monkeypatch.setitem(sys.modules, "pystac_client", None)
+    from fluxmap.io.catalog import open_stac
+
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fluxmap\[cloud\]'"):
+        open_stac("https://example.invalid/stac", "x", ["a"], [0, 0, 1, 1], "2020", {})
+
+
+def test_progress_lines_count_and_estimate_what_is_left():
+    import dask.array as da
+
+    from fluxmap.io.progress import Progress, dask_progress
+
+    lines: list[str] = []
+    with Progress(4, "folds", lines.append, quiet=0) as bar:
+        for i in range(1, 5):
+            bar(i)
+    silent: list[str] = []
+    with Progress(4, "fast", silent.append) as bar:  # over in well under QUIET_SECONDS: nothing said
+        for i in range(1, 5):
+            bar(i)
+    assert silent == []
+    assert lines[0].startswith("  folds: 1/4 (25%), ") and "left" in lines[0] and "left" not in lines[-1]
+    assert lines[-1].startswith("  folds: 4/4 (100%)")
+    tasks: list[str] = []
+    with dask_progress("sum", tasks.append, quiet=0):
+        da.ones((100, 100), chunks=10).sum().compute(scheduler="threads")
+    assert tasks and tasks[-1].startswith("  sum: ") and "tasks (100%)" in tasks[-1]
+    done = [int(t.split(":")[1].split("/")[0]) for t in tasks]
+    assert done == sorted(done) and len(tasks) <= 10
+
+
+def test_progress_of_a_computation_on_a_distributed_cluster():
+    """On a distributed cluster the progress comes from the scheduler's count of tasks still to run."""
+    import time
+
+    import dask
+    from distributed import Client
+
+    from fluxmap.io.progress import dask_progress
+
+    def slow(i):
+        time.sleep(0.02)
+        return i
+
+    lines: list[str] = []
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None):
+        with dask_progress("slow tasks", lines.append, every=0.05, quiet=0):
+            assert sum(dask.compute(*[dask.delayed(slow)(i) for i in range(200)])) == sum(range(200))
+    assert lines and all(line.startswith("  slow tasks: ") and " tasks (" in line for line in lines)
+    done = [int(line.split(":")[1].split("/")[0]) for line in lines]
+    assert done == sorted(done) and "about" in lines[0]  # counts rise; an ETA while tasks remain

@@ -16,6 +16,7 @@ import xarray as xr
 
 from fluxmap.science import aggregate
 from fluxmap.science.grids import cell_area
+from fluxmap.testing import cf_errors
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,15 @@ def run_dir(tiny_world, tmp_path_factory):
     return cfg, result, log
 
 
-def test_store_has_cf_metadata(run_dir):
-    import cf_xarray  # noqa: F401
+def test_store_has_cf_metadata(run_dir, tmp_path):
+    import json
 
-    _, result, _ = run_dir
+    import cf_xarray  # noqa: F401
+    import rioxarray  # noqa: F401
+
+    cfg, result, _ = run_dir
     ds = xr.open_zarr(result["store"], consolidated=True)
-    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds.attrs["Conventions"] == "CF-1.10, ACDD-1.3"
     for key in (
         "fluxmap_config",
         "fluxmap_versions",
@@ -50,18 +54,57 @@ def test_store_has_cf_metadata(run_dir):
         "fluxmap_input_sha256",
     ):
         assert ds.attrs[key]
+    # ACDD: discovery, licence, coverage from the grid, the real references of what the run used.
+    assert ds.attrs["license"] == cfg.metadata.license and "demo world" in ds.attrs["summary"]
+    assert "doi:10.1111/2041-210X.13650" in ds.attrs["references"]  # the area of applicability's paper
+    assert ds.attrs["geospatial_lat_min"] == float(ds.lat_bnds.min()) and ds.attrs["geospatial_lon_max"] == 30.0
+    assert ds.attrs["time_coverage_start"] == "2020-01-01T00:00:00Z"
+    assert ds.attrs["time_coverage_end"] == "2021-01-01T00:00:00Z"
     assert ds.cf["latitude"].name == "lat" and ds.cf["longitude"].name == "lon" and ds.cf["time"].name == "time"
     assert ds.cf.bounds["lat"] == ["lat_bnds"] and ds.cf.bounds["time"] == ["time_bnds"]
     assert ds.sr.attrs["grid_mapping"] == "crs" and ds.sr.attrs["cell_methods"] == "time: mean"
     assert ds.sr.attrs["units"] == "g m-2 d-1" and ds.crs.attrs["grid_mapping_name"] == "latitude_longitude"
+    assert ds.sr.attrs["standard_name"].endswith("carbon_dioxide_expressed_as_carbon_due_to_respiration_in_soil")
+    assert "standard_name" not in ds.nee.attrs and "positive upward" in ds.nee.attrs["comment"]
     assert 'EPSG",4326' in ds.crs.attrs["crs_wkt"]
+    # The grid mapping is a coordinate: rioxarray and cf-xarray find it on any variable, as opened.
+    assert "crs" in ds.coords and ds.sr.rio.crs.to_epsg() == 4326 and ds.zone.rio.crs.to_epsg() == 4326
+    assert ds.sr.cf.grid_mapping_names == {"latitude_longitude": ["crs"]}
+    # zone: its own attributes (none leaked from the zone factors), flags of its dtype, one meaning each.
+    k = int(ds.zone.max())
+    assert "standard_name" not in ds.zone.attrs and "valid_min" not in ds.zone.attrs
+    assert list(ds.zone.attrs["flag_values"]) == list(range(k + 1))
+    assert ds.zone.attrs["flag_meanings"].split() == ["not_land", *(f"zone_{z}" for z in range(1, k + 1))]
+    # No dict-valued attributes anywhere (GDAL's old _CRS): the store converts to netCDF as it is.
+    assert not [(v, a) for v in ds.variables for a, x in ds[v].attrs.items() if isinstance(x, dict)]
+    ds.to_netcdf(tmp_path / "as_is.nc")
+    # Coordinates and bounds without fill values; time_bnds without units of its own (CF 7.1).
+    store = Path(result["store"])
+    for v in ("lat", "lon", "time", "lat_bnds", "lon_bnds", "time_bnds", "cell_area"):
+        assert json.loads((store / v / ".zarray").read_text())["fill_value"] is None, v
+    assert not {"units", "calendar"} & set(json.loads((store / "time_bnds" / ".zattrs").read_text()))
     b = ds.time_bnds.values
     days = (b[:, 1] - b[:, 0]) / np.timedelta64(1, "D")
     assert (days[:-1] == 8).all() and days[-1] == 6  # 2020: the leap-year last period
     for v in ("sr", "sr_unified", "sr_sd", "sr_p05", "sr_p95", "nee", "nee_unified", "zone", "sr_missing_predictors"):
         assert v in ds, v
+        assert ds[v].attrs["cell_measures"] == "area: cell_area", v
     assert ds.sr_unified.attrs["long_name"].endswith("unified model") and ds.sr_unified.attrs["units"] == "g m-2 d-1"
     assert float((ds.sr_p95 >= ds.sr_p05).where(ds.sr.notnull()).mean()) == 1.0
+
+
+def test_totals_from_the_store_alone(run_dir):
+    """Any user recomputes the totals from the store: flux x days x cell_area x land_fraction."""
+    _, result, _ = run_dir
+    ds = xr.open_zarr(result["store"], consolidated=True)
+    assert ds.cell_area.attrs["units"] == "m2" and ds.land_fraction.attrs["standard_name"] == "land_area_fraction"
+    days = (ds.time_bnds[:, 1] - ds.time_bnds[:, 0]) / np.timedelta64(1, "D")
+    total = float((ds.sr * days * ds.cell_area * ds.land_fraction).sum()) / 1e15  # one whole year: Pg C yr-1
+    reported = result["totals"].loc[2020, "sr"]  # the report stage's totals.csv (index: year)
+    assert total == pytest.approx(reported, rel=1e-5)
+    # and the sphere: the grid's cells add up to the area of its latitude band
+    band = 2 * np.pi * 6_371_007.181**2 * (np.sin(np.deg2rad(60)) - np.sin(np.deg2rad(36))) * 40 / 360
+    assert float(ds.cell_area.sum()) * ds.sizes["lon"] == pytest.approx(band, rel=1e-9)
 
 
 def _need(tool: str) -> None:
@@ -71,15 +114,70 @@ def _need(tool: str) -> None:
         pytest.skip(f"{tool} not installed (apt-get install gdal-bin netcdf-bin)")
 
 
-def test_gdal_reads_the_store(run_dir):
-    _need("gdalinfo")
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    """``fluxmap export --format netcdf`` on the run."""
+    from fluxmap.cli import main
+
+    cfg = run_dir[0]
+    out = tmp_path_factory.mktemp("export")
+    assert main(["export", "--workdir", cfg.workdir, "--out", str(out), "--format", "netcdf"]) == 0
+    return out
+
+
+def test_netcdf_export_is_cf_compliant_and_complete(run_dir, exported, tmp_path):
+    import netCDF4
+
+    store = xr.open_zarr(run_dir[1]["store"], consolidated=True)
+    files = sorted(exported.glob("*.nc"))
+    assert [f.name for f in files] == ["fluxmap_8day_nee_2020.nc", "fluxmap_8day_sr_2020.nc"]
+    for f in files:
+        assert cf_errors(f, tmp_path) == [], f.name
+    sr = xr.open_dataset(exported / "fluxmap_8day_sr_2020.nc")
+    assert {"sr", "sr_sd", "sr_p05", "sr_p95", "sr_aoa", "sr_missing_predictors", "zone", "cell_area",
+            "land_fraction"} <= set(sr.variables) and "nee" not in sr  # fmt: skip
+    xr.testing.assert_identical(sr.sr.load(), store.sr.load())  # values and attributes as in the store
+    with netCDF4.Dataset(exported / "fluxmap_8day_sr_2020.nc") as nc:
+        assert nc["sr"].filters()["zlib"] and nc["sr"].filters()["shuffle"]
+        assert (
+            nc["sr_aoa"].flag_values.dtype == np.int8 == nc["sr_aoa"].dtype and nc["zone"].flag_values.dtype == np.int8
+        )
+        assert not {"units", "calendar"} & set(nc["time_bnds"].ncattrs()) and "_FillValue" not in nc["lat"].ncattrs()
+
+
+def test_zarr_store_compliance_errors_are_only_the_readers(run_dir, tmp_path):
+    """On the Zarr store, compliance-checker reads through netCDF-C 4.10's NCZarr, which suppresses
+    scalar Zarr arrays (Unidata/netcdf-c#3108), so it misses ``crs``; and it wants a .nc name. Any
+    other error is ours."""
+    errors = cf_errors(Path(run_dir[1]["store"]), tmp_path)
+    ours = [e for e in errors if not e.startswith("§2.1 Filename") and "crs" not in e]
+    assert ours == []
+    assert any("grid mapping variable crs must exist" in e for e in errors)  # the reader's gap, still there
+
+
+def test_gdal_places_the_pixels(run_dir, exported, tmp_path):
+    """10 E 50 N (and other cells) land on the pixel xarray reads there, in the Zarr store (GDAL
+    3.6 knows no CRS there: map coordinates) and in the netCDF export (WGS 84 coordinates); the
+    export warps to Web Mercator."""
+    _need("gdallocationinfo")
     store = run_dir[1]["store"]
-    out = subprocess.run(["gdalinfo", f'ZARR:"{store}":/sr:0'], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
     ds = xr.open_zarr(store, consolidated=True)
-    assert f"Size is {ds.sizes['lon']}, {ds.sizes['lat']}" in out.stdout
-    assert 'ID["EPSG",4326]' in out.stdout
-    assert "Origin = (-10.000000000000000,60.000000000000000)" in out.stdout
+    nc = exported / "fluxmap_8day_sr_2020.nc"
+    zarr_zone, nc_zone = f'ZARR:"{store}":/zone', f"NETCDF:{nc}:zone"
+    points = [(10.2, 50.3), (-7.6, 37.4), (25.5, 58.8), (0.5, 45.5)]
+    values = {int(ds.zone.sel(lon=x, lat=y, method="nearest")) for x, y in points}
+    assert len(values) > 1  # the points tell pixels apart
+    for x, y in points:
+        want = str(int(ds.zone.sel(lon=x, lat=y, method="nearest")))
+        for source, how in ((zarr_zone, "-geoloc"), (nc_zone, "-wgs84")):
+            out = subprocess.run(["gdallocationinfo", "-valonly", how, source, str(x), str(y)],
+                                 capture_output=True, text=True)  # fmt: skip
+            assert out.returncode == 0 and out.stdout.strip() == want, (source, x, y, out.stdout, out.stderr)
+    info = subprocess.run(["gdalinfo", nc_zone], capture_output=True, text=True).stdout
+    assert 'ID["EPSG",4326]' in info and "Origin = (-10.000000000000000,60.000000000000000)" in info
+    warped = subprocess.run(["gdalwarp", "-q", "-t_srs", "EPSG:3857", nc_zone, str(tmp_path / "w.tif")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert warped.returncode == 0, warped.stderr
 
 
 def test_netcdf_c_reads_the_store(run_dir):
@@ -89,6 +187,9 @@ def test_netcdf_c_reads_the_store(run_dir):
     assert out.returncode == 0, out.stderr
     assert "float sr(time, lat, lon)" in out.stdout and 'sr:units = "g m-2 d-1"' in out.stdout
     assert "time_bnds(time, nv)" in out.stdout and 'crs:grid_mapping_name = "latitude_longitude"' in out.stdout
+    # The flags' values have the variable's type (netCDF-C 4.9 reads small JSON integers as bytes).
+    assert "byte sr_missing_predictors(time, lat, lon)" in out.stdout and "byte zone(lat, lon)" in out.stdout
+    assert "sr_missing_predictors:flag_values = 0b, 1b" in out.stdout and "zone:flag_values = 0b, 1b" in out.stdout
 
 
 def test_predictions_equal_the_models_at_cells(run_dir):
@@ -333,6 +434,32 @@ def test_report_and_totals(run_dir):
     # Totals say which part of the year they cover and what they leave out.
     assert (totals.time_fraction == 1.0).all() and (totals.days.isin([365, 366])).all()
     assert {"sr_from_missing_predictors", "land_km2_never_predicted_max"} <= set(totals.columns)
+    # The spread and what the totals rest on, in the table and in words.
+    days = (ds.time_bnds[:, 1] - ds.time_bnds[:, 0]) / np.timedelta64(1, "D")
+    w = ds.cell_area * ds.land_fraction.fillna(0.0)
+    upper = float((ds.sr_sd * days * w).sum()) / 1e15  # the members' SD summed over cells (one whole year)
+    assert totals.sr_sd_upper_bound.iloc[0] == pytest.approx(upper, rel=1e-5) and upper > 0
+    flagged = ds.sr.notnull() & (ds.sr_missing_predictors == 1)
+    share = float((flagged * days * w).sum() / (days * w).sum())  # of all the land area-days
+    assert totals.sr_missing_predictors_area_fraction.iloc[0] == pytest.approx(share, rel=1e-5)
+    assert f"{share:.0%} of the land area-days predicted with a predictor missing" in report
+    assert "ensemble SD at most" in report and "## Opening the output" in report
+    assert f"Licence of the maps: {cfg.metadata.license}" in report
+    assert "| sr_aoa " in report and "xr.open_zarr(" in report  # the variable list, the three lines
+
+
+def test_the_report_says_plainly_what_disagrees_with_the_truth():
+    from fluxmap.io.report import truth_disagreements
+
+    truth = pd.DataFrame(
+        {"predicted_total_pg_c_yr": [84.2, 63.0, 2.7], "truth_total_pg_c_yr": [82.8, 47.8, -5.6]},
+        index=pd.Index(["sr", "rh", "nee"], name="target"),
+    )
+    lines = truth_disagreements(truth)
+    assert "**nee: the sign is wrong.**" in "\n".join(lines) and "+2.70" in "\n".join(lines)
+    assert any("**rh: the total is 32% too high**" in line for line in lines)
+    assert not any("sr:" in line for line in lines)  # 1.7 % off: within 10 %
+    assert truth_disagreements(truth.loc[["sr"]])[0].startswith("Every total is within 10%")
 
 
 def test_500m_subregion_end_to_end(run_dir, tmp_path):
@@ -889,3 +1016,33 @@ def test_accuracy_against_the_demo_truth(run_dir):
     assert err.loc["nee", "r2"] >= 0.312 and err.loc["nee", "r2_unified"] >= 0.278
     assert 0.899 <= err.loc["sr", "predicted_total_pg_c_yr"] / err.loc["sr", "truth_total_pg_c_yr"] <= 1.276
     assert -0.793 <= err.loc["nee", "predicted_total_pg_c_yr"] - err.loc["nee", "truth_total_pg_c_yr"] <= 1.021
+
+
+def test_maps_take_a_projection_coastlines_and_discrete_zones(tmp_path):
+    import cartopy.crs as ccrs
+
+    from fluxmap.io.figures import _projection, map_figure
+
+    assert isinstance(_projection(np.arange(-179.5, 180), np.arange(-59.5, 80))[0], ccrs.Robinson)
+    assert isinstance(_projection(np.arange(-9.5, 30), np.arange(36.5, 60))[0], ccrs.PlateCarree)
+    lat, lon = np.arange(36.5, 60), np.arange(-9.5, 30)
+    zone = xr.DataArray((np.add.outer(np.arange(lat.size), np.arange(lon.size)) % 3 + 1).astype(float),
+                        coords={"lat": lat, "lon": lon}, dims=("lat", "lon"))  # fmt: skip
+    land = xr.DataArray(np.where(np.arange(lon.size)[None] < 20, 1.0, 0.0) + 0 * zone, coords=zone.coords)
+    for kw in ({"categories": {1: "zone 1", 2: "zone 2", 3: "zone 3"}}, {"symmetric": True, "cmap": "RdBu_r"}):
+        path = map_figure(zone, tmp_path / "m.png", title="t", units="u", land=land, **kw)
+        assert path.stat().st_size > 10_000
+
+
+def test_a_new_licence_reaches_a_finished_store_without_recomputing(run_dir, tmp_path):
+    from fluxmap.io.cf import refresh_discovery
+
+    store = tmp_path / "copy.zarr"
+    shutil.copytree(run_dir[1]["store"], store)
+    before = xr.open_zarr(store, consolidated=True)
+    attrs = {**before.attrs, "license": "CC0-1.0", "creator_name": "A. Scientist"}
+    assert refresh_discovery(store, attrs) and not refresh_discovery(store, attrs)
+    after = xr.open_zarr(store, consolidated=True)
+    assert after.attrs["license"] == "CC0-1.0" and after.attrs["creator_name"] == "A. Scientist"
+    assert after.attrs["fluxmap_run_key"] == before.attrs["fluxmap_run_key"]
+    xr.testing.assert_identical(after.sr.load(), before.sr.load())

@@ -16,7 +16,8 @@ import xarray as xr
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import dask, dask.array as da, numpy as np, pandas as pd, xarray as xr
-    from fluxmap.io.store import cf_dataset, create_store, fill_regions, region_slices
+    from fluxmap.io.cf import cf_dataset
+    from fluxmap.io.store import create_store, fill_regions, region_slices
 
     dask.config.set(scheduler="synchronous")
     store, fmt, kill_at = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -94,7 +95,7 @@ def _small(fail_at: str | None = None):
     import dask.array as da
     import pandas as pd
 
-    from fluxmap.io.store import cf_dataset
+    from fluxmap.io.cf import cf_dataset
 
     def block(x, block_info=None):
         loc = block_info[0]["chunk-location"]
@@ -177,7 +178,8 @@ def test_regions_on_a_distributed_cluster_run_as_one_task_each(tmp_path):
     import pandas as pd
     from distributed import Client, LocalCluster, get_task_stream
 
-    from fluxmap.io.store import cf_dataset, create_store, fill_regions, region_slices
+    from fluxmap.io.cf import cf_dataset
+    from fluxmap.io.store import create_store, fill_regions, region_slices
 
     calls = _BLOCK_CALLS
     calls.clear()

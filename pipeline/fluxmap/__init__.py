@@ -8,24 +8,42 @@ sites -> extract -> models -> predict -> report), driven by :mod:`fluxmap.cli`.
 module of the package imports it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from fluxmap._version import __version__ as __version__
-from fluxmap.config import DemoConfig, RunConfig  # noqa: E402
-from fluxmap.demo import DemoWorld, build_world  # noqa: E402
-from fluxmap.io.catalog import CatalogError, FluxCatalog, builtin_catalog, describe, load_catalog  # noqa: E402
-from fluxmap.io.models import load_model, save_model  # noqa: E402
-from fluxmap.io.sites import SiteTable, read_cosore_daily, read_fluxnet, read_generic_csv, read_srdb  # noqa: E402
-from fluxmap.science.extract import extract_at_sites, locate_sites, to_periods  # noqa: E402
-from fluxmap.science.periods import (  # noqa: E402
-    aggregate_to_periods,
-    period_bounds,
-    period_days,
-    period_start_of,
-    period_starts,
-)
-from fluxmap.science.products import TARGETS, VARIABLES, spec  # noqa: E402
-from fluxmap.science.train import fit  # noqa: E402
-from fluxmap.science.validate import loso_predict, metrics  # noqa: E402
-from fluxmap.science.zones import ZoneModel, assign_zones, fit_zones  # noqa: E402
+
+# The public API, imported on first use: ``import fluxmap`` (and ``fluxmap --help``) stays fast.
+_LAZY = {
+    "fluxmap.config": ("DemoConfig", "RunConfig"),
+    "fluxmap.demo": ("DemoWorld", "build_world"),
+    "fluxmap.io.catalog": ("CatalogError", "FluxCatalog", "builtin_catalog", "describe", "load_catalog"),
+    "fluxmap.io.models": ("load_model", "save_model"),
+    "fluxmap.io.sites": ("SiteTable", "read_cosore_daily", "read_fluxnet", "read_generic_csv", "read_srdb"),
+    "fluxmap.science.extract": ("extract_at_sites", "locate_sites", "to_periods"),
+    "fluxmap.science.periods": ("aggregate_to_periods", "period_bounds", "period_days", "period_start_of",
+                                "period_starts"),
+    "fluxmap.science.products": ("TARGETS", "VARIABLES", "spec"),
+    "fluxmap.science.train": ("fit",),
+    "fluxmap.science.validate": ("loso_predict", "metrics"),
+    "fluxmap.science.zones": ("ZoneModel", "assign_zones", "fit_zones"),
+}  # fmt: skip
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fluxmap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "TARGETS",

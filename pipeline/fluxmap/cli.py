@@ -12,12 +12,22 @@ from typing import Any
 from fluxmap._version import __version__
 
 EPILOG = """\
-Stages so far: demo world -> catalog (lazy cubes) -> sites (observations, quarantine)
--> extract (8-day and annual training tables) -> models (zones, selection, zone and
-unified models, leave-one-site-out validation, uncertainty) -> predict (map_blocks over
-the grid, CF Zarr, totals, maps, report). Earlier stages are cached and skipped when
-their inputs have not changed.
+The pipeline: sites (observations in g C m-2 d-1, rejected rows quarantined) -> extract
+(predictors at the sites, 8-day and annual training tables) -> models (environmental zones,
+predictor selection, zone and unified models validated on held-out sites, uncertainty)
+-> predict (maps as CF Zarr, totals, figures, report). `fluxmap run` runs them all; a
+stage's command runs the pipeline up to it. Stages whose inputs have not changed are reused.
+
+  fluxmap run                      the embedded demo world, end to end
+  fluxmap run --config my.yaml     your data (examples/*.yaml; `fluxmap config` lists every key)
+  fluxmap export --format netcdf   the maps as CF-1.10 netCDF (GDAL < 3.9, Panoply, CDO, NCO)
+  fluxmap catalog demo             the demo world's catalog as lazy cubes (after `fluxmap run`)
 """
+
+
+DEMO_ROOT = "fluxmap-output/demo-world"
+"""Where ``fluxmap run`` (default workdir ``fluxmap-output``) keeps the demo world, and so where
+``fluxmap demo`` writes it and ``fluxmap catalog demo`` looks for it by default."""
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -268,6 +278,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from fluxmap.io.lock import workdir_lock
+    from fluxmap.stages.export import export_stage
+
+    cfg = _run_config(args.config, args.workdir, args)
+    with workdir_lock(cfg.workdir):
+        export_stage(cfg, fmt=args.format, out=Path(args.out) if args.out else None, variables=args.variable)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from fluxmap.configdoc import config_reference
+
+    print(config_reference(), end="")
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     import yaml
 
@@ -305,10 +332,24 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "distance to the nearest training site, inside vs outside the area of applicability) and the "
         "quarantine. Use the same --config and --workdir as the run.",
     ),
+    "export": (
+        "write a finished run's maps as CF-1.10 netCDF files (one per flux and year)",
+        "Export the run's map stores (predict/fluxmap.zarr, predict/annual/annual.zarr) as compressed CF-1.10 "
+        "netCDF-4 files, one per mapped flux and year, each with its ensemble spread, area of applicability, "
+        "flags, zones, land fraction and cell areas: for GDAL before 3.9 (which finds no CRS in Zarr), "
+        "Panoply, ncview, CDO and NCO. Use the same --config and --workdir as the run.",
+    ),
     "run": (
-        "run every stage that exists so far on the embedded demo world",
-        "Run the pipeline end to end. With no config it generates the "
-        "embedded demo world (cached) and opens its catalog as lazy cubes.",
+        "run every stage end to end (the embedded demo world, or your data with --config)",
+        "Run the pipeline end to end. With no config it generates the embedded demo world (cached, in "
+        "WORKDIR/demo-world) and opens its catalog as lazy cubes first. `fluxmap config` prints every block "
+        "and key a config may hold, with its default and meaning.",
+    ),
+    "config": (
+        "print every block and key of a run config, with defaults and meanings (YAML)",
+        "Print the run configuration's reference: YAML of every block (sites, extract, model, predict, "
+        "cluster, metadata, demo) and key at its default, each preceded by what it means. Save it, keep what "
+        "you change, and pass it to `fluxmap run --config`.",
     ),
     "cluster": (
         "render HPC job scripts or the Kubernetes DaskCluster manifest (submits nothing)",
@@ -359,7 +400,8 @@ def _add_run(sub: Any) -> None:
     """``fluxmap run``: every stage, end to end."""
     r = _parser(sub, "run")
     r.add_argument("--force", action="store_true", help="regenerate even if the cached world is current")
-    _stage_args(r, cmd_run, config="run YAML: workdir, demo, sites, extract blocks (see README)")
+    _stage_args(r, cmd_run, config="run YAML: workdir, sites, extract, model, predict, cluster, metadata and demo "
+                "blocks; `fluxmap config` prints every key with its default and meaning")  # fmt: skip
 
 
 def _add_score(sub: Any) -> None:
@@ -368,6 +410,23 @@ def _add_score(sub: Any) -> None:
     c.add_argument("--sites", required=True, help="YAML with a 'sources:' list of the new site files")
     c.add_argument("--out", help="output folder (default: WORKDIR/score)")
     _stage_args(c, cmd_score, config="the run's YAML (its workdir holds the finished models)")
+
+
+def _add_config(sub: Any) -> None:
+    """``fluxmap config``: the configuration reference."""
+    _parser(sub, "config").set_defaults(func=cmd_config)
+
+
+def _add_export(sub: Any) -> None:
+    """``fluxmap export``: the maps as netCDF."""
+    e = _parser(sub, "export")
+    e.add_argument("--format", default="netcdf", choices=["netcdf"], help="file format (default: %(default)s)")
+    e.add_argument("--out", help="output folder (default: WORKDIR/export)")
+    e.add_argument("--variable", action="append", metavar="NAME", help="only this flux (repeatable), e.g. sr")
+    e.add_argument("--config", help="the run's YAML (its workdir holds the maps)")
+    e.add_argument("--workdir", help="the run's folder (default: the config's, else fluxmap-output)")
+    e.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fill ${KEY} in the config")
+    e.set_defaults(func=cmd_export)
 
 
 def _add_cluster(sub: Any) -> None:
@@ -381,7 +440,8 @@ def _add_cluster(sub: Any) -> None:
 def _add_demo(sub: Any) -> None:
     """``fluxmap demo``: generate the demo world."""
     d = _parser(sub, "demo")
-    d.add_argument("--root", default="fluxmap-demo", help="where to write it (default: %(default)s)")
+    d.add_argument("--root", default=DEMO_ROOT, help="where to write it (default: %(default)s, where `fluxmap run` "
+                   "puts it)")  # fmt: skip
     d.add_argument(
         "--config", help="run YAML whose demo: block sets DemoConfig fields (seed, resolution, bbox, years, ...)"
     )
@@ -407,14 +467,15 @@ def _add_stages(sub: Any) -> None:
         (
             "models",
             cmd_models,
-            "fit environmental zones, select predictors, validate zone and unified models "
-            "leave-one-site-out, fit the final models and uncertainty ensembles, write tables and figures",
+            "fit environmental zones, select predictors, validate zone and unified models with every "
+            "choice nested in folds of whole physical sites, fit the final models and uncertainty ensembles, "
+            "write tables and figures",
         ),
         (
             "predict",
             cmd_predict,
-            "apply the zone models over the grid with map_blocks, write the CF Zarr store (resumable; "
-            "blocks without land skipped), global totals, latitudinal profiles, maps and the report",
+            "map the fluxes over the grid into the CF Zarr store (resumable; blocks without land skipped), "
+            "with totals, latitudinal profiles, maps and the report; annual targets in predict/annual/",
         ),
     ):
         sp = sub.add_parser(
@@ -439,7 +500,8 @@ def _add_catalog(sub: Any) -> None:
     c.add_argument(
         "--sites", help="with 'check': a CSV or Parquet table of sites (lat, lon; start, end) to test coverage"
     )
-    c.add_argument("--root", default="fluxmap-demo", help="demo world folder for the demo catalog")
+    c.add_argument("--root", default=DEMO_ROOT, help="demo world folder for the demo catalog (default: %(default)s, "
+                   "where `fluxmap run` puts it)")  # fmt: skip
     c.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="catalog user parameter")
     c.add_argument("--entry", action="append", metavar="NAME", help="open only these entries")
     c.set_defaults(func=cmd_catalog)
@@ -456,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fluxmap {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_cluster, _add_demo, _add_stages, _add_catalog, _add_score):
+    for add in (_add_run, _add_config, _add_stages, _add_export, _add_score, _add_catalog, _add_demo, _add_cluster):
         add(sub)
     return p
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from fluxmap._extras import require
 from fluxmap.config import ClusterConfig
 
 __all__ = [
@@ -81,12 +82,9 @@ def _memory_limit(cfg: ClusterConfig, n_workers: int) -> str | int:
 
 def _jobqueue_cluster(cfg: ClusterConfig):
     Cls: type[Any]  # SLURMCluster or PBSCluster
-    if cfg.kind == "slurm":
-        from dask_jobqueue import SLURMCluster as Cls
-    elif cfg.kind == "pbs":
-        from dask_jobqueue import PBSCluster as Cls
-    else:
+    if cfg.kind not in ("slurm", "pbs"):
         raise ValueError(f"not a batch-system kind: {cfg.kind!r}")
+    Cls = getattr(require("dask_jobqueue", "hpc"), "SLURMCluster" if cfg.kind == "slurm" else "PBSCluster")
     import dask
 
     def conf(key: str):  # dask.config.get matches "-" and "_" spellings of the key
@@ -175,7 +173,7 @@ def render_kubernetes(cfg: ClusterConfig) -> dict[str, Any]:
       worker environment, and the workdir volume (``volume_claim`` at ``mount_path``).
     - Both run as the image's unprivileged user, without privilege escalation or capabilities.
     """
-    from dask_kubernetes.operator import make_cluster_spec
+    make_cluster_spec = require("dask_kubernetes.operator", "kubernetes").make_cluster_spec
 
     memory = _k8s_quantity(cfg.memory)
     pod = {"requests": {"cpu": str(cfg.cores), "memory": memory}, "limits": {"cpu": str(cfg.cores), "memory": memory}}
@@ -312,7 +310,7 @@ def client_for(cfg: ClusterConfig) -> Iterator[Any]:
             )
         if not cfg.volume_claim:
             raise ValueError(_NO_VOLUME)
-        from dask_kubernetes.operator import KubeCluster
+        KubeCluster = require("dask_kubernetes.operator", "kubernetes").KubeCluster
 
         with (
             KubeCluster(custom_cluster_spec=render_kubernetes(cfg), namespace=cfg.namespace) as cluster,

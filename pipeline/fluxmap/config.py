@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "DemoConfig",
     "ExtractConfig",
+    "MetadataConfig",
     "ModelConfig",
     "PredictConfig",
     "RunConfig",
@@ -320,7 +321,7 @@ class ModelConfig:
     validated on a held-out site): see ``unvalidated_zones``."""
     unvalidated_zones: str = "unified"
     """What such a zone is mapped with: ``unified`` (the unified model) or ``mask`` (no value)."""
-    references: tuple[tuple[str, str], ...] = (("sr", "climate"), ("rh", "climate"), ("nee", "class_mean"))
+    references: tuple[tuple[str, str], ...] = (("nee", "class_mean"), ("rh", "climate"), ("sr", "climate"))
     """Per flux variable, the published-form reference model fitted on the same folds beside the
     training mean (``climate``: R = a exp(bT) P/(c+P), Raich et al. 2002; ``class_mean``: the mean
     per vegetation class); variables not listed get the mean only."""
@@ -445,6 +446,28 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class MetadataConfig:
+    """Who made the maps, on what terms, and what to cite: the stores' ACDD-1.3 attributes (and the
+    netCDF export's). Empty fields are left out of the files."""
+
+    title: str = ""
+    """Empty: "fluxmap maps of <the targets>"."""
+    summary: str = ""
+    """Empty: what was mapped, from which site sources, and how (zones, models, validation)."""
+    creator_name: str = ""
+    creator_email: str = ""
+    creator_url: str = ""
+    institution: str = ""
+    license: str = "CC-BY-4.0"
+    """The maps' licence: one your inputs allow (SRDB v5 is MIT; COSORE and FLUXNET2015 Tier 1 are
+    CC-BY-4.0, which asks users to cite them: they are in ``references``)."""
+    references: tuple[str, ...] = ()
+    """Added to the references fluxmap cites itself (each site source's data paper, the method
+    papers of what the run used)."""
+    acknowledgement: str = ""
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Where the Dask work runs."""
 
@@ -519,6 +542,8 @@ class RunConfig:
     """Prediction, output and report settings."""
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
     """Where the Dask work runs."""
+    metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)
+    """The outputs' discovery metadata (ACDD): creator, licence, references."""
 
 
 SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -615,7 +640,7 @@ def _plausible(value: Any, where: str) -> tuple[tuple[str, tuple[float, float]],
 
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
-    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster"}
+    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster", "metadata"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -637,6 +662,7 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
             model[k] = tuple(sorted(model[k].items()))
     return RunConfig(
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
+        metadata=from_mapping(MetadataConfig, dict(data.get("metadata") or {}), where=f"{where}: metadata"),
         predict=from_mapping(PredictConfig, predict, where=f"{where}: predict"),
         model=from_mapping(ModelConfig, model, where=f"{where}: model"),
         workdir=_checked(data.get("workdir", "fluxmap-output"), str, f"{where}: workdir"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import dask
 
@@ -158,3 +159,18 @@ def predict_and_report(cfg, *, log=print) -> dict:
     from fluxmap.stages.report import report_stage
 
     return report_stage(cfg, predict_stage(cfg, log=log), log=log)
+
+
+def cf_errors(path: str | Path, report_dir: str | Path) -> list[str]:
+    """compliance-checker's CF-1.10 errors (its high-priority messages) on a netCDF file or Zarr
+    store, as ``"<section>: <message>"`` lines (the JSON report is left in ``report_dir``)."""
+    import json
+
+    from compliance_checker.runner import CheckSuite, ComplianceChecker
+
+    report = Path(report_dir) / f"{Path(path).name}.cf.json"
+    CheckSuite.load_all_available_checkers()
+    ComplianceChecker.run_checker(str(path), ["cf:1.10"], 0, "normal", output_filename=str(report),
+                                  output_format="json")  # fmt: skip
+    result = json.loads(report.read_text())["cf:1.10"]
+    return [f"{c['name']}: {m}" for c in result["high_priorities"] for m in c["msgs"]]

@@ -26,6 +26,7 @@ from fluxmap.demo.physics import (
     _Waves,
 )
 from fluxmap.demo.stores import _time_blocks, _zarr_write
+from fluxmap.io.progress import Progress
 from fluxmap.science import products
 from fluxmap.science.grids import IGBP, era5_grid, landcover_at_points
 
@@ -232,7 +233,8 @@ def _write_era5(
     _zarr_write(_era5_template(lat, lon, days, chunks), path, fmt=3, mode="w", compute=False)
     t0 = pd.Timestamp(f"{min(cfg.years)}-01-01")
     blocks = list(_time_blocks(len(days), 31))
-    for bi, sl in enumerate(blocks):
-        if progress and bi % 6 == 0:
-            print(f"  demo world: ERA5-like block {bi + 1}/{len(blocks)}", flush=True)
-        _zarr_write(_era5_days(surf, basis, days[sl], t0, year_anom), path, fmt=3, region={"time": sl})
+    say = (lambda line: print(line, flush=True)) if progress else (lambda line: None)
+    with Progress(len(blocks), "demo world: ERA5-like months", say) as bar:
+        for bi, sl in enumerate(blocks):
+            _zarr_write(_era5_days(surf, basis, days[sl], t0, year_anom), path, fmt=3, region={"time": sl})
+            bar(bi + 1)

@@ -41,6 +41,7 @@ from fluxmap.demo.sites import _place_sites, _Sites, _write_sites
 from fluxmap.demo.stores import _time_blocks, _zarr_write
 from fluxmap.demo.truth import ZONES, _zone_flag_attrs, truth_fluxes, truth_zone
 from fluxmap.io.landcover import read_mcd12c1
+from fluxmap.io.progress import Progress
 from fluxmap.io.provenance import sha256
 from fluxmap.science import periods, products
 from fluxmap.science.grids import IGBP, LatLonGrid, landcover_on_grid
@@ -272,11 +273,19 @@ def _write_periods(
     """Fill the 8-day stores block by block; return the truth at the sites, ``(n_sites, n_periods)`` by name."""
     at_sites: list[dict[str, np.ndarray]] = []
     blocks = list(_time_blocks(len(starts), cfg.time_chunk))
-    for bi, sl in enumerate(blocks):
-        if progress:
-            print(f"  demo world: 8-day block {bi + 1}/{len(blocks)}", flush=True)
-        at_sites += _write_period_block(root, cfg, static, starts, ndays, sl, year_anom, basis, sites)
+    with Progress(len(blocks), "demo world: 8-day blocks", _say if progress else _quiet) as bar:
+        for bi, sl in enumerate(blocks):
+            at_sites += _write_period_block(root, cfg, static, starts, ndays, sl, year_anom, basis, sites)
+            bar(bi + 1)
     return {k: np.stack([d[k] for d in at_sites], axis=1) for k in at_sites[0]}
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _quiet(line: str) -> None:
+    pass
 
 
 # --- the world -----------------------------------------------------------------------------------

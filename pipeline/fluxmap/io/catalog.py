@@ -68,21 +68,20 @@ def open_stac(
     names are the asset keys (the products' SDS names), so the decoders apply as is.
     Needs ``pip install 'fluxmap[cloud]'``.
     """
-    import odc.stac
-    import pystac_client
+    from fluxmap._extras import require
 
+    odc_stac = require("odc.stac", "cloud")
+    pystac_client = require("pystac_client", "cloud")
     modifier = None
     if "planetarycomputer" in url:
-        import planetary_computer
-
-        modifier = planetary_computer.sign_inplace
+        modifier = require("planetary_computer", "cloud").sign_inplace
     box = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else list(bbox)
     client = pystac_client.Client.open(url, modifier=modifier)
     items = client.search(collections=[collection], bbox=box, datetime=datetime).item_collection()
     if len(items) == 0:
         raise CatalogError(f"STAC {url}: no {collection} items in bbox {box} for {datetime}")
     extra = {k: v for k, v in (("crs", crs), ("resolution", resolution)) if v is not None}
-    return odc.stac.load(items, bands=assets, bbox=box, chunks=chunks, groupby="solar_day", **extra)
+    return odc_stac.load(items, bands=assets, bbox=box, chunks=chunks, groupby="solar_day", **extra)
 
 
 def _stac_reader_base() -> type:

@@ -17,6 +17,7 @@ from fluxmap.science.validate import metrics
 __all__ = ["map_figure", "plot_obs_pred", "plot_zone_map", "profile_figure"]
 
 _MAX_DRAWN = 4_000_000  # cells: display_field's largest view is 1,500 x 1,500 = 2.25 M
+_DENSE = 1_000  # records above which observed vs predicted is drawn as density (hexbin)
 
 
 def _plt() -> Any:
@@ -26,6 +27,46 @@ def _plt() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _projection(lon: np.ndarray, lat: np.ndarray) -> tuple[Any, bool]:
+    """Robinson for a (nearly) global map, else plate carrée over the field; and whether global."""
+    import cartopy.crs as ccrs
+
+    span = float(np.nanmax(lon) - np.nanmin(lon)) if lon.size > 1 else 0.0
+    wide = span >= 300.0
+    return (ccrs.Robinson() if wide else ccrs.PlateCarree()), wide
+
+
+def _geo_axes(plt: Any, da: xr.DataArray, size: tuple[float, float] = (9.5, 4.8)) -> tuple[Any, Any, Any]:
+    """A figure and map axes fitted to ``da``'s extent, and the data's CRS (plate carrée)."""
+    import cartopy.crs as ccrs
+
+    lon, lat = np.asarray(da.lon.values, float), np.asarray(da.lat.values, float)
+    proj, wide = _projection(lon, lat)
+    fig = plt.figure(figsize=size)
+    ax = fig.add_subplot(1, 1, 1, projection=proj)
+    dlon = float(np.abs(np.diff(lon)).min()) / 2 if lon.size > 1 else 0.5
+    dlat = float(np.abs(np.diff(lat)).min()) / 2 if lat.size > 1 else 0.5
+    if wide:
+        ax.set_global()
+    else:
+        ax.set_extent([lon.min() - dlon, lon.max() + dlon, lat.min() - dlat, lat.max() + dlat], ccrs.PlateCarree())
+    grid = ax.gridlines(draw_labels=not wide, linewidth=0.3, color="0.6", alpha=0.6)
+    if not wide:
+        grid.top_labels = grid.right_labels = False
+    return fig, ax, ccrs.PlateCarree()
+
+
+def _coastline(ax: Any, land: xr.DataArray | None, data_crs: Any) -> None:
+    """The coastline of the map's own land (its land fraction at 0.5): it matches the data's land
+    exactly and needs no download (the demo's and real runs' land come from MCD12C1)."""
+    if land is None:
+        return
+    land = land.compute()
+    if np.isfinite(land.values).any() and np.nanmax(land.values) > 0.5 > np.nanmin(land.values):
+        ax.contour(land.lon, land.lat, land.fillna(0.0), levels=[0.5], colors="0.15", linewidths=0.5,
+                   transform=data_crs)  # fmt: skip
 
 
 def map_figure(
@@ -38,9 +79,13 @@ def map_figure(
     vmin: float | None = None,
     vmax: float | None = None,
     symmetric: bool = False,
+    land: xr.DataArray | None = None,
+    categories: dict[int, str] | None = None,
 ) -> Path:
-    """A lat/lon map of a 2-D field small enough to draw (see :func:`fluxmap.science.aggregate.display_field`).
-    ``symmetric``: a colour scale centred on 0 (differences)."""
+    """A map (cartopy: Robinson when global, else plate carrée) of a 2-D field small enough to draw
+    (see :func:`fluxmap.science.aggregate.display_field`), with the coastline of ``land`` (a land
+    fraction on the same view). ``symmetric``: a diverging scale centred on 0 (NEE, differences).
+    ``categories``: a categorical field (value -> name) drawn with one colour per class and a legend."""
     if da.size > _MAX_DRAWN:
         raise ValueError(
             f"{path.name}: {da.name or 'field'} has {da.size:,} cells {dict(da.sizes)}, more than a figure "
@@ -48,21 +93,33 @@ def map_figure(
         )
     da = da.compute()  # the small view: computed once
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4))
+    from matplotlib import colors
+    from matplotlib.patches import Patch
+
+    fig, ax, data_crs = _geo_axes(plt, da)
     finite = da.values[np.isfinite(da.values)]
-    lo = vmin if vmin is not None else (np.percentile(finite, 2) if finite.size else 0)
-    hi = vmax if vmax is not None else (np.percentile(finite, 98) if finite.size else 1)
-    if symmetric:
-        hi = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
-        lo = -hi
-    im = ax.pcolormesh(da.lon, da.lat, da, cmap=cmap, vmin=lo, vmax=hi, shading="auto")
-    fig.colorbar(im, ax=ax, label=units)
-    ax.set_xlabel("longitude")
-    ax.set_ylabel("latitude")
+    if categories:
+        keys = sorted(categories)
+        palette = plt.get_cmap("tab20" if len(keys) > 10 else "tab10")
+        listed = colors.ListedColormap([palette(i % palette.N) for i in range(len(keys))])
+        norm = colors.BoundaryNorm([k - 0.5 for k in keys] + [keys[-1] + 0.5], listed.N)
+        ax.pcolormesh(da.lon, da.lat, da, cmap=listed, norm=norm, shading="auto", transform=data_crs)
+        present = set(np.unique(finite).astype(int))
+        handles = [Patch(color=listed(i), label=categories[k]) for i, k in enumerate(keys) if k in present]
+        ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.8, title=units, title_fontsize=7)
+    else:
+        lo = vmin if vmin is not None else (np.percentile(finite, 2) if finite.size else 0)
+        hi = vmax if vmax is not None else (np.percentile(finite, 98) if finite.size else 1)
+        if symmetric:
+            hi = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
+            hi = hi if hi > 0 else 1.0
+            lo = -hi
+        im = ax.pcolormesh(da.lon, da.lat, da, cmap=cmap, vmin=lo, vmax=hi, shading="auto", transform=data_crs)
+        fig.colorbar(im, ax=ax, label=units, shrink=0.8, extend="both" if symmetric else "neither")
+    _coastline(ax, land, data_crs)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -100,7 +157,13 @@ def plot_obs_pred(
     hi = float(np.nanmax([df[obs].max()] + [df[c].max() for c in pred_cols.values()]))
     for ax, (label, col) in zip(axes[0], pred_cols.items()):
         m = metrics(df[obs].to_numpy(), df[col].to_numpy())
-        ax.scatter(df[obs], df[col], s=4, alpha=0.4, color="tab:blue")
+        if len(df) > _DENSE:  # overlapping points: their density, not a blot
+            both = df[[obs, col]].dropna()
+            hb = ax.hexbin(both[obs], both[col], gridsize=45, bins="log", mincnt=1, cmap="Blues",
+                           extent=(lo, hi, lo, hi))  # fmt: skip
+            fig.colorbar(hb, ax=ax, label="records per hexagon", shrink=0.8)
+        else:
+            ax.scatter(df[obs], df[col], s=6, alpha=0.5, color="tab:blue")
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
@@ -118,19 +181,14 @@ def plot_obs_pred(
     return path
 
 
-def plot_zone_map(zmap: xr.DataArray, k: int, path: Path) -> None:
-    """The zones (1..k; 0 = not land, left blank) of a display-sized zone map."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4))
-    cmap = plt.get_cmap("tab10", k)
-    im = ax.pcolormesh(zmap.lon, zmap.lat, zmap.where(zmap > 0), cmap=cmap, vmin=0.5, vmax=k + 0.5, shading="auto")
-    fig.colorbar(im, ax=ax, ticks=range(1, k + 1), label="zone")
-    ax.set_xlabel("longitude")
-    ax.set_ylabel("latitude")
-    ax.set_title(
-        "environmental zones (PCA + k-means on long-term climate, vegetation, elevation, soil carbon)", fontsize=9
+def plot_zone_map(zmap: xr.DataArray, k: int, path: Path, *, land: xr.DataArray | None = None) -> None:
+    """The zones (1..k; 0 = not land, left blank) of a display-sized zone map, one colour and a
+    legend entry per zone."""
+    map_figure(
+        zmap.where(zmap > 0),
+        path,
+        title="environmental zones (PCA + k-means on long-term climate, vegetation, elevation, soil carbon)",
+        units="zone",
+        categories={z: f"zone {z}" for z in range(1, k + 1)},
+        land=land if land is not None else (zmap > 0).astype("float32"),
     )
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)

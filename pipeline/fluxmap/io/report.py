@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fluxmap.io.provenance import write_text
 
 __all__ = [
-    "annual_report",
     "bootstrap_sentence",
+    "opening_lines",
+    "totals_sentences",
+    "truth_disagreements",
+    "variable_table",
     "summary_markdown",
     "target_log_lines",
     "target_report",
@@ -31,9 +35,15 @@ def write_report(
     truth_by_zone: pd.DataFrame | None = None,
     formats: str,
     unmodelled: pd.DataFrame | None = None,
+    names: list[str] | None = None,
+    variables: pd.DataFrame | None = None,
+    license: str = "",
 ) -> Path:
-    """The run report: totals, partition, the validation tables, figures, and (demo) the error vs truth.
-    ``unmodelled``: the zones mapped without a validated model of their own, and their area."""
+    """The run report: totals with their spread and what they rest on, what disagrees with the
+    demo's truth, partition, the validation tables, figures, and how to open the store.
+    ``unmodelled``: the zones mapped without a validated model of their own, and their area;
+    ``names``: the mapped fluxes; ``variables``: :func:`variable_table` of the store."""
+    names = names or [c for c in totals.columns if c in ("sr", "rh", "nee", "reco", "gpp", "ra")]
     lines = [
         "# fluxmap run report",
         "",
@@ -41,6 +51,9 @@ def write_report(
         "",
         "## Global totals (Pg C yr-1)",
         "",
+        *totals_sentences(totals, names),
+        "",
+        *(truth_disagreements(truth) if truth is not None else []),
         totals.round(3).to_markdown(),
         "",
         "Each total is the sum over the 8-day periods present in that year, annualized: divided by "
@@ -49,7 +62,12 @@ def write_report(
         "area-days with a value over the maps. `land_km2_never_predicted_max`: land (cell area x land fraction) "
         "with no value in any period (cells with land fraction <= 0.5 carry no zone and are not predicted), "
         "counted as zero. `<target>_from_missing_predictors`: the part of the total from cell-periods predicted "
-        "with a predictor missing (the model's learned default direction).",
+        "with a predictor missing (the model's learned default direction), and "
+        "`<target>_missing_predictors_area_fraction` their share of the land area-days. `<target>_sd_upper_bound`: "
+        "the bootstrap members' standard deviation summed over the cells, which is the total's standard deviation "
+        "if the members' errors were perfectly correlated across cells and an upper bound on it otherwise (the "
+        "8-day store keeps the members' spread per cell, not the members; the annual maps' totals give the exact "
+        "spread of the members' own totals).",
         "",
     ]
     if any(str(c).endswith("_unified") for c in totals.columns):
@@ -85,8 +103,99 @@ def write_report(
             "",
         ]
     lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figures.items()] + ["", "## Validation", "", validation]
+    lines += ["", *opening_lines(store, variables, license)]
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _mean(table: pd.DataFrame, column: str) -> float:
+    return float(table[column].mean()) if column in table else float("nan")
+
+
+def totals_sentences(totals: pd.DataFrame, names: list[str]) -> list[str]:
+    """Per mapped flux, in words: its total (mean over the years), the upper bound of its ensemble
+    spread, and the shares resting on missing predictors and on cells outside the area of applicability."""
+    out = []
+    for v in names:
+        if v not in totals:
+            continue
+        parts = [f"- **{v}**: {_mean(totals, v):.2f} Pg C yr-1 (mean over {len(totals)} year(s))"]
+        sd = _mean(totals, f"{v}_sd_upper_bound")
+        if np.isfinite(sd):
+            parts.append(f"ensemble SD at most {sd:.2f} (the cells' spreads added as if fully correlated)")
+        share = _mean(totals, f"{v}_missing_predictors_area_fraction")
+        if np.isfinite(share):
+            parts.append(
+                f"{share:.0%} of the land area-days predicted with a predictor missing (the model's default "
+                f"direction), {_mean(totals, f'{v}_from_missing_predictors'):.2f} Pg C yr-1 of the total from them"
+            )
+        outside = _mean(totals, f"{v}_outside_aoa_area_fraction")
+        if np.isfinite(outside):
+            parts.append(
+                f"{outside:.0%} outside the unified model's area of applicability "
+                f"({_mean(totals, f'{v}_from_outside_aoa'):.2f} Pg C yr-1)"
+            )
+        out.append("; ".join(parts) + ".")
+    return out
+
+
+def truth_disagreements(truth: pd.DataFrame, *, tolerance: float = 0.1) -> list[str]:
+    """Plain sentences for every total whose sign, or size by more than ``tolerance``, disagrees with
+    the demo world's truth (``truth``: the error-vs-truth table, one row per target)."""
+    lines = []
+    for target, row in truth.iterrows():
+        pred, true = float(row["predicted_total_pg_c_yr"]), float(row["truth_total_pg_c_yr"])
+        if np.sign(pred) != np.sign(true) and abs(true) > 1e-9:
+            what = (" (a net source to the atmosphere)" if pred > 0 else " (a net sink)") if target == "nee" else ""
+            lines.append(
+                f"- **{target}: the sign is wrong.** The map's total is {pred:+.2f} Pg C yr-1{what}, "
+                f"the truth's {true:+.2f}."
+            )
+        elif abs(pred - true) > tolerance * abs(true):
+            lines.append(
+                f"- **{target}: the total is {abs(pred - true) / abs(true):.0%} "
+                f"{'too high' if abs(pred) > abs(true) else 'too low'}** ({pred:.2f} vs the truth's {true:.2f} Pg C yr-1)."
+            )
+    if not lines:
+        return [f"Every total is within {tolerance:.0%} of the demo world's truth, with the right sign.", ""]
+    return ["Against the demo world's known truth:", "", *lines, ""]
+
+
+def variable_table(ds: Any) -> pd.DataFrame:
+    """The store's variables: name, dimensions, units and long name."""
+    rows = [
+        {"variable": str(v), "dimensions": ", ".join(map(str, ds[v].dims)), "units": ds[v].attrs.get("units", ""),
+         "meaning": ds[v].attrs.get("long_name", "")}
+        for v in sorted(ds.data_vars, key=str)
+        if not str(v).endswith("_bnds")
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def opening_lines(store: str, variables: pd.DataFrame | None, license: str) -> list[str]:
+    """How to open the store, what it holds, and its licence."""
+    lines = [
+        "## Opening the output",
+        "",
+        "```python",
+        "import xarray as xr",
+        f'ds = xr.open_zarr("{store}")  # lazy: nothing is read until used',
+        'ds.sr.sel(lat=50.5, lon=10.5, method="nearest").plot()  # a cell\'s 8-day series (needs matplotlib)',
+        "```",
+        "",
+        "Total of a flux from the store alone: `(ds.sr * days * ds.cell_area * ds.land_fraction).sum() / 1e15` "
+        "(Pg C over the days of `time_bnds`). For GDAL before 3.9, Panoply or CDO, `fluxmap export --format "
+        "netcdf` writes one CF-1.10 netCDF file per flux and year.",
+        "",
+    ]
+    if variables is not None and len(variables):
+        lines += [variables.to_markdown(index=False), ""]
+    if license:
+        lines += [
+            f"Licence of the maps: {license} (the store's `license` attribute; its `references` cite the data).",
+            "",
+        ]
+    return lines
 
 
 # --- the model stage's reports ----------------------------------------------------------------
@@ -270,181 +379,3 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "`r2_unified_non_nested`. `skill_*`: 1 - SSE(model) / SSE(best reference), `best_reference` among the "
         "training mean and the target's published-form model.\n\n" + table.round(3).to_markdown(index=False) + "\n"
     )
-
-
-# --- the annual maps' report -------------------------------------------------------------------
-
-_PUBLISHED_NAMES = {"sr": "SR", "rh": "HR", "ra": "AR = SR - HR", "rh_over_sr": "HR/SR"}
-
-
-def _ours(tables: dict[str, pd.DataFrame], name: str) -> tuple[float, float, float]:
-    """The run's global figure for a published quantity (first year), with its ensemble 5-95 %
-    range where there is one (NaN otherwise)."""
-    nan = float("nan")
-    tot = tables["totals"].reset_index()
-    comp = tables.get("components")
-    if name in set(tot.target):
-        r = tot[tot.target == name].iloc[0]
-        return (
-            float(r.total_pg_c_yr),
-            float(r.get("ensemble_p05_pg_c_yr", nan)),
-            float(r.get("ensemble_p95_pg_c_yr", nan)),
-        )
-    if comp is not None and len(comp):
-        g = comp[comp.scope == "global"].iloc[0]
-        if name == "ra":
-            return float(g.ar_pg_c_yr), nan, nan
-        if name == "rh_over_sr":
-            return float(g.rh_over_sr), nan, nan
-    return nan, nan, nan
-
-
-def _where_lines(where: pd.DataFrame, v: str) -> list[str]:
-    """Sentences on where a flux's map stands on its held-out sites: by latitude band and biome, the
-    regions whose site bias times land area is largest, and where the area outside the area of
-    applicability carries its flux."""
-    lines: list[str] = []
-    w = where[(where.target == v)]
-    if not len(w):
-        return lines
-    year = w.year.min()
-    w = w[w.year == year]
-    for scope in ("latitude band", "biome", "zone"):
-        part = w[w.scope == scope]
-        if "site_bias_x_land_pg_c_yr" not in part or not part.site_bias_x_land_pg_c_yr.notna().any():
-            continue
-        ranked = (
-            part.dropna(subset=["site_bias_x_land_pg_c_yr"])
-            .reindex(part.site_bias_x_land_pg_c_yr.abs().sort_values(ascending=False).index)
-            .dropna(subset=["site_bias_x_land_pg_c_yr"])
-        )
-        items = [
-            f"{r['name']} {r.site_bias_x_land_pg_c_yr:+.1f} (held-out bias {r.sites_bias:+.3f} g C m-2 d-1 at "
-            f"{int(r.physical_sites)} sites, R2 {r.sites_r2:.2f}; map {r.total_pg_c_yr:.1f} Pg C yr-1)"
-            for _, r in ranked.head(3).iterrows()
-        ]
-        unsampled = (
-            part[part.sites_records.isna() & (part.total_pg_c_yr.abs() > 0.05)]
-            if "sites_records" in part
-            else part.iloc[:0]
-        )
-        lines.append(
-            f"- By {scope}, the map's total would move most if it were off as its held-out sites are: "
-            + "; ".join(items)
-            + (
-                f". No site in: {', '.join(unsampled['name'])} (carrying {unsampled.total_pg_c_yr.sum():.1f} Pg C yr-1)."
-                if len(unsampled)
-                else "."
-            )
-        )
-    bands = w[w.scope == "latitude band"]
-    if "from_outside_aoa_pg_c_yr" in bands and bands.from_outside_aoa_pg_c_yr.notna().any():
-        top = bands.sort_values("from_outside_aoa_pg_c_yr", ascending=False).iloc[0]
-        lines.append(
-            f"- Outside the area of applicability: {bands.from_outside_aoa_pg_c_yr.sum():.1f} Pg C yr-1, most in "
-            f"{top['name']} ({top.from_outside_aoa_pg_c_yr:.1f} Pg C yr-1, {top.outside_aoa_area_fraction:.0%} of "
-            "its land outside)."
-        )
-    return lines
-
-
-def annual_report(
-    path: Path,
-    *,
-    tables: dict[str, pd.DataFrame],
-    published: dict[str, float],
-    source: str,
-    summary: pd.DataFrame,
-    mappings: dict[str, dict[str, Any] | None],
-    store: str,
-    climatological: bool,
-) -> Path:
-    """The annual maps' report: totals with the ensemble's range, the published figures beside them
-    and where the run differs (latitude bands, biomes, zones: the held-out sites' bias there times
-    the land it maps, and the area outside the area of applicability), the components, how each
-    flux was mapped and the nested validation."""
-    tot = tables["totals"].reset_index()
-    keep = [c for c in ("target", "year", "total_pg_c_yr", "unified_total_pg_c_yr", "ensemble_members",
-                        "ensemble_sd_pg_c_yr", "ensemble_p05_pg_c_yr", "ensemble_p95_pg_c_yr",
-                        "outside_aoa_area_fraction", "from_outside_aoa_pg_c_yr") if c in tot]  # fmt: skip
-    lines = [
-        "# fluxmap annual maps report",
-        "",
-        f"Gridded output: `{store}`"
-        + (
-            " (one climatological year: the predictors are climatologies and static layers)." if climatological else "."
-        ),
-        "",
-        "## Global totals (Pg C yr-1)",
-        "",
-        tot[keep].round(3).to_markdown(index=False),
-        "",
-        "`total_pg_c_yr`: the zone models' map (the unified model's where a zone has none); `unified_total_pg_c_yr`: "
-        "the unified model's map; `ensemble_*`: each bootstrap member's own map summed, their SD and 5-95 % range; "
-        "`outside_aoa_*`: land area outside the area of applicability (Meyer & Pebesma 2021) and the flux mapped "
-        "there. The members are unified models fitted on site bootstraps (80 % of the physical sites, rows "
-        "stratified by vegetation class): their range is the spread of that model, not an interval around the "
-        "zone models' total.",
-        "",
-    ]
-    if published:
-        rows = []
-        for name, value in published.items():
-            ours, lo, hi = _ours(tables, name)
-            rows.append({"quantity": _PUBLISHED_NAMES.get(name, name), "fluxmap": ours, "ensemble_p05": lo,
-                         "ensemble_p95": hi, "published": value, "difference": ours - value,
-                         "relative": (ours - value) / value if value else float("nan")})  # fmt: skip
-        lines += [
-            f"## Beside the published figures{f' ({source})' if source else ''}",
-            "",
-            pd.DataFrame(rows).round(3).to_markdown(index=False),
-            "",
-            "The published figures are a yardstick: nothing in the run is tuned to them. Where the run stands on "
-            "the held-out sites, region by region (the full table is `where.csv`):",
-            "",
-        ]
-        for name in published:
-            if name in set(tot.target):
-                ours = _ours(tables, name)[0]
-                lines.append(f"**{_PUBLISHED_NAMES.get(name, name)}** ({ours:.1f} vs {published[name]:.1f} published, "
-                             f"{ours - published[name]:+.1f} Pg C yr-1):")  # fmt: skip
-                lines += _where_lines(tables["where"], name) + [""]
-    elif "where" in tables and len(tables["where"]):
-        lines += ["## Where the maps stand on their held-out sites", ""]
-        for v in tot.target.unique():
-            lines += [f"**{v}**:"] + _where_lines(tables["where"], v) + [""]
-    if "components" in tables:
-        c = tables["components"]
-        lines += ["## Components: AR = SR - HR and HR/SR (Pg C yr-1)", "", c.round(3).to_markdown(index=False), ""]
-    for target, note in mappings.items():
-        if not note:
-            continue
-        v = target.partition(":")[0]
-        row = summary[summary.target == target]
-        how = (
-            f"{note['denominator'].partition(':')[0]} x {note['ratio'].partition(':')[0]}"
-            if note["mapped_as"] == "ratio"
-            else "its own model"
-        )
-        lines += [f"## How {v} is mapped", "", f"{v} is mapped as {how} ({note['why']})."]
-        if len(row) and "paired_composed_r2" in row:
-            r = row.iloc[0]
-            lines.append(
-                f"On the records giving both, held out (nested): {v} by its own model R2 {r.paired_independent_r2:.3f} "
-                f"(RMSE {r.paired_independent_rmse:.3f}), as the product R2 {r.paired_composed_r2:.3f} (RMSE "
-                f"{r.paired_composed_rmse:.3f}); difference {r.paired_composed_minus_independent_r2:+.3f}, site "
-                f"bootstrap 5-95 % [{r.paired_composed_minus_independent_r2_lo:+.3f}, "
-                f"{r.paired_composed_minus_independent_r2_hi:+.3f}]."
-            )
-        lines.append("")
-    cols = [c for c in ("target", "physical_sites", "rows", "r2_unified", "r2_zone", "best_reference",
-                        "skill_unified", "bootstrap_members", "mapped_as") if c in summary]  # fmt: skip
-    lines += [
-        "## Nested validation (held-out physical sites)",
-        "",
-        summary[cols].round(3).fillna("").to_markdown(index=False),
-        "",
-        "Per target: `models/<target>/report.md`.",
-    ]
-    write_text(path, "\n".join(lines) + "\n")
-    return path

@@ -9,31 +9,30 @@ are never computed or written: readers see the fill value (NaN) there.
 
 Zarr format 2 is the default because GDAL 3.6 and netCDF-C 4.9 (Debian 12) read it;
 both fail on format 3 (GDAL: "not recognized as a supported file format"; ncdump
-shows an empty dataset). Consolidated metadata is written in both formats.
+shows an empty dataset). Consolidated metadata is written in both formats. The CF metadata
+is set by :mod:`fluxmap.io.cf`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from fluxmap.io.cf import complete_cf, type_attributes
 from fluxmap.io.provenance import atomic_path, cache_key, data_fingerprint, write_json
-from fluxmap.science import periods, products
 from fluxmap.science.extract import to_periods
 from fluxmap.science.grids import LatLonGrid
 
 __all__ = [
     "block_counts",
     "block_index",
-    "cf_dataset",
     "create_store",
     "done_regions",
     "fill_regions",
@@ -45,129 +44,7 @@ __all__ = [
     "write_keyed",
 ]
 
-WGS84_WKT = (
-    'GEOGCRS["WGS 84",DATUM["World Geodetic System 1984",ELLIPSOID["WGS 84",6378137,298.257223563,'
-    'LENGTHUNIT["metre",1]]],PRIMEM["Greenwich",0,ANGLEUNIT["degree",0.0174532925199433]],CS[ellipsoidal,2],'
-    'AXIS["geodetic latitude (Lat)",north,ORDER[1],ANGLEUNIT["degree",0.0174532925199433]],'
-    'AXIS["geodetic longitude (Lon)",east,ORDER[2],ANGLEUNIT["degree",0.0174532925199433]],'
-    'ID["EPSG",4326]]'
-)
 _DONE = "fluxmap_regions_done"
-
-
-def _bounds(centres: np.ndarray) -> np.ndarray:
-    step = np.diff(centres).mean() if centres.size > 1 else 1.0
-    return np.stack([centres - step / 2, centres + step / 2], axis=1)
-
-
-def cf_dataset(pred: xr.Dataset, *, zone: xr.DataArray | None, attrs: dict[str, Any], step: str = "8day") -> xr.Dataset:
-    """Add CF metadata: units, standard/long names, cell_methods, grid mapping, bounds, fill values.
-    ``step``: ``8day`` (MODIS periods) or ``year`` (annual maps: bounds from 1 January to the next,
-    the time axis marked ``fluxmap_step: year`` so that totals count the year's days)."""
-    ds = pred.copy()
-    mean_of = ", 8-day mean, " if step == "8day" else ", annual mean, "
-    for name in list(ds.data_vars):
-        v = str(name)  # variable names are str here; xarray types them Hashable
-        base, _, suffix = v.partition("_")
-        ratio = re.fullmatch(r"([a-z]+)_([a-z]+)_ratio(?:_(unified|sd|p05|p95|mad|cv))?", v)
-        if ratio and ratio[1] in products.VARIABLES and ratio[2] in products.VARIABLES:
-            what = {None: "zone models", "unified": "unified model", "sd": "standard deviation of the bootstrap "
-                    "ensemble", "p05": "5th percentile of the bootstrap ensemble", "p95": "95th percentile of the "
-                    "bootstrap ensemble", "mad": "median absolute deviation of the bootstrap ensemble",
-                    "cv": "coefficient of variation of the bootstrap ensemble"}[ratio[3]]  # fmt: skip
-            ds[v].attrs = {
-                "long_name": f"ratio {ratio[1]}/{ratio[2]} modelled on records giving both{mean_of}{what}",
-                "units": "1",
-                "grid_mapping": "crs",
-                "cell_methods": "time: mean",
-            }
-            ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
-        elif base in products.VARIABLES and suffix in ("", "unified", "sd", "p05", "p95"):
-            spec = products.spec(base)
-            a = {"units": spec.units, "grid_mapping": "crs", "cell_methods": "time: mean"}
-            if suffix in ("", "unified"):
-                a.update(spec.attrs())
-                a.update(
-                    {
-                        "grid_mapping": "crs",
-                        "cell_methods": "time: mean",
-                        "long_name": spec.long_name + mean_of + ("unified model" if suffix else "zone models"),
-                    }
-                )
-            else:
-                what = {"sd": "standard deviation", "p05": "5th percentile", "p95": "95th percentile"}[suffix]
-                a["long_name"] = f"{what} of the bootstrap ensemble for {base}"
-            ds[v].attrs = {k: val for k, val in a.items() if k not in ("valid_min", "valid_max")}
-            ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
-        elif v.endswith("_di"):
-            ds[v].attrs = {
-                "long_name": f"dissimilarity index of {v.removesuffix('_di')}'s predictors to its training data "
-                "(Meyer & Pebesma 2021)",
-                "units": "1",
-                "grid_mapping": "crs",
-            }
-            ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
-        elif v.endswith("_aoa"):
-            ds[v].attrs = {
-                "long_name": f"1 inside the area of applicability of {v.removesuffix('_aoa')}'s unified model, 0 outside "
-                "(dissimilarity index above the training threshold)",
-                "flag_values": np.array([0, 1], "uint8"),
-                "flag_meanings": "outside inside",
-                "grid_mapping": "crs",
-            }
-            ds[v].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
-        elif v.endswith("_missing_predictors"):
-            ds[v].attrs = {
-                "long_name": f"1 where a predictor of {v.removesuffix('_missing_predictors')} was missing (model default used)",
-                "flag_values": np.array([0, 1], "uint8"),
-                "flag_meanings": "complete missing",
-                "grid_mapping": "crs",
-            }
-            ds[v].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
-    if zone is not None:
-        ds["zone"] = zone.astype("uint8").assign_attrs(
-            long_name="environmental zone of the cell (0 = not land)",
-            grid_mapping="crs",
-            flag_values=np.arange(0, int(zone.max()) + 1 if not zone.chunks else 16, dtype="uint8"),
-        )
-        ds["zone"].encoding = {"_FillValue": np.uint8(255), "dtype": "uint8"}
-    starts = pd.DatetimeIndex(ds.time.values)
-    if step == "year":
-        bounds = np.stack([starts.values, (starts + pd.DateOffset(years=1)).values], axis=1)
-    else:
-        bounds = periods.period_bounds(starts)
-    ds = ds.assign_coords(
-        time_bnds=(("time", "nv"), bounds),
-        lat_bnds=(("lat", "nv"), _bounds(ds.lat.values)),
-        lon_bnds=(("lon", "nv"), _bounds(ds.lon.values)),
-    )
-    ds["time"].attrs = {
-        "standard_name": "time",
-        "long_name": "start of the MODIS 8-day period" if step == "8day" else "start of the year",
-        "axis": "T",
-        "bounds": "time_bnds",
-    }
-    if step == "year":
-        ds["time"].attrs["fluxmap_step"] = "year"
-    ds["lat"].attrs = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y", "bounds": "lat_bnds"}
-    ds["lon"].attrs = {"standard_name": "longitude", "units": "degrees_east", "axis": "X", "bounds": "lon_bnds"}
-    for name in ds.data_vars:
-        if {"lat", "lon"} <= set(ds[name].dims):
-            # GDAL's Zarr driver takes the CRS from this attribute (it does not read CF grid_mapping).
-            ds[name].attrs["_CRS"] = {"wkt": WGS84_WKT}
-    ds["crs"] = xr.DataArray(
-        np.int32(0),
-        attrs={
-            "grid_mapping_name": "latitude_longitude",
-            "crs_wkt": WGS84_WKT,
-            "spatial_ref": WGS84_WKT,
-            "semi_major_axis": 6378137.0,
-            "inverse_flattening": 298.257223563,
-            "longitude_of_prime_meridian": 0.0,
-        },
-    )
-    ds.attrs = {"Conventions": "CF-1.10", **attrs}
-    return ds
 
 
 def region_slices(sizes: dict[str, int], chunks: dict[str, int]) -> list[dict[str, slice]]:
@@ -216,7 +93,7 @@ def _key(region: dict[str, slice]) -> str:
 def create_store(path: str | Path, template: xr.Dataset, *, zarr_format: int = 2, chunks: dict[str, int]) -> None:
     """Write the store's metadata (and the small static variables) from a lazy template."""
     enc = {}
-    template = template.copy()  # the caller's encodings stay as they are
+    template = complete_cf(template)  # a copy: the caller's encodings stay as they are
     for v in template.data_vars:
         e = dict(template[v].encoding)
         e["chunks"] = tuple(chunks.get(str(d), template.sizes[d]) for d in template[v].dims)
@@ -230,6 +107,7 @@ def create_store(path: str | Path, template: xr.Dataset, *, zarr_format: int = 2
         small.drop_vars([c for c in small.coords if c in ("time", "time_bnds")], errors="ignore").to_zarr(
             path, mode="a", zarr_format=zarr_format, consolidated=True
         )
+    type_attributes(path)
 
 
 def done_regions(path: str | Path) -> set[str]:

@@ -191,13 +191,19 @@ def _outer_fold(
 
 
 def nested_cv(
-    df: pd.DataFrame, features: list[str], protocol: Protocol, *, zones: ZoneFitter, n_jobs: int = 1
+    df: pd.DataFrame,
+    features: list[str],
+    protocol: Protocol,
+    *,
+    zones: ZoneFitter,
+    n_jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Outer folds of whole physical sites (``protocol.spec.folds``; 0 = one site per fold), every
     choice nested (see the module). ``df`` may carry ``true_zone`` (the demo's truth): zone models
     on the true zones are then fitted too. Returns ``df`` with the fold and every prediction
     column, and per fold its held-out sites, its number of zones (0: none could be fitted) and the
-    predictors chosen inside it."""
+    predictors chosen inside it. ``progress(done, total)`` is called as the outer folds finish."""
     from joblib import Parallel, delayed
 
     p, g = protocol, protocol.spec.group
@@ -205,9 +211,13 @@ def nested_cv(
     d["fold"] = group_folds(d[g], p.spec.folds, seed=p.spec.seed)
     folds = sorted(d.fold.unique())
     truth = "true_zone" in d and d.true_zone.notna().any()
-    parts = Parallel(n_jobs=n_jobs)(
+    parts = []
+    for part in Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_outer_fold)(p, d, (d.fold == f).to_numpy(), features, zones, truth) for f in folds
-    )
+    ):
+        parts.append(part)
+        if progress is not None:
+            progress(len(parts), len(folds))
     d = d.join(pd.concat([part for part, _ in parts]))
     chosen = pd.DataFrame(
         {

@@ -8,7 +8,7 @@ Annual max/min/mean of every predictor follow Zhu et al. (2024).
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,8 @@ __all__ = [
     "growing_season_mean",
     "long_term_means",
     "period_weights",
+    "cell_edges",
+    "regrid_conservative",
     "regrid_nearest",
 ]
 
@@ -162,6 +164,93 @@ def _pick(src: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
     return src[..., iy, :][..., ix]
 
 
+def cell_edges(centres: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` lower and upper edges of regular cells with these centres (either order)."""
+    centres = np.asarray(centres, float)
+    half = float(np.median(np.abs(np.diff(centres)))) / 2 if centres.size > 1 else 0.5
+    return np.stack([centres - half, centres + half], axis=1)
+
+
+def _lat_weights(tgt: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Area on the unit sphere (per radian of longitude) shared by target and source latitude bands."""
+    lo = np.clip(np.maximum(tgt[:, None, 0], src[None, :, 0]), -90, 90)
+    hi = np.clip(np.minimum(tgt[:, None, 1], src[None, :, 1]), -90, 90)
+    return np.where(hi > lo, np.sin(np.deg2rad(hi)) - np.sin(np.deg2rad(lo)), 0.0)
+
+
+def _lon_weights(tgt: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Degrees of longitude shared by target and source cells, across the 0/360 seam."""
+    w = np.zeros((tgt.shape[0], src.shape[0]))
+    for shift in (-360.0, 0.0, 360.0):
+        lo = np.maximum(tgt[:, None, 0], src[None, :, 0] + shift)
+        hi = np.minimum(tgt[:, None, 1], src[None, :, 1] + shift)
+        w += np.clip(hi - lo, 0.0, None)
+    return w
+
+
+def _conservative_block(
+    src: np.ndarray, tlat: np.ndarray, tlon: np.ndarray, *, slat: np.ndarray, slon: np.ndarray
+) -> np.ndarray:
+    """One output block: each target cell the area-weighted mean of the valid source cells it
+    overlaps (weights: shared area on the sphere), NaN where it overlaps none."""
+    wy, wx = _lat_weights(tlat, slat), _lon_weights(tlon, slon)
+    rows, cols = np.flatnonzero(wy.any(axis=0)), np.flatnonzero(wx.any(axis=0))
+    part = src[..., rows, :][..., cols]
+    wy, wx = wy[:, rows], wx[:, cols]
+    valid = np.isfinite(part)
+    num = np.matmul(np.matmul(wy, np.where(valid, part, 0.0)), wx.T)
+    den = np.matmul(np.matmul(wy, valid.astype("float64")), wx.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, num / den, np.nan)
+    return out.astype(src.dtype if src.dtype.kind == "f" else "float64")
+
+
+def regrid_conservative(
+    da: xr.DataArray, lat: np.ndarray, lon: np.ndarray, *, chunks: tuple[int, int] | None = None
+) -> xr.DataArray:
+    """First-order conservative regridding of a regular lat/lon field onto the cells centred at
+    ``lat`` x ``lon`` (any order; longitudes in either convention): each target cell the mean of
+    the source cells it overlaps, weighted by the shared area on the sphere; missing source cells
+    skipped. Lazy on dask input, in the pattern of :func:`regrid_nearest`: one task per output
+    block (``chunks``), each reading the source's single lat/lon chunk and using only the rows and
+    columns its cells overlap, so a prediction region computes its own cells and nothing else."""
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    slat, slon = cell_edges(da["lat"].values), cell_edges(da["lon"].values)
+    tlat, tlon = cell_edges(lat), cell_edges(lon)
+    other = [d for d in da.dims if d not in ("lat", "lon")]
+    coords = {"lat": ("lat", lat), "lon": ("lon", lon)}
+    out_coords: dict[Any, Any] = {**{d: da[d] for d in other if d in da.coords}, **coords}
+    if not da.chunks:
+        data = _conservative_block(da.transpose(*other, "lat", "lon").values, tlat, tlon, slat=slat, slon=slon)
+        return xr.DataArray(data, dims=(*other, "lat", "lon"), coords=out_coords, attrs=da.attrs)
+    import warnings
+
+    import dask.array as dsa
+    from dask.array.core import PerformanceWarning
+
+    src = da.transpose(*other, "lat", "lon").chunk({"lat": -1, "lon": -1}).data
+    cy, cx = chunks or (len(lat), len(lon))
+    letters = "".join(chr(ord("t") + i) for i in range(len(other)))
+    dtype = da.dtype if da.dtype.kind == "f" else np.dtype("float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PerformanceWarning)
+        data = dsa.blockwise(
+            _conservative_block,
+            letters + "yx",
+            src,
+            letters + "ab",
+            dsa.from_array(tlat, chunks=(cy, 2)),
+            "yk",
+            dsa.from_array(tlon, chunks=(cx, 2)),
+            "xk",
+            concatenate=True,
+            dtype=dtype,
+            slat=slat,
+            slon=slon,
+        )
+    return xr.DataArray(data, dims=(*other, "lat", "lon"), coords=out_coords, attrs=da.attrs)
+
+
 def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
     """Long-term zoning factors of every cell of the MODIS-like grid, lazily.
 
@@ -177,11 +266,14 @@ def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
     era = cubes["era5"][["t2m", "tp"]]
     era_p = to_periods(era) if pd.Series(era.time.values).diff().median() < pd.Timedelta(days=8) else era
     space = (modis.chunksizes["lat"][0], modis.chunksizes["lon"][0]) if modis.chunks else None
-    t2m_8day = regrid_nearest(era_p["t2m"], lat, lon, chunks=space).sel(time=modis["time"])
+    from fluxmap.science.regrid import regrid_to  # conservative onto cells larger than ERA5's
+
+    t2m_8day = regrid_to(era_p[["t2m"]], lat, lon, chunks=space)["t2m"].sel(time=modis["time"])
+    means = regrid_to(era.mean("time"), lat, lon, chunks=space)
     out = xr.Dataset(
         {
-            "t2m_mean": regrid_nearest(era["t2m"].mean("time"), lat, lon, chunks=space),
-            "tp_mean": regrid_nearest(era["tp"].mean("time"), lat, lon, chunks=space),
+            "t2m_mean": means["t2m"],
+            "tp_mean": means["tp"],
             "ndvi_mean": _time_mean(modis["ndvi"]),
             "lswi_growing_season": growing_season_mean(modis["lswi"], t2m_8day),
             "elevation": cubes["static"]["elevation"],

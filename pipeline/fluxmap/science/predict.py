@@ -20,8 +20,8 @@ import xarray as xr
 
 from fluxmap.science.applicability import Applicability, JointApplicability
 from fluxmap.science.extract import on_periods, to_periods
-from fluxmap.science.features import annual_stats, doy_features, period_weights, regrid_nearest
-from fluxmap.science.regrid import on_grid
+from fluxmap.science.features import annual_stats, doy_features, period_weights
+from fluxmap.science.regrid import on_grid, regrid_to
 
 __all__ = [
     "ModelSet",
@@ -156,7 +156,7 @@ def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2")
             ds.sizes["lat"] != lat.size or ds.sizes["lon"] != lon.size or not np.allclose(ds["lat"].values, lat)
         ):
             space = (chunks["lat"][0], chunks["lon"][0]) if chunks else None
-            ds = xr.Dataset({v: regrid_nearest(ds[v], lat, lon, chunks=space) for v in ds.data_vars}).sel(time=time)
+            ds = regrid_to(ds, lat, lon, chunks=space).sel(time=time)  # conservative onto larger cells
         timed.append(ds)
     tv = xr.merge(timed, join="inner", compat="override", combine_attrs="drop")
     if chunks:

@@ -189,18 +189,44 @@ _SPECS: list[VariableSpec] = [
     VariableSpec("elevation", "m", "surface elevation above mean sea level", -500.0, 9000.0, "surface_altitude"),
     VariableSpec("land_fraction", "1", "fraction of the cell that is land", 0.0, 1.0, "land_area_fraction"),
     VariableSpec("soc", "kg m-2", "soil organic carbon stock, 0-100 cm, kg C m-2", 0.0, 500.0),
-    VariableSpec("sr", FLUX_UNITS, "soil respiration (total soil CO2 efflux), g C m-2 d-1", -1.0, 80.0),
+    VariableSpec(
+        "sr",
+        FLUX_UNITS,
+        "soil respiration (total soil CO2 efflux), g C m-2 d-1",
+        -1.0,
+        80.0,
+        "surface_upward_mass_flux_of_carbon_dioxide_expressed_as_carbon_due_to_respiration_in_soil",
+    ),
     VariableSpec(
         "rh",
         FLUX_UNITS,
         "heterotrophic soil respiration, g C m-2 d-1",
         -1.0,
         60.0,
-        "heterotrophic_respiration_carbon_flux",
+        "surface_upward_mass_flux_of_carbon_dioxide_expressed_as_carbon_due_to_heterotrophic_respiration",
+        {"comment": "heterotrophic respiration of the soil (chamber measurements), the CF name's term for it"},
     ),
-    VariableSpec("ra", FLUX_UNITS, "autotrophic (root) respiration, g C m-2 d-1", -20.0, 60.0),
     VariableSpec(
-        "nee", FLUX_UNITS, "net ecosystem exchange of CO2, positive to the atmosphere, g C m-2 d-1", -40.0, 40.0
+        "ra",
+        FLUX_UNITS,
+        "autotrophic (root) respiration, g C m-2 d-1",
+        -20.0,
+        60.0,
+        "surface_upward_mass_flux_of_carbon_dioxide_expressed_as_carbon_due_to_plant_respiration_in_roots",
+    ),
+    VariableSpec(
+        "nee",
+        FLUX_UNITS,
+        "net ecosystem exchange of CO2, positive to the atmosphere, g C m-2 d-1",
+        -40.0,
+        40.0,
+        None,
+        {
+            "comment": "positive upward (a source to the atmosphere), as FLUXNET reports NEE. CF has no upward "
+            "name for it; its surface_net_downward_mass_flux_of_carbon_dioxide_expressed_as_carbon_due_to_"
+            "all_land_processes is -nee (and counts fire and land-use fluxes a tower does not see), so no "
+            "standard name is given."
+        },
     ),
     VariableSpec("reco", FLUX_UNITS, "ecosystem respiration, g C m-2 d-1", -5.0, 80.0),
 ]

@@ -1,10 +1,13 @@
 """Bringing a source grid onto another grid or onto points: nearest, bilinear or conservative,
 chosen per catalog entry (``metadata.fluxmap.regrid``), with ocean cells of a coarse grid filled
 from the nearest valid cell (``metadata.fluxmap.fill_coast``) so that coastal land on a finer grid
-gets a value.
+gets a value. Onto a grid whose cells are larger than the source's, the method is always
+conservative (:func:`method_for`): a target cell is the mean of the source cells it covers, not
+one of them (ERA5 precipitation sampled at 1 deg centres missed the cell means by 12 % RMS).
 
 Nearest and bilinear use xarray's ``interp`` (scipy underneath; lazy on dask input), continuous
-across the dateline; conservative uses xarray-regrid (area-weighted on the sphere). The sites and
+across the dateline; conservative is the area-weighted mean on the sphere, one task per output
+block (:func:`fluxmap.science.features.regrid_conservative`). The sites and
 the map sample a source the same way: the value at a site is the value the map's cell would get
 at the site's position.
 """
@@ -16,7 +19,17 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-__all__ = ["METHODS", "fill_nearest", "normalize", "on_grid", "sample_at_points", "to_grid", "to_points"]
+__all__ = [
+    "METHODS",
+    "fill_nearest",
+    "method_for",
+    "normalize",
+    "on_grid",
+    "regrid_to",
+    "sample_at_points",
+    "to_grid",
+    "to_points",
+]
 
 METHODS = ("nearest", "bilinear", "conservative")
 """Regridding methods a catalog entry may declare."""
@@ -102,7 +115,7 @@ def to_grid(
 ) -> xr.Dataset:
     """``ds`` (lat/lon axes) on the cell centres ``lat`` x ``lon`` (any order; longitudes in
     [-180, 180)). ``nearest`` and ``bilinear``: the value at each centre; ``conservative``: the
-    area-weighted mean over each target cell (xarray-regrid), for targets coarser than the source."""
+    area-weighted mean over each target cell on the sphere, for targets coarser than the source."""
     if method not in METHODS:
         raise ValueError(f"regrid method {method!r}: expected one of {METHODS}")
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
@@ -112,28 +125,18 @@ def to_grid(
         # One small task per output block picking cells by index (the 8-day maps' ERA5 path).
         picked = {v: regrid_nearest(ds[v], lat, lon, chunks=chunks) for v in ds.data_vars}
         return xr.Dataset(picked, attrs=ds.attrs)
-    src = normalize(ds)
     if method == "conservative":
-        import xarray_regrid  # noqa: F401  (registers the .regrid accessor)
+        from fluxmap.science.features import regrid_conservative
 
-        target = xr.Dataset(coords={"lat": np.sort(lat), "lon": np.sort(lon)})
-        got = src.regrid.conservative(target, latitude_coord="lat", time_dim=None)
-        got = got.map(_dense)
-        return got.sel(lat=lat, lon=lon).assign_attrs(ds.attrs)
+        # One task per output block over the source's overlapping cells (a region's cells only).
+        bare = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+        means = {v: regrid_conservative(bare[v], lat, lon, chunks=chunks) for v in bare.data_vars}
+        return xr.Dataset(means, attrs=ds.attrs)
+    src = normalize(ds)
     wrapped = _wrapped(src)
     kind: Literal["nearest", "linear"] = "nearest" if method == "nearest" else "linear"
     got = wrapped.interp(lat=_clip_lat(src, lat), lon=lon, method=kind)
     return got.assign_coords(lat=lat, lon=lon).assign_attrs(ds.attrs)
-
-
-def _dense(da: xr.DataArray) -> xr.DataArray:
-    """xarray-regrid returns sparse arrays when the ``sparse`` package is installed: back to numpy."""
-    data = da.data
-    if hasattr(data, "todense") and not hasattr(data, "dask"):
-        return da.copy(data=data.todense())
-    if hasattr(data, "map_blocks") and hasattr(data, "_meta") and hasattr(data._meta, "todense"):
-        return da.copy(data=data.map_blocks(lambda b: b.todense(), meta=np.array((), dtype=da.dtype)))
-    return da
 
 
 def to_points(ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray, method: str = "nearest") -> xr.Dataset:
@@ -158,9 +161,34 @@ def sample_at_points(ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray) -> xr.Dat
     return to_points(prepared(ds), lat, lon, ds.attrs.get("fluxmap_regrid", "nearest")).assign_attrs(ds.attrs)
 
 
-def on_grid(
-    ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray, *, chunks: tuple[int, int] | None = None
+def _step(values: np.ndarray) -> float:
+    values = np.asarray(values, float)
+    return float(np.median(np.abs(np.diff(values)))) if values.size > 1 else float("inf")  # robust to a 0/360 seam
+
+
+def method_for(src: xr.Dataset | xr.DataArray, lat: np.ndarray, lon: np.ndarray, declared: str = "nearest") -> str:
+    """``conservative`` when the target cells (``lat`` x ``lon`` centres) are larger than the
+    source's along either axis (by more than 1 %), else ``declared`` (nearest or bilinear sample a
+    field at centres of cells smaller than its own, which is what they are good at)."""
+    if _step(lat) > 1.01 * _step(src["lat"].values) or _step(lon) > 1.01 * _step(src["lon"].values):
+        return "conservative"
+    return declared
+
+
+def regrid_to(
+    ds: xr.Dataset,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    *,
+    declared: str = "nearest",
+    chunks: tuple[int, int] | None = None,
 ) -> xr.Dataset:
-    """A catalog entry on a grid, by the method its entry declares (``fluxmap_regrid``)."""
-    method = ds.attrs.get("fluxmap_regrid", "nearest")
+    """``ds`` on the grid by :func:`method_for`'s choice (lazy on dask input)."""
+    return to_grid(ds, lat, lon, method_for(ds, lat, lon, declared), chunks=chunks)
+
+
+def on_grid(ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray, *, chunks: tuple[int, int] | None = None) -> xr.Dataset:
+    """A catalog entry on a grid, by the method its entry declares (``fluxmap_regrid``), or
+    conservative when the grid's cells are larger than the entry's (:func:`method_for`)."""
+    method = method_for(ds, lat, lon, ds.attrs.get("fluxmap_regrid", "nearest"))
     return to_grid(prepared(ds), lat, lon, method, chunks=chunks).assign_attrs(ds.attrs)

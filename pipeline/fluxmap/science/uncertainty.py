@@ -9,6 +9,8 @@ standard deviation, median absolute deviation and coefficient of variation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -50,10 +52,12 @@ def bootstrap_ensemble(
     seed: int = 0,
     params: dict | None = None,
     group: str = "site_id",
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[FittedModel], pd.DataFrame]:
     """Train ``n_members`` models on stratified bootstrap samples of 80 % of the sites.
 
     Returns the members and a table of each member's score on its held-out 20 % of sites.
+    ``progress(done, total)`` is called after each member.
     """
     rng = np.random.default_rng(seed)
     sites = df[group].unique()
@@ -75,6 +79,8 @@ def bootstrap_ensemble(
         )
         members.append(m)
         scores.append({"member": i, **metrics(test["value"].to_numpy(), m.predict(test))})
+        if progress is not None:
+            progress(i + 1, n_members)
     return members, pd.DataFrame(scores)
 
 

@@ -224,6 +224,7 @@ def assign_zones(model: ZoneModel, factors: xr.Dataset) -> xr.DataArray:
         input_core_dims=[["factor"]],
         dask="parallelized",
         output_dtypes=[np.uint8],
+        keep_attrs="drop",  # the factors' attributes (air temperature's) are not the zone's
     )
     return out.rename("zone").assign_attrs(
         long_name="environmental zone (0 = every factor is missing)",

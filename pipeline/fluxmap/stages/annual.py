@@ -23,15 +23,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap._version import __version__
 from fluxmap.config import RunConfig, parse_ratio
-from fluxmap.io import report
+from fluxmap.io.annual_report import annual_report
+from fluxmap.io.cf import FLAGS, cf_dataset, landcover_attrs, refresh_discovery
 from fluxmap.io.models import load_mapping, load_zones
-from fluxmap.io.progress import Progress
+from fluxmap.io.progress import Progress, dask_progress
 from fluxmap.io.provenance import cache_key, data_fingerprint, sha256, write_table
 from fluxmap.io.store import (
     block_counts,
-    cf_dataset,
     create_store,
     fill_regions,
     land_regions,
@@ -45,6 +44,7 @@ from fluxmap.science.validate import scores_by_region
 from fluxmap.stages.common import (
     Log,
     catalog_inputs,
+    discovery_attrs,
     model_sources,
     modelled_targets,
     named_damage,
@@ -72,11 +72,9 @@ LAT_BANDS = {
 """Latitude bands of the components table."""
 
 
-def _store_attrs(cfg: RunConfig, key: str, climatological: bool, land_from: str) -> dict[str, str]:
+def _store_attrs(cfg: RunConfig, key: str, climatological: bool, land_from: str, targets: list[str]) -> dict[str, str]:
     return {
-        "title": "fluxmap gridded annual carbon fluxes",
-        "source": "fluxmap " + __version__,
-        "history": f"fluxmap {__version__} predict (annual targets)",
+        **discovery_attrs(cfg, targets, step="year"),
         "fluxmap_run_key": key,
         "fluxmap_config": json.dumps(dataclasses.asdict(cfg), default=str, sort_keys=True),
         "fluxmap_climatological_year": str(climatological).lower(),
@@ -114,18 +112,22 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     if not cfg.predict.resolution and {"era5", "mod09a1", "static"} <= set(cubes):
         # On the MODIS-like grid: the zone map the models stage wrote (or the 8-day maps), so both
         # products give a cell the same zone and the long-term means are not computed again.
-        zone_store, _ = zone_map_store(cfg, dict(cubes), models_dir, Path(cfg.workdir) / "predict")
+        with dask_progress("predict (annual): the zone map", log):
+            zone_store, _ = zone_map_store(cfg, dict(cubes), models_dir, Path(cfg.workdir) / "predict")
     inputs = catalog_inputs(cfg, cfg.extract.entries)
     years, climatological = map_years(cfg, cubes)
     # Sub-period sources (ERA5) as 8-day means, the store the 8-day maps use (written once).
-    period_mean_stores(cubes, Path(cfg.workdir) / "predict", inputs)
+    with dask_progress("predict (annual): 8-day means of sub-period sources", log):
+        period_mean_stores(cubes, Path(cfg.workdir) / "predict", inputs)
     lat, lon, grid = prediction_grid(cfg, cubes)
     # On the MODIS-like grid, its own chunks (its cubes are read block by block as the 8-day maps read them).
     chunk = cfg.predict.annual_chunk if cfg.predict.resolution else int(cubes["mod11a2"].chunksizes["lat"][0])
     refs = model_sources(
         targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified, member_maps=True
     )
-    cubes = needed_entries(cubes, [f for r in refs for f in r.load().features], load_zones(models_dir / "zones.json").factors)
+    cubes = needed_entries(
+        cubes, [f for r in refs for f in r.load().features], load_zones(models_dir / "zones.json").factors
+    )
     cube, tv = annual_cube(cubes, lat, lon, period_starts(years), chunk)
     cube, land, land_from = with_land(cfg, cube, grid, chunk)
     land_mask = land > (0.0 if cfg.extract.landcover else 0.5)
@@ -140,7 +142,9 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         {"models": {str(p.relative_to(models_dir)): sha256(p) for p in files}, **inputs,
          "zones": data_fingerprint(models_dir / "zones.json")},
     )  # fmt: skip
-    ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, climatological, land_from), step="year")
+    ds = cf_dataset(pred, zone=zone, zones=load_zones(models_dir / "zones.json").k, step="year",
+                    land_fraction=land.assign_attrs(long_name=f"fraction of the cell mapped ({land_from})"),
+                    attrs=_store_attrs(cfg, key, climatological, land_from, targets))  # fmt: skip
     if {"sr", "rh"} <= {t.split(":")[0] for t in targets}:
         ds = ds.assign(ra=(ds["sr"] - ds["rh"]).astype("float32"), rh_over_sr=(ds["rh"] / ds["sr"]).astype("float32"),
                        ra_over_sr=((ds["sr"] - ds["rh"]) / ds["sr"]).astype("float32"))  # fmt: skip
@@ -159,17 +163,14 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
             if v in ds:
                 ds[v].encoding = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
     if "landcover" in cube and "class_fraction" in cube:
-        ds["landcover_majority"] = cube["landcover"].fillna(0).astype("uint8").assign_attrs(
-            long_name="majority IGBP class of the cell's mapped land (MCD12C1 2019; 0: none)", units="1",
-            grid_mapping="crs")  # fmt: skip
-        ds["landcover_majority"].encoding = {"dtype": "uint8"}
-    ds["land_fraction"] = land.astype("float32").assign_attrs(
-        long_name=f"fraction of the cell mapped ({land_from})", units="1", grid_mapping="crs"
-    )
+        ds["landcover_majority"] = cube["landcover"].fillna(0).astype("int8").assign_attrs(landcover_attrs())
+        ds["landcover_majority"].encoding = dict(FLAGS)
     store = out / "annual.zarr"
     chunks = {"time": len(years), "lat": chunk, "lon": chunk}
     if not store_is_current(store, key):
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
+    else:
+        refresh_discovery(store, ds.attrs)  # a new licence or creator: the maps stay
     all_regions = region_slices({str(d): n for d, n in ds.sizes.items() if d != "nv"}, chunks)
     land_cells = block_counts(land_mask, chunks)
     regions = land_regions(all_regions, land_cells, chunks)
@@ -184,7 +185,7 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     tables["where"] = where_table(stored, fluxes, models_dir, Path(cfg.workdir) / "extract" / "training_annual.parquet")
     for name, table in tables.items():
         write_table(table, out / f"{name}.csv", index=name in ("totals", "latitudinal_profile"))
-    report.annual_report(
+    annual_report(
         out / "report.md",
         tables=tables,
         published=dict(cfg.predict.published),

@@ -13,6 +13,7 @@ from fluxmap.io.catalog import CatalogError, FluxCatalog, builtin_catalog, load_
 from fluxmap.io.models import ComposedFiles, ModelFiles, load_mapping, load_zones, model_files
 from fluxmap.io.provenance import cache_key, data_fingerprint, sha256
 from fluxmap.io.store import stored_key, write_keyed
+from fluxmap.science import products
 from fluxmap.science.features import grid_zone_factors
 from fluxmap.science.zones import zone_map
 
@@ -23,6 +24,7 @@ __all__ = [
     "Log",
     "catalog_inputs",
     "catalog_location",
+    "discovery_attrs",
     "named_damage",
     "open_catalog",
     "zone_map_store",
@@ -150,3 +152,62 @@ def store_is_current(store: Path, key: str) -> bool:
         return store.exists() and xr.open_zarr(store, consolidated=True).attrs.get("fluxmap_run_key") == key
     except (OSError, ValueError, KeyError):
         return False
+
+
+_SOURCE_REFERENCES = {
+    "srdb": "Jian, J. et al. (2021) A global database of soil respiration data, version 5.0. Earth System Science "
+    "Data 13, 255-267, doi:10.5194/essd-13-255-2021",
+    "cosore": "Bond-Lamberty, B. et al. (2020) COSORE: A community database for continuous soil respiration and "
+    "other soil-atmosphere greenhouse gas flux data. Global Change Biology 26, 7268-7283, doi:10.1111/gcb.15353",
+    "fluxnet": "Pastorello, G. et al. (2020) The FLUXNET2015 dataset and the ONEFlux processing pipeline for eddy "
+    "covariance data. Scientific Data 7, 225, doi:10.1038/s41597-020-0534-3",
+}
+_METHOD_REFERENCES = {
+    "aoa": "Meyer, H. and Pebesma, E. (2021) Predicting into unknown space? Estimating the area of applicability "
+    "of spatial prediction models. Methods in Ecology and Evolution 12, 1620-1633, doi:10.1111/2041-210X.13650",
+    "landcover": "Friedl, M. and Sulla-Menashe, D. (2019) MCD12C1 MODIS/Terra+Aqua Land Cover Type Yearly L3 "
+    "Global 0.05Deg CMG V006. NASA EOSDIS Land Processes DAAC, doi:10.5067/MODIS/MCD12C1.006",
+}
+
+
+def discovery_attrs(cfg: RunConfig, targets: list[str], *, step: str) -> dict[str, str]:
+    """The ACDD-1.3 attributes of a store from the run's ``metadata`` block, its targets and its
+    site sources (each source's data paper cited; the methods' papers as used)."""
+    from fluxmap._version import __version__
+
+    meta = cfg.metadata
+    fluxes = [t.split(":")[0] for t in targets]
+    names = [products.spec(f).long_name.split(",")[0] if f in products.VARIABLES else f for f in fluxes]
+    kinds = sorted({s.kind.split("_")[0] for s in cfg.sites.sources})
+    origin = (f"site records from {', '.join(kinds)}" if kinds else
+              "the embedded demo world's synthetic sites and grids (a test bed, not real fluxes)")  # fmt: skip
+    refs = [_SOURCE_REFERENCES[k] for k in kinds if k in _SOURCE_REFERENCES]
+    refs.append(_METHOD_REFERENCES["aoa"])
+    if cfg.extract.landcover:
+        refs.append(_METHOD_REFERENCES["landcover"])
+    if cfg.predict.published_source:
+        refs.append(cfg.predict.published_source)
+    refs.extend(meta.references)
+    what = "8-day" if step == "8day" else "annual"
+    out = {
+        "title": meta.title or f"fluxmap {what} maps of {', '.join(names)}",
+        "summary": meta.summary
+        or (
+            f"{what.capitalize()} mean {', '.join(names)} (g C m-2 d-1 of mapped land) predicted from {origin} with "
+            "machine-learning models per environmental zone (PCA + k-means) and a unified model, validated "
+            "leave-one-site-out with nested model choices; bootstrap ensemble spread and the area of "
+            "applicability are given per cell."
+        ),
+        "keywords": ", ".join(["carbon flux", *names]),
+        "license": meta.license,
+        "references": "\n".join(refs),
+        "source": f"fluxmap {__version__}",
+        "product_version": __version__,
+        "history": f"fluxmap {__version__} predict ({what} maps)",
+    }
+    for key in ("creator_name", "creator_email", "creator_url", "institution", "acknowledgement"):
+        if getattr(meta, key):
+            out[key] = getattr(meta, key)
+    if meta.creator_name:
+        out["creator_type"] = "person"
+    return out

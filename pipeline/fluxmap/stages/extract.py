@@ -17,6 +17,7 @@ import xarray as xr
 
 from fluxmap.config import RunConfig
 from fluxmap.io.catalog import CatalogError
+from fluxmap.io.progress import dask_progress
 from fluxmap.io.provenance import begin_stage, cache_key, frame_sha256, is_cached, write_provenance, write_table
 from fluxmap.io.sites import SiteTable
 from fluxmap.science.extract import extract_at_sites, locate_sites, on_periods, to_periods
@@ -174,7 +175,8 @@ def extract_stage(cfg: RunConfig, table: SiteTable, *, log: Log = print) -> dict
         return {f.split(".")[0]: pd.read_parquet(out / f) for f in _FILES}
     begin_stage(out)
     t0 = time.perf_counter()
-    tables, predictors, placed, low, locs = site_tables(cfg, table)
+    with dask_progress("extract: predictors at the sites", log):
+        tables, predictors, placed, low, locs = site_tables(cfg, table)
     write_table(tables["site_factors"], out / _FILES[3], index=True)
     for name in _FILES[:3]:
         write_table(tables[name.split(".")[0]], out / name, index=False)

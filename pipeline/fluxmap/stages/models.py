@@ -21,6 +21,7 @@ from fluxmap.io import report
 from fluxmap.io.figures import plot_obs_pred, plot_zone_map
 from fluxmap.io.landcover import global_class_shares
 from fluxmap.io.models import load_zones, save_applicability, save_model, save_zones, save_zones_without_model
+from fluxmap.io.progress import Progress, dask_progress
 from fluxmap.io.provenance import (
     begin_stage,
     cache_key,
@@ -306,7 +307,10 @@ def model_target(
     if truth is not None:
         df = df.assign(truth=truth["value"].reindex(df.index), true_zone=truth["zone"].reindex(df.index))
     log(f"  nested validation: {cfg.outer_folds or 'one site per'} outer folds of whole physical sites")
-    d, chosen = nested_cv(df, feats, protocol, zones=zones, n_jobs=cfg.n_jobs)
+    sites = int(df.site_group.nunique())
+    folds = min(cfg.outer_folds, sites) if cfg.outer_folds > 0 else sites  # as group_folds deals them
+    with Progress(folds, f"{name}: outer folds (zones, selection, models inside each)", log) as bar:
+        d, chosen = nested_cv(df, feats, protocol, zones=zones, n_jobs=cfg.n_jobs, progress=lambda i, _: bar(i))
     final = dataclasses.replace(protocol, selection=dataclasses.replace(protocol.selection, n_jobs=cfg.n_jobs))
     selected, kept, dropped, path = select_predictors(df, feats, final, log=log)
     write_table(path, out / "selection_unified.csv", index=False)
@@ -351,7 +355,8 @@ def model_target(
     save_applicability(out, aoa)
     summary.update({"aoa_threshold": aoa.threshold, "aoa_train_outside": float(np.mean(aoa.train_di > aoa.threshold))})
     if cfg.bootstrap_members and shares is not None and d.site_group.nunique() >= 5:
-        summary.update(_ensemble(cfg, d, selected, shares, out))
+        with Progress(cfg.bootstrap_members, f"{name}: bootstrap ensemble members", log) as bar:
+            summary.update(_ensemble(cfg, d, selected, shares, out, progress=lambda i, _: bar(i)))
     write_text(out / "report.md", report.target_report(name, summary, pieces, cfg=dataclasses.asdict(cfg)))
     keep = [c for c in d.columns if c in _KEEP or c.startswith("pred_") or c in ("q_lo", "q_hi")]
     write_table(d[keep], out / "loso_predictions.parquet")
@@ -422,7 +427,9 @@ def _final_models(
     return unified
 
 
-def _ensemble(cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd.Series, out: Path) -> dict[str, Any]:
+def _ensemble(
+    cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd.Series, out: Path, *, progress: Any = None
+) -> dict[str, Any]:
     """The bootstrap ensemble (members saved as ``ensemble_NN``), its scores and spread."""
     strata = igbp_strata(d)
     members, scores = bootstrap_ensemble(
@@ -435,6 +442,7 @@ def _ensemble(cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd
         seed=cfg.seed,
         params=dict(cfg.params),
         group="site_group",
+        progress=progress,
     )
     write_table(scores, out / "bootstrap_scores.csv", index=False)
     for i, member in enumerate(members):
@@ -450,7 +458,8 @@ def _zone_map(cfg: RunConfig, out: Path, *, log: Log) -> None:
     if not set(needed) <= set(cat.entries):
         log(f"zone map: skipped, the catalog lacks {sorted(set(needed) - set(cat.entries))}")
         return
-    store, _ = zone_map_store(cfg, {e: cat.open(e) for e in needed}, out, out)
+    with dask_progress("zone map", log):
+        store, _ = zone_map_store(cfg, {e: cat.open(e) for e in needed}, out, out)
     zmap = xr.open_zarr(store, consolidated=True)["zone"]
     k = load_zones(out / "zones.json").k
     counts = dsa.bincount(zmap.data.ravel(), minlength=k + 1).compute()

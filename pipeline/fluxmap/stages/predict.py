@@ -13,15 +13,14 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from fluxmap._version import __version__
 from fluxmap.config import RunConfig
+from fluxmap.io.cf import FLAGS, cf_dataset, landcover_attrs, refresh_discovery
 from fluxmap.io.models import MODEL_SUFFIXES, load_zones, load_zones_without_model
-from fluxmap.io.progress import Progress
+from fluxmap.io.progress import Progress, dask_progress
 from fluxmap.io.provenance import cache_key, data_fingerprint, git_revision, sha256, versions, write_table
 from fluxmap.io.store import (
     block_counts,
     block_index,
-    cf_dataset,
     create_store,
     done_regions,
     fill_regions,
@@ -35,6 +34,7 @@ from fluxmap.science.predict import period_cube, predict_cube, predictor_cube
 from fluxmap.stages.common import (
     Log,
     catalog_inputs,
+    discovery_attrs,
     model_sources,
     modelled_targets,
     named_damage,
@@ -57,9 +57,7 @@ def _store_attrs(
     # Per target, the zones without a model of their own and what maps them (the models stage's note).
     notes = {t: load_zones_without_model(models_dir / t.replace(":", "_")) for t in targets}
     return {
-        "title": "fluxmap gridded carbon fluxes",
-        "source": "fluxmap " + __version__,
-        "history": f"fluxmap {__version__} predict",
+        **discovery_attrs(cfg, targets, step="8day"),
         "fluxmap_run_key": key,
         "fluxmap_config": json.dumps(dataclasses.asdict(cfg), default=str, sort_keys=True),
         "fluxmap_versions": json.dumps(versions(), sort_keys=True),
@@ -105,13 +103,18 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         {"predict": cfg.predict.map_settings(), "targets": targets},
         {"models": model_files, **inputs, **prep.key_inputs},
     )
-    ds = cf_dataset(pred, zone=zone, attrs=_store_attrs(cfg, key, model_files, inputs, targets))
-    if prep.extra is not None:
+    land = land_fraction.chunk({"lat": chunks["lat"], "lon": chunks["lon"]})
+    if prep.land_from:
+        land = land.assign_attrs(long_name=f"fraction of the cell mapped ({prep.land_from})")
+    ds = cf_dataset(pred, zone=zone, zones=load_zones(models_dir / "zones.json").k, land_fraction=land,
+                    attrs={**_store_attrs(cfg, key, model_files, inputs, targets), **prep.attrs})  # fmt: skip
+    if prep.extra:
         ds = ds.assign(prep.extra)
-    ds.attrs.update(prep.attrs)
     store = out / "fluxmap.zarr"
     if not store_is_current(store, key):
         create_store(store, ds, zarr_format=cfg.predict.zarr_format, chunks=chunks)
+    else:
+        refresh_discovery(store, ds.attrs)  # a new licence or creator: the maps stay
     all_regions = region_slices({str(d): n for d, n in ds.sizes.items()}, chunks)
 
     # Largest amount of work (land cell-periods) first: the last regions to finish are the small
@@ -144,7 +147,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
         "targets": targets,
         # On a regular grid the land was computed in memory: read it back from the store, so the report's
         # graphs refer to its chunks instead of carrying the array in every task.
-        "land_fraction": xr.open_zarr(store, consolidated=True)["land_fraction"] if prep.extra else land_fraction,
+        "land_fraction": xr.open_zarr(store, consolidated=True)["land_fraction"] if prep.land_from else land_fraction,
         "cells": sum(work(r) for r in regions),
         "seconds": {"prepare": prep.seconds, "predict_and_write": write_s},
     }
@@ -167,6 +170,8 @@ class _Prepared:
     zone_store: Path | None = None
     extra: dict[str, xr.DataArray] | None = None
     attrs: dict[str, str] = dataclasses.field(default_factory=dict)
+    land_from: str = ""
+    """On a regular grid: where its land came from (it is computed, and read back from the store)."""
 
 
 def _modis_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, *, log: Log) -> _Prepared:
@@ -176,8 +181,9 @@ def _modis_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path,
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
     inputs = catalog_inputs(cfg, cfg.extract.entries)
     t0 = time.perf_counter()
-    zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
-    reuse = period_mean_stores(cubes, out, inputs)
+    with dask_progress("predict: ERA5 8-day means and the zone map", log):
+        zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
+        reuse = period_mean_stores(cubes, out, inputs)
     predictors = predictor_cube(cubes)
     land_fraction = cubes["static"]["land_fraction"]  # lazy: a 500 m global grid is never loaded whole
     chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
@@ -204,7 +210,8 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
     inputs = catalog_inputs(cfg, cfg.extract.entries)
     t0 = time.perf_counter()
     years, climatological = map_years(cfg, cubes)
-    period_mean_stores(cubes, out, inputs)
+    with dask_progress("predict: 8-day means of sub-period sources", log):
+        period_mean_stores(cubes, out, inputs)
     lat, lon, grid = prediction_grid(cfg, cubes)
     chunk = cfg.predict.annual_chunk
     refs = model_sources(targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified)
@@ -223,15 +230,10 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
     seconds = time.perf_counter() - t0
     label = f"a climatological year ({years[0]} label)" if climatological else f"years {years}"
     log(f"predict: 8-day maps on a {len(lat)} x {len(lon)} grid, {label}, land from {land_from}; {seconds:.1f} s")
-    extra = {
-        "land_fraction": land.astype("float32").assign_attrs(
-            long_name=f"fraction of the cell mapped ({land_from})", units="1", grid_mapping="crs"
-        )
-    }
+    extra: dict[str, xr.DataArray] = {}
     if "landcover" in cube and "class_fraction" in cube:
-        extra["landcover_majority"] = cube["landcover"].fillna(0).astype("uint8").assign_attrs(
-            long_name="majority IGBP class of the cell's mapped land (MCD12C1 2019; 0: none)", units="1",
-            grid_mapping="crs")  # fmt: skip
+        extra["landcover_majority"] = cube["landcover"].fillna(0).astype("int8").assign_attrs(landcover_attrs())
+        extra["landcover_majority"].encoding = dict(FLAGS)
     chunks = {"time": per_year, "lat": chunk, "lon": chunk}
     key_inputs = {"zones": data_fingerprint(zones_file), "landcover": cfg.extract.landcover}
     attrs = {
@@ -244,7 +246,7 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
            "classes present (MCD12C1 2019), water and permanent snow/ice left out" if cfg.extract.landcover else "")
         + ".",
     }  # fmt: skip
-    return _Prepared(cat, inputs, pred, zone, chunks, land, mask, key_inputs, seconds, None, extra, attrs)
+    return _Prepared(cat, inputs, pred, zone, chunks, land, mask, key_inputs, seconds, None, extra, attrs, land_from)
 
 
 def _suspect_blocks(

@@ -17,6 +17,7 @@ from fluxmap.config import RunConfig, parse_ratio
 from fluxmap.io import figures, report
 from fluxmap.io.catalog import FluxCatalog
 from fluxmap.io.models import load_zones
+from fluxmap.io.progress import dask_progress
 from fluxmap.io.provenance import write_table
 from fluxmap.science import aggregate, products
 from fluxmap.science.validate import map_errors, map_errors_by_zone
@@ -25,17 +26,21 @@ from fluxmap.stages.common import Log, open_catalog
 __all__ = ["report_stage"]
 
 
-def _maps(ds: xr.Dataset, v: str, out: Path) -> dict[str, str]:
+def _maps(ds: xr.Dataset, v: str, out: Path, land: xr.DataArray | None) -> dict[str, str]:
     """A target's mean map, zone-minus-unified map and ensemble SD map, drawn from block means of
-    at most ~1,500 cells across (:func:`fluxmap.science.aggregate.display_field`)."""
+    at most ~1,500 cells across (:func:`fluxmap.science.aggregate.display_field`), with the
+    coastline of ``land`` (the same view of the land fraction). NEE and differences on a diverging
+    scale centred on zero."""
 
     def draw(field: xr.DataArray, name: str, title: str, cmap: str, **kw: Any) -> str:
         view = aggregate.display_field(aggregate.annual_mean(field))
-        return figures.map_figure(view, out / name, title=title, units="g C m-2 d-1", cmap=cmap, **kw).name
+        return figures.map_figure(view, out / name, title=title, units="g C m-2 d-1", cmap=cmap, land=land,
+                                  **kw).name  # fmt: skip
 
+    sign = " (positive: a source to the atmosphere)" if v == "nee" else ""
     found = {
-        f"{v} annual mean": draw(ds[v], f"map_{v}_mean.png", f"{v}: mean over the run (zone models)",
-                                 "RdBu_r" if v == "nee" else "viridis")
+        f"{v} annual mean": draw(ds[v], f"map_{v}_mean.png", f"{v}: mean over the run (zone models){sign}",
+                                 "RdBu_r" if v == "nee" else "viridis", symmetric=v == "nee")
     }  # fmt: skip
     if f"{v}_unified" in ds:
         found[f"{v} zone minus unified"] = draw(
@@ -203,44 +208,61 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
             fields[f"{v}:outside_aoa"] = (ds[v].where(ds[f"{v}_aoa"] == 0), None)
         if f"{v}_unified" in ds:
             fields[f"{v}_unified"] = (ds[f"{v}_unified"], None)
-    computed = aggregate.many_annual_totals(fields, land_fraction)
+        if f"{v}_sd" in ds:  # the members' SD summed over the cells: an upper bound on the total's SD
+            fields[f"{v}:sd"] = (ds[f"{v}_sd"], None)
+        if flag is not None:  # covered where flagged: the share of land area-days with a missing predictor
+            fields[f"{v}:missing"] = (ds[v].where(flag == 1), None)
+    with dask_progress("report: totals", log):
+        computed = aggregate.many_annual_totals(fields, land_fraction)
+    extra: dict[str, pd.Series] = {}
     for name, table in computed.items():
         if name.endswith(":outside_aoa"):
             outside[name.split(":")[0]] = table
+        elif name.endswith(":sd"):
+            extra[f"{name.split(':')[0]}_sd_upper_bound"] = table.total_pg_c_yr
+        elif name.endswith(":missing"):
+            extra[f"{name.split(':')[0]}_missing_predictors_area_fraction"] = table.covered_fraction
         else:
             totals[name] = table
-    for v in names:  # lazy: profiles and the maps are reductions computed chunk by chunk
-        profiles[v] = aggregate.latitudinal_profile(ds[v], land_fraction)
-        write_table(profiles[v], out / f"latitudinal_profile_{v}.csv")
-        maps.update(_maps(ds, v, out))
-    k = load_zones(models_dir / "zones.json").k  # the colour scale, without a pass over the store
+    with dask_progress("report: latitudinal profiles and maps", log):
+        land_view = aggregate.display_field(land_fraction).load()
+        for v in names:  # lazy: profiles and the maps are reductions computed chunk by chunk
+            profiles[v] = aggregate.latitudinal_profile(ds[v], land_fraction)
+            write_table(profiles[v], out / f"latitudinal_profile_{v}.csv")
+            maps.update(_maps(ds, v, out, land_view))
+    k = load_zones(models_dir / "zones.json").k  # the legend, without a pass over the store
     z = aggregate.display_field(ds["zone"], categorical=True).load()
     maps["zones"] = figures.map_figure(
-        z.where(z > 0), out / "map_zones.png", title="environmental zones", units="zone", cmap="tab10",
-        vmin=0.5, vmax=k + 0.5,
+        z.where(z > 0), out / "map_zones.png", title="environmental zones", units="zone", land=land_view,
+        categories={i: f"zone {i}" for i in range(1, k + 1)},
     ).name  # fmt: skip
     maps["latitudinal profiles"] = figures.profile_figure(profiles, out / "latitudinal_profiles.png").name
     unmodelled = _zones_without_model(ds, land_fraction, k)
     if unmodelled is not None:
         write_table(unmodelled, out / "zones_without_model.csv", index=False)
     table = _totals_table(totals, names, outside)
+    for column, values in sorted(extra.items()):
+        table[column] = values
     write_table(table, out / "totals.csv")
     part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
     if part is not None:
         write_table(part, out / "partition.csv")
     cat = open_catalog(cfg)
-    biomes = _totals_by_biome(cat, ds, land_fraction, names)
+    with dask_progress("report: totals by biome", log):
+        biomes = _totals_by_biome(cat, ds, land_fraction, names)
     if biomes is not None:
         write_table(biomes, out / "totals_by_biome.csv", index=False)
     truth_table = truth_by_zone = None
     if "truth" in cat.entries:
-        truth_table, truth_by_zone = _against_truth(cat, ds, land_fraction, names, totals)
+        with dask_progress("report: the maps against the demo truth", log):
+            truth_table, truth_by_zone = _against_truth(cat, ds, land_fraction, names, totals)
         write_table(truth_table, out / "error_vs_truth.csv")
         write_table(truth_by_zone, out / "error_vs_truth_by_zone.csv", index=False)
     path = report.write_report(
         out / "report.md", totals=table, partition=part, figures=maps, validation=_validation_text(models_dir, targets),
         truth=truth_table, truth_by_zone=truth_by_zone, store=str(store), unmodelled=unmodelled,
-        formats=f"Zarr v{cfg.predict.zarr_format}, consolidated metadata, CF-1.10",
+        formats=f"Zarr v{cfg.predict.zarr_format}, consolidated metadata, CF-1.10, ACDD-1.3", names=names,
+        variables=report.variable_table(ds), license=str(ds.attrs.get("license", "")),
     )  # fmt: skip
     _log_totals(totals, truth_table, log)
     for v, t in outside.items():

@@ -1,0 +1,51 @@
+"""Export: a finished run's maps as CF-1.10 netCDF-4, one compressed file per mapped flux and year
+(``export/fluxmap_8day_sr_2020.nc``, ``export/fluxmap_annual_sr_2020.nc``), for the tools that
+read netCDF better than Zarr (GDAL before 3.9 knows no CRS in Zarr; Panoply, ncview, CDO, NCO)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from fluxmap.config import RunConfig
+from fluxmap.io.cf import export_groups, export_netcdf
+from fluxmap.stages.common import Log
+
+__all__ = ["FORMATS", "export_stage"]
+
+FORMATS = ("netcdf",)
+"""The formats ``fluxmap export`` writes."""
+
+
+def export_stage(
+    cfg: RunConfig,
+    *,
+    fmt: str = "netcdf",
+    out: Path | None = None,
+    variables: list[str] | None = None,
+    log: Log = print,
+) -> list[Path]:
+    """Every map store of the run's workdir (8-day and annual) exported to ``out`` (default
+    ``WORKDIR/export``); ``variables``: only these fluxes (e.g. ``sr``). Returns the files."""
+    if fmt not in FORMATS:
+        raise ValueError(f"export: format {fmt!r} is not one fluxmap writes; choose from {list(FORMATS)}")
+    predict = Path(cfg.workdir) / "predict"
+    stores = [(s, p) for s, p in (("8day", predict / "fluxmap.zarr"), ("annual", predict / "annual" / "annual.zarr"))
+              if p.is_dir()]  # fmt: skip
+    if not stores:
+        raise FileNotFoundError(f"export: no maps in {predict} (run `fluxmap run` or `fluxmap predict` first)")
+    held = {s: export_groups(xr.open_zarr(p, consolidated=True)) for s, p in stores}
+    if variables:
+        unknown = sorted(set(variables) - {g for groups in held.values() for g in groups})
+        if unknown:
+            known = {s: sorted(g) for s, g in held.items()}
+            raise ValueError(f"export: no map of {unknown} in {predict}; the stores hold {known}")
+    out = out or Path(cfg.workdir) / "export"
+    written: list[Path] = []
+    for step, store in stores:
+        chosen = [g for g in held[step] if not variables or g in variables]
+        if chosen:
+            written += export_netcdf(store, out, prefix=f"fluxmap_{step}", variables=chosen, log=log)
+    log(f"export: {len(written)} netCDF files in {out}")
+    return written
