@@ -107,7 +107,8 @@ def many_annual_totals(
         year = flux["time"].dt.year
         grams = (flux.fillna(0.0) * days * w).groupby(year).sum().sum(("lat", "lon"))
         covered = (flux.notnull() * days * w).groupby(year).sum().sum(("lat", "lon"))
-        possible = (xr.ones_like(flux) * days * w).groupby(year).sum().sum(("lat", "lon"))
+        # Every land area-day of the year: the days times the land area, no pass over the cube.
+        possible = days.groupby(year).sum() * w.sum(("lat", "lon"))
         never = ~flux.notnull().groupby(year).any()  # no value in any period of the year
         never_km2 = (w * never).sum(("lat", "lon")) / 1e6
         parts = [grams, covered, possible, never_km2]

@@ -128,6 +128,25 @@ def regrid_nearest(
     if not da.chunks:
         out = da.isel(lat=xr.DataArray(iy, dims="lat"), lon=xr.DataArray(ix, dims="lon"))
         return out.drop_vars(["lat", "lon"], errors="ignore").assign_coords(coords)
+    return _per_output_block(_pick, da, lat, lon, iy, ix, chunks=chunks, dtype=da.dtype)
+
+
+def _per_output_block(
+    func: Any,
+    da: xr.DataArray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    chunks: tuple[int, int] | None,
+    dtype: Any,
+    **kwargs: Any,
+) -> xr.DataArray:
+    """``func(source, rows_of_block, cols_of_block, **kwargs)`` as one dask task per output block
+    (``chunks``: its lat, lon sizes): every task reads the source's single lat/lon chunk (per chunk
+    of its other axes) and the slices of ``rows`` and ``cols`` (one entry, or one row of entries,
+    per output cell) for its block, so the graph grows with the output blocks, not the cells."""
     import warnings
 
     import dask.array as dsa
@@ -137,21 +156,24 @@ def regrid_nearest(
     src = da.transpose(*other, "lat", "lon").chunk({"lat": -1, "lon": -1}).data
     cy, cx = chunks or (len(lat), len(lon))
     letters = "".join(chr(ord("t") + i) for i in range(len(other)))
+    row_chunks, col_chunks = (cy, *rows.shape[1:]), (cx, *cols.shape[1:])
     with warnings.catch_warnings():
         # Many output blocks from one small source block is the point here, not a mistake.
         warnings.simplefilter("ignore", PerformanceWarning)
         data = dsa.blockwise(
-            _pick,
+            func,
             letters + "yx",
             src,
             letters + "ab",
-            dsa.from_array(iy, chunks=cy),
-            "y",
-            dsa.from_array(ix, chunks=cx),
-            "x",
+            dsa.from_array(rows, chunks=row_chunks),
+            "yk"[: rows.ndim],
+            dsa.from_array(cols, chunks=col_chunks),
+            "xk"[: cols.ndim],
             concatenate=True,
-            dtype=da.dtype,
+            dtype=dtype,
+            **kwargs,
         )
+    coords = {"lat": ("lat", lat), "lon": ("lon", lon)}
     return xr.DataArray(
         data,
         dims=(*other, "lat", "lon"),
@@ -223,32 +245,10 @@ def regrid_conservative(
     if not da.chunks:
         data = _conservative_block(da.transpose(*other, "lat", "lon").values, tlat, tlon, slat=slat, slon=slon)
         return xr.DataArray(data, dims=(*other, "lat", "lon"), coords=out_coords, attrs=da.attrs)
-    import warnings
-
-    import dask.array as dsa
-    from dask.array.core import PerformanceWarning
-
-    src = da.transpose(*other, "lat", "lon").chunk({"lat": -1, "lon": -1}).data
-    cy, cx = chunks or (len(lat), len(lon))
-    letters = "".join(chr(ord("t") + i) for i in range(len(other)))
     dtype = da.dtype if da.dtype.kind == "f" else np.dtype("float64")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PerformanceWarning)
-        data = dsa.blockwise(
-            _conservative_block,
-            letters + "yx",
-            src,
-            letters + "ab",
-            dsa.from_array(tlat, chunks=(cy, 2)),
-            "yk",
-            dsa.from_array(tlon, chunks=(cx, 2)),
-            "xk",
-            concatenate=True,
-            dtype=dtype,
-            slat=slat,
-            slon=slon,
-        )
-    return xr.DataArray(data, dims=(*other, "lat", "lon"), coords=out_coords, attrs=da.attrs)
+    return _per_output_block(
+        _conservative_block, da, lat, lon, tlat, tlon, chunks=chunks, dtype=dtype, slat=slat, slon=slon
+    )
 
 
 def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
