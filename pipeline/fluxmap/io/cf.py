@@ -199,8 +199,8 @@ def cf_dataset(
             if zone.chunks:
                 raise ValueError("cf_dataset: pass zones= (the number of zones) with a lazy zone map")
             zones = int(zone.max())
-        ds["zone"] = zone.astype("int8").assign_attrs(zone_attrs(zones))
-        ds["zone"].attrs = zone_attrs(zones)
+        ds["zone"] = zone.astype("int8")
+        ds["zone"].attrs = zone_attrs(zones)  # replaced: a zone map may carry its factors' attributes
         ds["zone"].encoding = dict(FLAGS)
     if land_fraction is not None:
         ds["land_fraction"] = land_fraction.astype("float32")
