@@ -82,7 +82,7 @@ def test_sub_grid_land_cover_weights_each_class_prediction():
 
 
 def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
-    """The shipped example config, coarsened (3 deg, small forests, 5 outer and 3 inner folds for its
+    """The shipped example config, coarsened (3 deg, small forests, 3 outer and 2 inner folds for its
     complete-combination search, 3 bootstrap members), run
     through the CLI on the real SRDB v5 file with CRU/CMAP and MCD12C1: the annual maps and tables
     exist, fluxes are positive and finite, AR = SR - HR, the components match the totals."""
@@ -93,8 +93,8 @@ def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
         params={"n_estimators": 30},
         selection_params={"n_estimators": 10},
         bootstrap_members=3,
-        outer_folds=5,
-        inner_folds=3,
+        outer_folds=3,
+        inner_folds=2,
     )
     path = tmp_path / "lu.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -208,16 +208,20 @@ def test_cloud_catalog_loads_structurally():
     sources = check_catalog(path)
     cat = load_catalog(path)
     assert set(sources) == set(cat.entries)
-    assert {"era5", "mod11a2", "mod09a1", "mod15a2h", "mod17a2h", "mcd12q1"} <= set(cat.entries)
+    assert {"era5", "static", "mod11a2", "mod09a1", "mod15a2h", "mod17a2h"} <= set(cat.entries)
+    assert "mcd12q1" not in cat.entries  # the Planetary Computer has no MCD12Q1 collection
     era5 = cat.source("era5")
     assert era5.url == "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
     assert era5.storage_options == {"token": "anon"} and era5.local is None
-    for name in ("mod11a2", "mod09a1", "mod15a2h", "mod17a2h", "mcd12q1"):
+    assert cat.source("static").url == era5.url and cat.meta("static")["product"] == "ERA5_INVARIANT"
+    for name in ("mod11a2", "mod09a1", "mod15a2h", "mod17a2h"):
         src = cat.source(name)
         assert src.reader in ALLOWED_READERS and src.kind == "service"
         assert src.url == "https://planetarycomputer.microsoft.com/api/stac/v1"
         assert src.options["collection"].startswith("modis-") and src.options["collection"].endswith("-061")
         assert src.options["bbox"] == "-10,35,30,60"  # user parameter filled in
+        assert src.options["platform"] == "terra" and src.options["crs"] == "EPSG:4326"
+        assert float(src.options["resolution"]) == pytest.approx(1 / 240)
     assert load_catalog(path, BBOX="0,0,1,1").source("mod11a2").options["bbox"] == "0,0,1,1"
     assert cat.meta("era5")["step_hours"] == 1
     for tok in ("srdb_v5", "cosore", "fluxnet2015"):

@@ -21,8 +21,8 @@ def test_cosore_example_maps_8day_fluxes_on_a_regular_grid(shared_data, tmp_path
     cfg["workdir"] = str(tmp_path / "run")
     cfg["predict"].update(resolution=6.0, annual_chunk=15)
     cfg["model"].update(
-        params={"n_estimators": 40}, selection_params={"n_estimators": 15}, bootstrap_members=2, outer_folds=4,
-        inner_folds=3, k_candidates=[2, 3],
+        params={"n_estimators": 40}, selection_params={"n_estimators": 15}, bootstrap_members=2, outer_folds=3,
+        inner_folds=2, k_candidates=[2],
     )  # fmt: skip
     path = tmp_path / "cosore.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -127,6 +127,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from fluxmap.demo.mirror import write_mirror
+
+    t = time.perf_counter()
+    paths = write_mirror(args.out)
+    print(f"fluxmap mirror: written in {time.perf_counter() - t:.1f} s to {args.out}: " +
+          ", ".join(f"{k} {v}" for k, v in paths.items()))  # fmt: skip
+    return 0
+
+
 def _check_catalog(path: str, params: dict[str, str], sites_file: str | None) -> int:
     """``fluxmap catalog check``: one line per entry, ``problem:`` lines for what is wrong; exit 1 if any."""
     import pandas as pd
@@ -363,6 +373,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "ERA5-like daily cube in the real encodings, static layers with the real MCD12C1 "
         "2019 land cover, site files in SRDB/COSORE/FLUXNET formats, and the ground truth.",
     ),
+    "mirror": (
+        "write an offline mirror of the real sources (MODIS STAC + COGs, ARCO-ERA5 Zarr, FLUXNET files)",
+        "Write a small seeded mirror of the real remote sources in their real formats: a static STAC "
+        "catalog like the Planetary Computer's MODIS 6.1 collections with sinusoidal Cloud-Optimized GeoTIFFs "
+        "(tiles h18v04 and h19v04, three 8-day periods of 2019), a Zarr store laid out like ARCO-ERA5, and "
+        "FLUXNET2015 daily files. `fluxmap run --config examples/modis-mirror.yaml --param MIRROR=DIR` runs the "
+        "cloud catalog on it; README: 'The real MODIS and ERA5 path'.",
+    ),
     "catalog": (
         "check a catalog and print its entries as lazy cubes (computes nothing)",
         "Load an Intake catalog (built-in name: demo, cloud, reference; or a "
@@ -449,6 +467,13 @@ def _add_demo(sub: Any) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+def _add_mirror(sub: Any) -> None:
+    """``fluxmap mirror``: the offline mirror of the real sources."""
+    m = _parser(sub, "mirror")
+    m.add_argument("--out", default="fluxmap-output/mirror", help="where to write it (default: %(default)s)")
+    m.set_defaults(func=cmd_mirror)
+
+
 def _add_stages(sub: Any) -> None:
     """``fluxmap sites|extract|models|predict``: the pipeline up to that stage."""
     for name, func, text in (
@@ -518,7 +543,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fluxmap {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_config, _add_stages, _add_export, _add_score, _add_catalog, _add_demo, _add_cluster):
+    for add in (
+        _add_run,
+        _add_config,
+        _add_stages,
+        _add_export,
+        _add_score,
+        _add_catalog,
+        _add_demo,
+        _add_mirror,
+        _add_cluster,
+    ):
         add(sub)
     return p
 

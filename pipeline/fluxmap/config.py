@@ -417,6 +417,10 @@ class PredictConfig:
     """Maps on a ``resolution`` grid (8-day) and annual maps: the years to map. Empty: each year every
     time series of the catalog covers whole, or one climatological year when the entries are
     climatologies and static layers only."""
+    period: tuple[str, ...] = ()
+    """Maps on a ``resolution`` grid (8-day): the first and last day (ISO dates) of the periods to map
+    within ``years``, e.g. ``[2019-06-10, 2019-07-03]`` for data that cover a few weeks; empty: every
+    period of the years."""
     annual_chunk: int = 180
     """Maps on a ``resolution`` grid: cells per chunk along lat and lon (on the MODIS-like grid its
     own chunks are used)."""
@@ -437,6 +441,17 @@ class PredictConfig:
             raise ValueError(f"predict.bbox {self.bbox} is not (west, south, east, north) within -180..180, -90..90")
         if self.resolution is not None and self.resolution <= 0:
             raise ValueError(f"predict.resolution must be > 0, got {self.resolution}")
+        if self.period:
+            if len(self.period) != 2:
+                raise ValueError(f"predict.period {list(self.period)} is not [first day, last day]")
+            import pandas as pd
+
+            try:
+                first, last = (pd.Timestamp(str(d)) for d in self.period)
+            except ValueError as e:
+                raise ValueError(f"predict.period {list(self.period)}: {e}") from e
+            if last < first:
+                raise ValueError(f"predict.period {list(self.period)} ends before it starts")
 
     unified: bool = True
     """Also write each target's unified-model map (``<target>_unified``) beside the zone models'

@@ -29,6 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap.io.catalog_schema import DATATYPES, READERS, STAC_READER, CatalogError, Source, parse_catalog
+from fluxmap.io.stac import open_stac
 from fluxmap.science import periods, products
 
 __all__ = [
@@ -47,41 +48,7 @@ ALLOWED_DATATYPES = frozenset(DATATYPES)
 """Data-type labels a fluxmap catalog may name."""
 
 
-# --- STAC (MODIS on the Planetary Computer) -------------------------------------------------
-
-
-def open_stac(
-    url: str,
-    collection: str,
-    assets: list[str],
-    bbox: str | list[float],
-    datetime: str,
-    chunks: dict[str, int],
-    crs: str | None = None,
-    resolution: float | None = None,
-) -> xr.Dataset:
-    """Search a STAC API and load the items as a lazy cube with odc-stac.
-
-    Assets are signed with the ``planetary-computer`` package when the API is the
-    Planetary Computer's. Dimensions come back as ``(time, y, x)`` in the items' CRS
-    (MODIS sinusoidal) unless ``crs``/``resolution`` ask for another grid; band
-    names are the asset keys (the products' SDS names), so the decoders apply as is.
-    Needs ``pip install 'fluxmap[cloud]'``.
-    """
-    from fluxmap._extras import require
-
-    odc_stac = require("odc.stac", "cloud")
-    pystac_client = require("pystac_client", "cloud")
-    modifier = None
-    if "planetarycomputer" in url:
-        modifier = require("planetary_computer", "cloud").sign_inplace
-    box = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else list(bbox)
-    client = pystac_client.Client.open(url, modifier=modifier)
-    items = client.search(collections=[collection], bbox=box, datetime=datetime).item_collection()
-    if len(items) == 0:
-        raise CatalogError(f"STAC {url}: no {collection} items in bbox {box} for {datetime}")
-    extra = {k: v for k, v in (("crs", crs), ("resolution", resolution)) if v is not None}
-    return odc_stac.load(items, bands=assets, bbox=box, chunks=chunks, groupby="solar_day", **extra)
+# --- STAC (MODIS on the Planetary Computer; fluxmap.io.stac) --------------------------------
 
 
 def _stac_reader_base() -> type:
@@ -98,7 +65,7 @@ class StacCubeReader(_stac_reader_base()):  # type: ignore[misc]
     imports = {"pystac_client", "odc.stac"}
 
     def _read(self, data, **kw: Any) -> xr.Dataset:
-        return open_stac(data.url, **kw)
+        return open_stac(data.url, local="://" not in data.url, **kw)
 
 
 # --- opening one source ---------------------------------------------------------------------
@@ -129,7 +96,9 @@ def _open_xarray(src: Source) -> xr.Dataset:
 
 def _open(src: Source) -> xr.Dataset:
     if src.reader == STAC_READER:
-        return open_stac(src.url, **src.options)
+        url = str(src.local) if src.local is not None else src.url
+        fills = products.ASSET_FILL.get(src.meta["product"], {})
+        return open_stac(url, **src.options, nodata=fills, local=src.local is not None)
     return _open_xarray(src)
 
 
@@ -271,14 +240,30 @@ class FluxCatalog:
                     )
         return rows
 
-    def open(self, name: str, **options: Any) -> xr.Dataset:
+    def open(self, name: str, *, period: tuple[Any, Any] | None = None, **options: Any) -> xr.Dataset:
         """Open an entry decoded to canonical names, units and CF attributes (lazy).
 
-        ``options`` go to the product's decoder (e.g. ``max_error_class`` for MOD11A2).
+        ``period`` (first, last instant) limits a dated time axis before anything is decoded, so an
+        hourly reanalysis of 85 years costs the graph of the weeks a run needs. ``options`` go to the
+        product's decoder (e.g. ``max_error_class`` for MOD11A2).
         """
         meta = self.meta(name)
         raw = self.open_raw(name)
         where = f"{self.path.name}:{name}"
+        if period is not None and "time" in raw.dims and np.issubdtype(raw["time"].dtype, np.datetime64):
+            if meta.get("time", "series") == "series" and meta["product"] != "ERA5_INVARIANT":
+                t = raw["time"].values
+                # A step longer than a day (monthly, 8-day) that begins before the period still covers its start.
+                step = pd.Timedelta(t[1] - t[0]) if len(t) > 1 else pd.Timedelta(0)
+                lead = step if step > pd.Timedelta(days=1) else pd.Timedelta(0)
+                cut = raw.sel(time=slice(pd.Timestamp(period[0]) - lead, pd.Timestamp(period[1])))
+                if cut.sizes["time"] == 0:
+                    raise CatalogError(
+                        f"{where}: entry {name!r}: its time axis {pd.Timestamp(t[0]):%Y-%m-%d} to "
+                        f"{pd.Timestamp(t[-1]):%Y-%m-%d} covers none of "
+                        f"the run's period {pd.Timestamp(period[0]):%Y-%m-%d} to {pd.Timestamp(period[1]):%Y-%m-%d}"
+                    )
+                raw = cut
         ds = DECODERS[meta["product"]](raw, meta, where, **options)
         ds.attrs.update({"fluxmap_entry": name, "fluxmap_product": meta["product"], "fluxmap_catalog": str(self.path)})
         return ds
@@ -533,7 +518,17 @@ def _time_step_hours(raw: xr.Dataset, meta: dict, where: str) -> float:
     return float(steps[0])
 
 
+def _valid_times(raw: xr.Dataset) -> xr.Dataset:
+    """ARCO-ERA5's store runs on past the last step written, unfilled; its attributes
+    ``valid_time_start``/``valid_time_stop`` say where the data are."""
+    t0, t1 = raw.attrs.get("valid_time_start"), raw.attrs.get("valid_time_stop")
+    if (t0 or t1) and "time" in raw.dims:
+        return raw.sel(time=slice(pd.Timestamp(t0) if t0 else None, pd.Timestamp(t1) if t1 else None))
+    return raw
+
+
 def _decode_era5(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    raw = _valid_times(raw)
     t2m = _source_var(raw, meta, "2m_temperature", where)
     tp = _source_var(raw, meta, "total_precipitation", where)
     _expect_units(t2m, {"K", "kelvin"}, where)
@@ -543,6 +538,25 @@ def _decode_era5(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Data
         "tp": products.decode_era5_precipitation(tp, step_hours=_time_step_hours(raw, meta, where)),
     }
     return _with_coords(raw, {k: v.assign_attrs(source=f"ERA5 ({where})") for k, v in out.items()})
+
+
+def _decode_era5_invariant(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
+    """ERA5's invariant fields as static layers: ``land_sea_mask`` (0-1) as ``land_fraction`` and
+    ``geopotential_at_surface`` (m2 s-2) / g as ``elevation`` (m). ARCO-ERA5 stores them hourly like
+    every single-level field; the first valid step is taken."""
+    raw = _valid_times(raw)
+    lsm = _source_var(raw, meta, "land_sea_mask", where)
+    z = _source_var(raw, meta, "geopotential_at_surface", where)
+    _expect_units(lsm, {"(0 - 1)", "1", "0-1"}, where)
+    _expect_units(z, {"m**2 s**-2", "m2 s-2", "m^2 s^-2"}, where)
+    if "time" in lsm.dims:
+        lsm, z = lsm.isel(time=0, drop=True), z.isel(time=0, drop=True)
+    out = {
+        "land_fraction": products.apply_cf(lsm.astype("float32").clip(0.0, 1.0), "land_fraction"),
+        "elevation": products.apply_cf((z / np.float32(products.STANDARD_GRAVITY)).astype("float32"), "elevation"),
+    }
+    ds = _with_coords(raw, {k: v.assign_attrs(source=f"ERA5 ({where})") for k, v in out.items()})
+    return ds.drop_vars("time", errors="ignore").assign_attrs(fluxmap_time="static")
 
 
 def _decode_canonical(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr.Dataset:
@@ -593,6 +607,7 @@ DECODERS: dict[str, Callable[..., xr.Dataset]] = {
     "MCD12Q1": _decode_landcover,
     "MCD12C1": _decode_landcover,
     "ERA5": _decode_era5,
+    "ERA5_INVARIANT": _decode_era5_invariant,
     "canonical": _decode_canonical,
 }
 """Decoder of each product name a catalog entry may declare."""

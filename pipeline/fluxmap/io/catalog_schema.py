@@ -65,7 +65,7 @@ _ENV = re.compile(r"\$\{?[A-Za-z_]|\$\(|%\([A-Za-z_]")
 _REFERENCE = re.compile(
     r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$|^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$"
 )
-_TEMPLATED = frozenset({"url", "bbox", "datetime"})
+_TEMPLATED = frozenset({"url", "bbox", "datetime", "crs", "resolution", "platform"})
 """Keys whose values may hold ``{PARAM}``."""
 
 
@@ -206,7 +206,7 @@ def _refuse_code(doc: dict, source: str) -> None:
                 raise _fail(
                     source,
                     where,
-                    f"{text!r:.80}: braces are allowed only as {{PARAM}} in url, bbox or datetime and as "
+                    f"{text!r:.80}: braces are allowed only as {{PARAM}} in url, bbox, datetime, crs, resolution or platform and as "
                     "{data(NAME)} for an entry's argument",
                 )
         path_like = key in ("url", "root", "path") and ":" not in text  # "data.zarr" is a file name
@@ -315,7 +315,8 @@ _STAC_KW: dict[str, Any] = {
     "datetime": str,
     "chunks": None,
     "crs": str,
-    "resolution": (int, float),
+    "resolution": (int, float, str),
+    "platform": str,
 }
 _FLUXMAP_META: dict[str, Any] = {
     "product": str,
@@ -493,7 +494,7 @@ def parse_catalog(path: Path, products: set[str], params: Mapping[str, Any]) -> 
         if kind not in READER_TAKES[reader]:
             raise _fail(source, where, f"reader {reader} cannot open a {kind} source")
         options = _entry_options(reader, kw, source, where)
-        for k in ("bbox", "datetime"):
+        for k in ("bbox", "datetime", "crs", "resolution", "platform"):
             if isinstance(options.get(k), str):
                 options[k] = _fill(options[k], values, source, f"{where}.kwargs.{k}")
         meta = _fluxmap_meta(

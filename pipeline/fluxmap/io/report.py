@@ -120,6 +120,9 @@ def totals_sentences(totals: pd.DataFrame, names: list[str]) -> list[str]:
         if v not in totals:
             continue
         parts = [f"- **{v}**: {_mean(totals, v):.2f} Pg C yr-1 (mean over {len(totals)} year(s))"]
+        if "time_fraction" in totals and (totals["time_fraction"] < 0.999).any():
+            parts[0] = (f"- **{v}**: {_mean(totals, v):.2f} Pg C yr-1, annualized from {int(totals['days'].sum())} mapped "
+                        "days (not a whole year: the season mapped stands for the year)")  # fmt: skip
         sd = _mean(totals, f"{v}_sd_upper_bound")
         if np.isfinite(sd):
             parts.append(f"ensemble SD at most {sd:.2f} (the cells' spreads added as if fully correlated)")

@@ -251,35 +251,45 @@ def regrid_conservative(
     )
 
 
-def grid_zone_factors(cubes: dict[str, xr.Dataset]) -> xr.Dataset:
+def grid_zone_factors(cubes: dict[str, xr.Dataset], factors: tuple[str, ...] | None = None) -> xr.Dataset:
     """Long-term zoning factors of every cell of the MODIS-like grid, lazily.
 
     ``cubes`` holds decoded, canonical Datasets by catalog entry: ``era5`` (t2m, tp on
-    its own grid), ``mod09a1`` (ndvi, lswi), ``static`` (elevation, soc). Names match
-    the site factors of the extract stage (``t2m_mean``, ``tp_mean``, ``ndvi_mean``,
-    ``lswi_growing_season``, ``elevation``, ``soc``).
+    its own grid), ``mod09a1`` (ndvi, lswi), ``static`` (static layers, e.g. elevation, soc). Names
+    match the site factors of the extract stage (``t2m_mean``, ``tp_mean``, ``ndvi_mean``,
+    ``lswi_growing_season``, and the static layers by name, on the MODIS-like grid). ``factors``:
+    only these (the zones' own; default: every one the cubes give).
     """
     from fluxmap.science.extract import to_periods
 
     modis = cubes["mod09a1"]
     lat, lon = modis["lat"].values, modis["lon"].values
     era = cubes["era5"][["t2m", "tp"]]
-    era_p = to_periods(era) if pd.Series(era.time.values).diff().median() < pd.Timedelta(days=8) else era
     space = (modis.chunksizes["lat"][0], modis.chunksizes["lon"][0]) if modis.chunks else None
     from fluxmap.science.regrid import regrid_to  # conservative onto cells larger than ERA5's
 
-    t2m_8day = regrid_to(era_p[["t2m"]], lat, lon, chunks=space)["t2m"].sel(time=modis["time"])
-    means = regrid_to(era.mean("time"), lat, lon, chunks=space)
-    out = xr.Dataset(
-        {
-            "t2m_mean": means["t2m"],
-            "tp_mean": means["tp"],
-            "ndvi_mean": _time_mean(modis["ndvi"]),
-            "lswi_growing_season": growing_season_mean(modis["lswi"], t2m_8day),
-            "elevation": cubes["static"]["elevation"],
-            "soc": cubes["static"]["soc"],
-        }
-    )
+    static = cubes["static"]
+    wanted = set(factors) if factors is not None else None
+
+    def want(name: str) -> bool:
+        return wanted is None or name in wanted
+
+    out = xr.Dataset()
+    if want("t2m_mean") or want("tp_mean"):
+        means = regrid_to(era.mean("time"), lat, lon, chunks=space)
+        out = out.assign({k: means[k[:-5]] for k in ("t2m_mean", "tp_mean") if want(k)})
+    if want("ndvi_mean"):
+        out["ndvi_mean"] = _time_mean(modis["ndvi"])
+    if want("lswi_growing_season"):
+        era_p = to_periods(era) if pd.Series(era.time.values).diff().median() < pd.Timedelta(days=8) else era
+        t2m_8day = regrid_to(era_p[["t2m"]], lat, lon, chunks=space)["t2m"].sel(time=modis["time"])
+        out["lswi_growing_season"] = growing_season_mean(modis["lswi"], t2m_8day)
+    for name in static.data_vars:
+        if set(static[name].dims) == {"lat", "lon"} and want(str(name)) and name != "land_fraction":
+            out[name] = static[name]
+    missing = sorted((wanted or set()) - set(out.data_vars))
+    if missing:
+        raise KeyError(f"zone factors {missing} are not in the catalog's era5, mod09a1 or static entries")
     if "land_fraction" in cubes["static"]:
         out = out.where(cubes["static"]["land_fraction"] > 0.5)
     return out.drop_vars([c for c in out.coords if c not in ("lat", "lon")])

@@ -148,7 +148,15 @@ def predictor_cube(cubes: dict[str, xr.Dataset], *, grid_entry: str = "mod11a2")
     for ds in cubes.values():
         ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
         if "time" not in ds.dims:
-            static.append(ds[[v for v in ds.data_vars if set(ds[v].dims) <= {"lat", "lon"}]])
+            layers = ds[[v for v in ds.data_vars if set(ds[v].dims) <= {"lat", "lon"}]]
+            if (
+                layers.sizes["lat"] != lat.size
+                or layers.sizes["lon"] != lon.size
+                or not np.allclose(layers["lat"].values, lat)
+            ):
+                # Static layers on a grid of their own (e.g. ERA5's land-sea mask and relief).
+                layers = regrid_to(layers, lat, lon, chunks=(chunks["lat"][0], chunks["lon"][0]) if chunks else None)
+            static.append(layers)
             continue
         if pd.Series(ds.time.values).diff().median() < pd.Timedelta(days=8):
             ds = to_periods(ds)

@@ -460,7 +460,26 @@ def decode_mcd12(lc: xr.DataArray, *, product: str = "MCD12Q1") -> xr.DataArray:
     return da
 
 
+# --- fill values of the assets, for readers that must say what "no data" is ------
+
+ASSET_FILL: dict[str, dict[str, int]] = {
+    "MOD11A2": {"LST_Day_1km": LST_FILL, "LST_Night_1km": LST_FILL},
+    "MOD09A1": {f"sur_refl_b0{b}": REFL_FILL for b in range(1, 8)},
+    "MOD15A2H": {"Lai_500m": 255, "Fpar_500m": 255},
+    "MOD17A2H": {"Gpp_500m": 32767},
+    "MOD16A2": {"ET_500m": 32767},
+    "MCD12Q1": {"LC_Type1": LANDCOVER_FILL},
+}
+"""Per product, the fill value of each data asset (the guides cited above): what a reader writes
+where no tile lies, so that it decodes as missing, never as a value (a reflectance of 0, an LAI of
+0). Quality-assurance layers have none: where the data are fill, their QA is not read."""
+
+
 # --- ERA5 -------------------------------------------------------------------------
+
+
+STANDARD_GRAVITY = 9.80665
+"""m s-2: ERA5's geopotential / g is height (ECMWF parameter 129)."""
 
 
 def decode_era5_temperature(t2m: xr.DataArray) -> xr.DataArray:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from fluxmap.config import RunConfig
@@ -15,6 +16,7 @@ from fluxmap.io.provenance import cache_key, data_fingerprint, sha256
 from fluxmap.io.store import stored_key, write_keyed
 from fluxmap.science import products
 from fluxmap.science.features import grid_zone_factors
+from fluxmap.science.regrid import regrid_to
 from fluxmap.science.zones import zone_map
 
 __all__ = [
@@ -106,8 +108,14 @@ def zone_map_store(
         if reuse and store.is_dir() and stored_key(store, key_attr=_ZONE_KEY) == key:
             return store, True
     store = out / ("zone_map.zarr" if out == models_dir else "zone.zarr")
-    land = cubes["static"]["land_fraction"] > 0.5
-    zone = zone_map(load_zones(models_dir / "zones.json"), grid_zone_factors(cubes), land).chunk(chunks)
+    static, lat, lon = cubes["static"], base["lat"].values, base["lon"].values
+    if static.sizes["lat"] != lat.size or static.sizes["lon"] != lon.size or not np.allclose(static["lat"], lat):
+        # Static layers on a grid of their own (ERA5's land-sea mask and relief): onto the MODIS grid.
+        static = regrid_to(static, lat, lon, chunks=(chunks["lat"], chunks["lon"]))
+    cubes = {**cubes, "static": static}
+    land = static["land_fraction"] > 0.5
+    zm = load_zones(models_dir / "zones.json")
+    zone = zone_map(zm, grid_zone_factors(cubes, tuple(zm.factors)), land).chunk(chunks)
     try:
         write_keyed(zone.to_dataset(name="zone"), store, key, key_attr=_ZONE_KEY)
     except Exception as e:  # a damaged input chunk: say which one

@@ -20,6 +20,8 @@ __all__ = [
     "CLIMATOLOGICAL_YEAR",
     "NOT_MAPPED",
     "map_years",
+    "mapped_span",
+    "mapped_starts",
     "needed_entries",
     "prediction_grid",
     "with_land",
@@ -51,6 +53,28 @@ def map_years(cfg: RunConfig, cubes: dict[str, xr.Dataset]) -> tuple[list[int], 
     if not common:
         raise ValueError("annual maps: no calendar year is covered whole by every time series; set predict.years")
     return sorted(common), False
+
+
+def mapped_starts(cfg: RunConfig, years: list[int]) -> pd.DatetimeIndex:
+    """The 8-day periods mapped: every period of ``years``, or those ``predict.period`` spans."""
+    from fluxmap.science.periods import period_starts
+
+    starts = period_starts(years)
+    if cfg.predict.period:
+        first, last = (pd.Timestamp(str(d)) for d in cfg.predict.period)
+        starts = starts[(starts + pd.Timedelta(days=7) >= first) & (starts <= last)]
+        if len(starts) == 0:
+            raise ValueError(f"predict.period {list(cfg.predict.period)} holds no 8-day period of the years {years}")
+    return starts
+
+
+def mapped_span(cfg: RunConfig) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """First and last instant the maps need when ``predict.years`` says it (the dated series are cut
+    to it before decoding); None when the years come from the data."""
+    if not cfg.predict.years:
+        return None
+    starts = mapped_starts(cfg, sorted(cfg.predict.years))
+    return starts[0], starts[-1] + pd.Timedelta(days=8) - pd.Timedelta(seconds=1)
 
 
 def prediction_grid(cfg: RunConfig, cubes: dict[str, xr.Dataset]) -> tuple[np.ndarray, np.ndarray, LatLonGrid | None]:

@@ -29,7 +29,6 @@ from fluxmap.io.store import (
     region_slices,
 )
 from fluxmap.science.features import annual_stats, doy_features
-from fluxmap.science.periods import period_starts
 from fluxmap.science.predict import period_cube, predict_cube, predictor_cube
 from fluxmap.stages.common import (
     Log,
@@ -42,7 +41,15 @@ from fluxmap.stages.common import (
     store_is_current,
     zone_map_store,
 )
-from fluxmap.stages.grid import map_years, needed_entries, prediction_grid, with_land, zones_on_grid
+from fluxmap.stages.grid import (
+    map_years,
+    mapped_span,
+    mapped_starts,
+    needed_entries,
+    prediction_grid,
+    with_land,
+    zones_on_grid,
+)
 
 __all__ = ["MODIS_GRID_ENTRIES", "predict_stage"]
 
@@ -185,7 +192,7 @@ def _modis_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path,
         zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
         reuse = period_mean_stores(cubes, out, inputs)
     predictors = predictor_cube(cubes)
-    land_fraction = cubes["static"]["land_fraction"]  # lazy: a 500 m global grid is never loaded whole
+    land_fraction = predictors["land_fraction"]  # lazy, on the MODIS grid: a 500 m global grid is never loaded whole
     chunks = {d: predictors.chunksizes[d][0] for d in ("time", "lat", "lon")}
     zone = xr.open_zarr(zone_store, consolidated=True)["zone"]
     seconds = time.perf_counter() - t0
@@ -206,7 +213,8 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
     means on the grid, and the land from MCD12C1 class fractions (sub-grid land cover: each cell the
     class-weighted mean of the per-class predictions) or the catalog's land fraction."""
     cat = open_catalog(cfg)
-    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    span = mapped_span(cfg)
+    cubes = {e: cat.open(e, period=span) for e in cfg.extract.entries}
     inputs = catalog_inputs(cfg, cfg.extract.entries)
     t0 = time.perf_counter()
     years, climatological = map_years(cfg, cubes)
@@ -217,11 +225,11 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
     refs = model_sources(targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified)
     zones_file = models_dir / "zones.json"
     cubes = needed_entries(cubes, [f for r in refs for f in r.load().features], load_zones(zones_file).factors)
-    starts = period_starts(years)
+    starts = mapped_starts(cfg, years)
     tv, st = period_cube(cubes, lat, lon, starts, chunks=(chunk, chunk))
     parts = [tv, annual_stats(tv), doy_features(tv["time"])] if tv.data_vars else [doy_features(xr.DataArray(starts, dims="time", coords={"time": starts}, name="time"))]  # fmt: skip
     cube = xr.merge([*parts, st], compat="override", combine_attrs="drop")
-    per_year = len(starts) // len(years)
+    per_year = len(starts) if cfg.predict.period else len(starts) // len(years)
     cube = cube.transpose("time", "lat", "lon", ...).chunk({"time": per_year, "lat": chunk, "lon": chunk})
     cube, land, land_from = with_land(cfg, cube, grid, chunk)
     mask = land > (0.0 if cfg.extract.landcover else 0.5)

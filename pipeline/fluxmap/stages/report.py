@@ -90,9 +90,13 @@ def _against_truth(
 
 
 def _log_totals(totals: dict[str, pd.DataFrame], truth_table: pd.DataFrame | None, log: Log) -> None:
+    part = [t for t in totals.values() if "time_fraction" in t and (t.time_fraction < 0.999).any()]
+    note = f"; annualized from {int(part[0].days.sum())} mapped days, not a whole year" if part else ""
     log(
-        "totals (Pg C yr-1, mean over years): "
-        + ", ".join(f"{v} {t.total_pg_c_yr.mean():.1f}" for v, t in totals.items())
+        f"totals (Pg C yr-1, mean over years{note}): "
+        + ", ".join(
+            f"{v} {t.total_pg_c_yr.mean():.2f} ({t.total_pg_c.sum():.3f} Pg C mapped)" for v, t in totals.items()
+        )
     )
     for v, r in (truth_table if truth_table is not None else pd.DataFrame()).iterrows():
         log(
