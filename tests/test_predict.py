@@ -656,7 +656,8 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize(
     # SLURM over TLS, PBS over plain TCP: each batch system and each protocol once (CI's time).
-    "kind, directive, tls", [("pbs", "#PBS", False), ("slurm", "#SBATCH", True)]
+    "kind, directive, tls",
+    [("pbs", "#PBS", False), ("slurm", "#SBATCH", True)],
 )
 def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_system, request, kind, directive, tls):
     """``cluster: {kind: slurm}`` (and pbs) end to end, with the batch system emulated on this
