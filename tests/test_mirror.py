@@ -20,8 +20,7 @@ from fluxmap.demo.mirror_era5 import ARCO_URL
 from fluxmap.science import products
 from fluxmap.testing import raise_if_dask_computes
 
-pytest.importorskip("odc.stac")
-pytest.importorskip("pystac")
+# odc-stac and pystac are in the test extra: without them these tests fail, they are not skipped.
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "modis-mirror.yaml"
 PERIOD = ("2019-06-10", "2019-07-03T23:59:59")
@@ -237,6 +236,7 @@ def test_the_example_runs_every_stage_on_the_mirror_to_a_georeferenced_map(mirro
     assert grams / 1e15 / (24 / 365) == pytest.approx(float(totals.nee.iloc[0]), rel=1e-4)
     report = (mirror_run / "predict" / "report.md").read_text()
     assert "annualized from 24 mapped days" in report
+    assert "ds.nee.sel(lat=45.475, lon=14.025" in report  # how to open it, with its own flux and a cell of its grid
     summary = (mirror_run / "models" / "summary.md").read_text()
     assert "nee" in summary
     if shutil.which("gdallocationinfo"):
@@ -277,6 +277,8 @@ def test_a_real_planetary_computer_item_has_the_mirrors_structure(mirror):
     keys, raster:bands and sinusoidal grid, and the real ARCO-ERA5 store the mirror's layout."""
     from fluxmap.io.stac import stac_items
 
+    pytest.importorskip("pystac_client")  # the cloud extra: pip install -e '.[cloud]'
+    pytest.importorskip("planetary_computer")
     real = stac_items("https://planetarycomputer.microsoft.com/api/stac/v1", "modis-11A2-061", [12, 44, 13, 45],
                       "2019-06-10/2019-06-17", platform="terra")  # fmt: skip
     mine = stac_items(str(mirror["stac"]), "modis-11A2-061", [12, 44, 13, 45], "2019-06-10/2019-06-17",

@@ -38,11 +38,13 @@ def write_report(
     names: list[str] | None = None,
     variables: pd.DataFrame | None = None,
     license: str = "",
+    cell: tuple[float, float] = (50.5, 10.5),
 ) -> Path:
     """The run report: totals with their spread and what they rest on, what disagrees with the
     demo's truth, partition, the validation tables, figures, and how to open the store.
     ``unmodelled``: the zones mapped without a validated model of their own, and their area;
-    ``names``: the mapped fluxes; ``variables``: :func:`variable_table` of the store."""
+    ``names``: the mapped fluxes; ``variables``: :func:`variable_table` of the store; ``cell``: (lat, lon)
+    of a cell of the grid for the example of how to open it."""
     names = names or [c for c in totals.columns if c in ("sr", "rh", "nee", "reco", "gpp", "ra")]
     lines = [
         "# fluxmap run report",
@@ -103,7 +105,7 @@ def write_report(
             "",
         ]
     lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figures.items()] + ["", "## Validation", "", validation]
-    lines += ["", *opening_lines(store, variables, license)]
+    lines += ["", *opening_lines(store, variables, license, flux=names[0] if names else "sr", cell=cell)]
     write_text(path, "\n".join(lines) + "\n")
     return path
 
@@ -175,18 +177,26 @@ def variable_table(ds: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def opening_lines(store: str, variables: pd.DataFrame | None, license: str) -> list[str]:
-    """How to open the store, what it holds, and its licence."""
+def opening_lines(
+    store: str,
+    variables: pd.DataFrame | None,
+    license: str,
+    *,
+    flux: str = "sr",
+    cell: tuple[float, float] = (50.5, 10.5),
+) -> list[str]:
+    """How to open the store (with a mapped ``flux`` and a ``cell`` (lat, lon) of its grid), what it
+    holds, and its licence."""
     lines = [
         "## Opening the output",
         "",
         "```python",
         "import xarray as xr",
         f'ds = xr.open_zarr("{store}")  # lazy: nothing is read until used',
-        'ds.sr.sel(lat=50.5, lon=10.5, method="nearest").plot()  # a cell\'s 8-day series (needs matplotlib)',
+        f'ds.{flux}.sel(lat={cell[0]:g}, lon={cell[1]:g}, method="nearest").plot()  # a cell\'s 8-day series (needs matplotlib)',
         "```",
         "",
-        "Total of a flux from the store alone: `(ds.sr * days * ds.cell_area * ds.land_fraction).sum() / 1e15` "
+        f"Total of a flux from the store alone: `(ds.{flux} * days * ds.cell_area * ds.land_fraction).sum() / 1e15` "
         "(Pg C over the days of `time_bnds`). For GDAL before 3.9, Panoply or CDO, `fluxmap export --format "
         "netcdf` writes one CF-1.10 netCDF file per flux and year.",
         "",

@@ -267,6 +267,7 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
         truth=truth_table, truth_by_zone=truth_by_zone, store=str(store), unmodelled=unmodelled,
         formats=f"Zarr v{cfg.predict.zarr_format}, consolidated metadata, CF-1.10, ACDD-1.3", names=names,
         variables=report.variable_table(ds), license=str(ds.attrs.get("license", "")),
+        cell=(round(float(ds.lat[ds.sizes["lat"] // 2]), 3), round(float(ds.lon[ds.sizes["lon"] // 2]), 3)),
     )  # fmt: skip
     _log_totals(totals, truth_table, log)
     for v, t in outside.items():
