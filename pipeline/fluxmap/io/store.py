@@ -31,6 +31,8 @@ from fluxmap.science.extract import to_periods
 from fluxmap.science.grids import LatLonGrid
 
 __all__ = [
+    "SMALL_STORE_BYTES",
+    "open_for_tables",
     "block_counts",
     "block_index",
     "create_store",
@@ -304,6 +306,19 @@ def _fill_streaming(client, todo, graphs: list[_RegionGraph], batch, record) -> 
         if len(finished) >= batch or not left:
             record(finished)
             finished = []
+
+
+SMALL_STORE_BYTES = 256 * 2**20
+"""A store at most this large (decoded) is read whole before its tables are computed."""
+
+
+def open_for_tables(path: str | Path) -> xr.Dataset:
+    """A written store opened for the many small reductions of the tables (totals per region, band,
+    biome and member): read whole into memory when it is small (a coarse annual map: one read
+    instead of a few hundred graphs over the same chunks), lazy otherwise (a 500 m map stays chunked,
+    memory bounded by the chunk)."""
+    ds = xr.open_zarr(path, consolidated=True)
+    return ds.load() if ds.nbytes <= SMALL_STORE_BYTES else ds
 
 
 def grid_of(ds: xr.Dataset) -> LatLonGrid:

@@ -34,6 +34,7 @@ from fluxmap.io.store import (
     create_store,
     fill_regions,
     land_regions,
+    open_for_tables,
     period_mean_stores,
     region_slices,
 )
@@ -180,8 +181,8 @@ def annual_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     except Exception as e:  # a damaged input chunk: say which one
         raise named_damage(cat, cfg.extract.entries, e) from e
     fluxes = [t.split(":")[0] for t in targets if parse_ratio(t.split(":")[0]) is None]  # ratios have no totals
-    tables = annual_tables(xr.open_zarr(store, consolidated=True), fluxes)
-    stored = xr.open_zarr(store, consolidated=True)
+    stored = open_for_tables(store)  # read whole when small: the tables are many reductions of it
+    tables = annual_tables(stored, fluxes)
     tables["where"] = where_table(stored, fluxes, models_dir, Path(cfg.workdir) / "extract" / "training_annual.parquet")
     for name, table in tables.items():
         write_table(table, out / f"{name}.csv", index=name in ("totals", "latitudinal_profile"))

@@ -19,6 +19,7 @@ from fluxmap.io.catalog import FluxCatalog
 from fluxmap.io.models import load_zones
 from fluxmap.io.progress import dask_progress
 from fluxmap.io.provenance import write_table
+from fluxmap.io.store import open_for_tables
 from fluxmap.science import aggregate, products
 from fluxmap.science.validate import map_errors, map_errors_by_zone
 from fluxmap.stages.common import Log, open_catalog
@@ -198,7 +199,9 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
         return {}
     store, land_fraction, targets = written["store"], written["land_fraction"], written["targets"]
     out, models_dir = store.parent, Path(cfg.workdir) / "models"
-    ds = xr.open_zarr(store, consolidated=True)
+    ds = open_for_tables(store)  # read whole when small: the report is many reductions of it
+    if not ds.chunks:
+        land_fraction = land_fraction.load()
     names = [t.split(":")[0] for t in targets if parse_ratio(t.split(":")[0]) is None]  # ratios have no totals
     totals, profiles, maps, outside = {}, {}, {}, {}
     # Every total in one pass over the store: each target's map (with the part from cells predicted
