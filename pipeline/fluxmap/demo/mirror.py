@@ -236,12 +236,17 @@ def mirror_periods(cfg: MirrorConfig) -> pd.DatetimeIndex:
     return pd.DatetimeIndex([pd.Timestamp(cfg.first_period) + pd.Timedelta(days=8 * i) for i in range(cfg.n_periods)])
 
 
+def _period_end(start: pd.Timestamp) -> pd.Timestamp:
+    """The last day of the 8-day period from ``start`` (the year's last period is 5 or 6 days)."""
+    return min(start + pd.Timedelta(days=7), pd.Timestamp(start.year, 12, 31))
+
+
 def _middle_day(start: pd.Timestamp) -> float:
     """Day of year of a period's middle (the composite's value is taken there)."""
     return float(start.day_of_year + 3.5)
 
 
-def _encode(cfg: MirrorConfig, product: str, lon: np.ndarray, lat: np.ndarray, day: float, rng: np.random.Generator,
+def _encode(product: str, lon: np.ndarray, lat: np.ndarray, day: float, rng: np.random.Generator,
             platform: str, spatial: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:  # fmt: skip
     """Each asset's raw array for one tile and period, in the product's encoding."""
     wet = water(lon, lat)
@@ -344,20 +349,20 @@ def _item_dict(collection: str, item_id: str, start: pd.Timestamp, end: pd.Times
     }
 
 
-def _write_item(root: Path, cfg: MirrorConfig, cid: str, start: pd.Timestamp, prefix: str, platform: str, h: int,
+def _write_item(root: Path, cid: str, start: pd.Timestamp, prefix: str, platform: str, h: int,
                 v: int, grid: tuple, seed: int) -> Any:  # fmt: skip
     """One item: its assets' COGs, and the pystac Item pointing at them (absolute hrefs)."""
     import pystac
 
     spec = MIRROR_PRODUCTS[cid]
     short, pixels = spec["short"], spec["pixels"]
-    end = min(start + pd.Timedelta(days=7), pd.Timestamp(start.year, 12, 31))
+    end = _period_end(start)
     made = start + pd.Timedelta(days=9, hours=4, minutes=15, seconds=28)  # the granule's production time
     item_id = f"{prefix}{short}.A{start.year}{start.day_of_year:03d}.h{h:02d}v{v:02d}.061.{made:%Y}{made.day_of_year:03d}{made:%H%M%S}"
     folder = root / cid / item_id
     folder.mkdir(parents=True, exist_ok=True)
     lon, lat, spatial = grid
-    arrays = _encode(cfg, cid, lon, lat, _middle_day(start), np.random.default_rng(seed), platform, spatial)
+    arrays = _encode(cid, lon, lat, _middle_day(start), np.random.default_rng(seed), platform, spatial)
     assets = {}
     for asset in spec["assets"]:
         name = f"{item_id}_{asset.key}.tif"
@@ -399,7 +404,7 @@ def write_stac(root: Path, cfg: MirrorConfig) -> Path:
                         (cid, start, prefix, platform, h, v, grids[(h, v, spec["pixels"])], cfg.seed + len(tasks))
                     )
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        items = list(pool.map(lambda t: _write_item(root, cfg, *t), tasks))
+        items = list(pool.map(lambda t: _write_item(root, *t), tasks))
     for cid, spec in MIRROR_PRODUCTS.items():
         extent = pystac.Extent(
             pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
@@ -418,7 +423,7 @@ def write_stac(root: Path, cfg: MirrorConfig) -> Path:
         path = Path(item.get_self_href())
         saved = json.loads(path.read_text())
         pixels = MIRROR_PRODUCTS[cid]["pixels"]
-        end = min(start + pd.Timedelta(days=7), pd.Timestamp(start.year, 12, 31))
+        end = _period_end(start)
         mine = _item_dict(cid, item.id, start, end, h, v, pixels, platform, {})
         saved.update({k: mine[k] for k in ("stac_version", "stac_extensions", "properties")})
         path.write_text(json.dumps(saved, indent=2))
