@@ -208,7 +208,7 @@ def test_final_models_train_on_the_cluster_when_the_table_is_large():
         LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
         Client(cluster),
     ):
-        m = _final_fit(cfg, df, ["x1", "x2"], {"zone": "unified"})
+        m = _final_fit(cfg, ("xgboost", dict(cfg.params)), df, ["x1", "x2"], {"zone": "unified"})
     assert m.metadata["distributed"] is True and m.metadata["zone"] == "unified"
-    small = _final_fit(ModelConfig(params=(("n_estimators", 30),)), df, ["x1", "x2"], {})
+    small = _final_fit(ModelConfig(), ("xgboost", {"n_estimators": 30}), df, ["x1", "x2"], {})
     assert "distributed" not in small.metadata

@@ -645,30 +645,21 @@ def test_pipeline_on_a_real_loopback_cluster_equals_the_local_run(run_dir, tmp_p
     _assert_same_store(result["store"], remote["store"])
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie, exited but not yet reaped by init, counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize(
     # SLURM over TLS, PBS over plain TCP: each batch system and each protocol once (CI's time).
     "kind, directive, tls",
     [("pbs", "#PBS", False), ("slurm", "#SBATCH", True)],
 )
 def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_system, request, kind, directive, tls):
-    """``cluster: {kind: slurm}`` (and pbs) end to end, with the batch system emulated on this
-    machine: fluxmap's dask-jobqueue cluster submits its rendered job scripts, they run for real
-    (the exports, then the nanny and a worker that finds the scheduler over the configured
-    interface; with TLS files, over TLS with the certificate given on its command line), the
-    prediction stage runs on those workers and writes the local run's store, and closing the
-    cluster cancels the jobs."""
+    """``cluster: {kind: slurm}`` (and pbs) end to end on this machine: SLURM for real (a one-node
+    cluster, ``sbatch``/``squeue``/``scancel``), PBS emulated (stand-ins for ``qsub``/``qdel``; see
+    the ``batch_system`` fixture). fluxmap's dask-jobqueue cluster submits its rendered job scripts,
+    they run as batch jobs (the exports, then the nanny and a worker that finds the scheduler over
+    the configured interface; with TLS files, over TLS with the certificate given on its command
+    line), one worker in each job, the prediction stage runs on those workers and writes the local
+    run's store, and closing the cluster cancels the jobs."""
     import dataclasses
     import sys
-    import time
 
     from fluxmap.cluster import WORKER_ENV, client_for
     from fluxmap.testing import predict_and_report
@@ -687,23 +678,18 @@ def test_pipeline_on_batch_jobs_equals_the_local_run(run_dir, tmp_path, batch_sy
         assert len(workers) == 2 and all(w.startswith(f"{protocol}://127.0.0.1:") for w in workers)
         env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV})
         assert all(e == WORKER_ENV for e in env.values()), env
+        worker_jobs = set(jobs.of_workers(client).values())
         remote = predict_and_report(remote_cfg, log=lambda m: None)
-    scripts = sorted(jobs.glob("*.sh"))
-    assert len(scripts) == 2
-    for script in scripts:
-        text = script.read_text()
+    ids = jobs.submitted()
+    assert len(ids) == 2 and worker_jobs == set(ids), (ids, worker_jobs)  # one worker in each job
+    for job in ids:
+        text = jobs.script(job)
         assert directive in text and "00:30:00" in text and "--interface lo" in text
         assert f"{sys.executable} -m distributed.cli.dask_worker {protocol}://127.0.0.1:" in text
         flags = {"--tls-ca-file": "tls_ca_file", "--tls-cert": "tls_cert", "--tls-key": "tls_key"}
         assert all(f"{flag} {files[k]}" in text for flag, k in flags.items()) if tls else "--tls-" not in text
-    ids = {s.stem for s in scripts}
-    assert set((jobs / "cancelled").read_text().split()) == ids
-    pids = [int((jobs / f"{i}.pid").read_text()) for i in ids]
-    for _ in range(100):
-        if not any(_alive(p) for p in pids):
-            break
-        time.sleep(0.1)
-    assert not any(_alive(p) for p in pids), "a cancelled job is still running"
+    assert jobs.cancelled() == set(ids)
+    jobs.assert_ended(ids)
     _assert_same_store(result["store"], remote["store"])
 
 
@@ -924,15 +910,15 @@ def test_a_worker_killed_during_prediction_changes_nothing(run_dir, tmp_path):
 
 def test_a_batch_job_lost_during_prediction_changes_nothing(run_dir, tmp_path, batch_system):
     """A whole SLURM job (nanny and worker) SIGKILLed while its worker predicts a region, as when a
-    node fails or the job is preempted: nothing restarts it, the other job's worker recomputes the
-    lost region, the run completes and the store equals the clean run's."""
+    node fails or the job is preempted (``scancel --signal=KILL`` on the real one-node SLURM):
+    nothing restarts it, the other job's worker recomputes the lost region, the run completes and
+    the store equals the clean run's."""
     import dataclasses
-    import signal
 
     from fluxmap.cluster import client_for
     from fluxmap.io.store import done_regions
 
-    _, cluster = batch_system("slurm")
+    jobs, cluster = batch_system("slurm")
     cfg, result, _ = run_dir
     remote_cfg = _remote_copy(cfg, tmp_path)
     remote_cfg = dataclasses.replace(
@@ -943,13 +929,13 @@ def test_a_batch_job_lost_during_prediction_changes_nothing(run_dir, tmp_path, b
     n_regions = len(done_regions(result["store"]))
     with client_for(remote_cfg.cluster) as client:
         client.wait_for_workers(2, timeout=120)
-        pids = client.run(os.getpid)
-        jobs = {w: os.getpgid(pid) for w, pid in pids.items()}  # each job runs in its own process group
-        assert len(set(jobs.values())) == 2
-        remote, killed = _predict_while_killing(client, remote_cfg, lambda w: os.killpg(jobs[w], signal.SIGKILL))
+        job_of = jobs.of_workers(client)
+        assert len(set(job_of.values())) == 2, job_of
+        remote, killed = _predict_while_killing(client, remote_cfg, lambda w: jobs.kill(job_of[w]))
         survivors = client.scheduler_info()["workers"]
     assert 0 < killed["done_before"] < n_regions, killed
     assert killed["worker"] not in survivors and len(survivors) == 1
+    jobs.assert_ended([job_of[killed["worker"]]])
     _assert_same_store(result["store"], remote["store"])
 
 

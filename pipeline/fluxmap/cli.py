@@ -44,6 +44,13 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
         help="where the Dask work runs (default: the config's, else local)",
     )
     p.add_argument("--scheduler", metavar="ADDRESS", help="connect to an existing scheduler (tcp:// or tls://)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="workers of the cluster (local: processes; slurm, pbs: jobs; kubernetes: pods); the models stage's "
+        "folds, searches and ensemble members and the predict stage's blocks run on them",
+    )
 
 
 _COMMANDS: dict[str, tuple[str, str]] = {

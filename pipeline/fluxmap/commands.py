@@ -44,6 +44,11 @@ def _run_config(path: str | None, workdir: str | None = None, args: argparse.Nam
             cfg,
             cluster=dataclasses.replace(cfg.cluster, kind=kind or "address", address=address or cfg.cluster.address),
         )
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"--workers {workers}: expected at least one worker")
+        cfg = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, n_workers=workers))
     return cfg
 
 

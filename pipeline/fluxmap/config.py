@@ -263,8 +263,23 @@ class ModelConfig:
     """Smallest number of observations a zone may hold."""
     restarts: int = 100
     """k-means restarts (global search of the objective)."""
+    choice: str = "frontier"
+    """How the model family and size are chosen: ``frontier`` (every ``grid`` configuration scored on
+    inner folds of whole physical sites inside each outer fold, and on all rows for the final
+    models; the cheapest within one standard error of the best is taken, cost being predictions per
+    second per core; see ``models/<target>/frontier.csv``) or ``fixed`` (``kind`` and ``params``).
+    A config that sets ``kind`` or ``params`` and not ``choice`` is ``fixed``."""
+    grid: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
+        *(("rf", (("max_depth", d), ("n_estimators", n))) for d in (6, 12) for n in (10, 50)),
+        *(("xgboost", (("max_depth", d), ("n_estimators", n))) for d in (3, 6) for n in (50, 300)),
+    )
+    """The configurations ``choice: frontier`` searches, as a list of ``{kind: ..., params: {...}}``
+    (default: random forests of 10 and 50 trees at depths 6 and 12, XGBoost of 50 and 300 trees at
+    depths 3 and 6)."""
+    search_folds: int = 3
+    """Inner folds of whole physical sites scoring the ``grid`` configurations."""
     kind: str = "xgboost"
-    """Model family: xgboost, rf or qrf."""
+    """Model family of ``choice: fixed`` (xgboost, rf or qrf); it also selects the predictors."""
     predictors: tuple[str, ...] = (
         "lst_day",
         "lst_night",
@@ -344,7 +359,21 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         from fluxmap.science.baselines import REFERENCES
+        from fluxmap.science.train import MODEL_KINDS
 
+        if self.choice not in ("frontier", "fixed"):
+            raise ValueError(f"model.choice must be 'frontier' or 'fixed', got {self.choice!r}")
+        bad_kinds = [k for k, _ in self.grid if k not in MODEL_KINDS] + (
+            [self.kind] if self.kind not in MODEL_KINDS else []
+        )
+        if bad_kinds:
+            raise ValueError(
+                f"model: unknown model kind(s) {bad_kinds} (kind or grid); known: {', '.join(MODEL_KINDS)}"
+            )
+        if self.choice == "frontier" and not self.grid:
+            raise ValueError("model.grid is empty: choice 'frontier' needs at least one configuration")
+        if self.search_folds < 2:
+            raise ValueError(f"model.search_folds must be >= 2, got {self.search_folds}")
         if self.unvalidated_zones not in ("unified", "mask"):
             raise ValueError(f"model.unvalidated_zones must be 'unified' or 'mask', got {self.unvalidated_zones!r}")
         bad = [f"{v}: {k}" for v, k in self.references if k not in REFERENCES]
@@ -653,6 +682,16 @@ def _plausible(value: Any, where: str) -> tuple[tuple[str, tuple[float, float]],
     return tuple(out)
 
 
+def _grid_entry(entry: Any, where: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """One ``model.grid`` configuration: ``{kind: rf, params: {n_estimators: 10, max_depth: 6}}``."""
+    if not isinstance(entry, dict) or "kind" not in entry or set(entry) - {"kind", "params"}:
+        raise ConfigError(f"{where} = {entry!r}: expected a mapping with kind and optional params, nothing else")
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: params = {params!r}: expected a mapping of settings")
+    return _checked(entry["kind"], str, f"{where}: kind"), tuple(sorted(params.items()))
+
+
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
     known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster", "metadata"}
@@ -672,9 +711,13 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
     if isinstance(predict.get("published"), dict):
         predict["published"] = tuple(sorted(predict["published"].items()))
     model = dict(data.get("model") or {})
+    if ("kind" in model or "params" in model) and "choice" not in model:
+        model["choice"] = "fixed"  # a family or settings given: that model, no search
     for k in ("params", "selection_params", "references", "ratios"):
         if k in model and isinstance(model[k], dict):
             model[k] = tuple(sorted(model[k].items()))
+    if isinstance(model.get("grid"), list):
+        model["grid"] = tuple(_grid_entry(e, f"{where}: model: grid[{i}]") for i, e in enumerate(model["grid"]))
     return RunConfig(
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
         metadata=from_mapping(MetadataConfig, dict(data.get("metadata") or {}), where=f"{where}: metadata"),

@@ -43,10 +43,18 @@ def _is_mapping(hint: Any) -> bool:
     return typing.get_origin(args[0]) is tuple and len(inner) == 2 and inner[0] is str
 
 
+def _is_grid(hint: Any) -> bool:
+    """``tuple[tuple[str, <mapping>], ...]`` (``model.grid``): a list of ``{kind, params}`` in YAML,
+    where a kind may come more than once."""
+    return _is_mapping(hint) and _is_mapping(typing.get_args(typing.get_args(hint)[0])[1])
+
+
 def _plain(value: Any, hint: Any) -> Any:
     """A default as YAML writes it: mappings for pair tuples, lists for tuples, dataclasses as mappings."""
     if dataclasses.is_dataclass(value):
         return {f.name: _plain(getattr(value, f.name), f.type) for f in dataclasses.fields(value)}
+    if _is_grid(hint):
+        return [{"kind": k, "params": dict(p)} for k, p in value]
     if _is_mapping(hint):
         return {k: _plain(v, None) for k, v in value}
     if isinstance(value, tuple):

@@ -14,7 +14,7 @@ import xarray as xr
 from fluxmap.io.provenance import atomic_path
 from fluxmap.science.validate import metrics
 
-__all__ = ["map_figure", "plot_obs_pred", "plot_zone_map", "profile_figure"]
+__all__ = ["map_figure", "plot_frontier", "plot_obs_pred", "plot_zone_map", "profile_figure"]
 
 _MAX_DRAWN = 4_000_000  # cells: display_field's largest view is 1,500 x 1,500 = 2.25 M
 _DENSE = 1_000  # records above which observed vs predicted is drawn as density (hexbin)
@@ -172,6 +172,38 @@ def plot_obs_pred(
         ax.set_title(f"{label}\nR2 {m['r2']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f}  n {m['n']}", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_frontier(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """The skill-cost frontier: every configuration of ``table`` (:func:`fluxmap.science.frontier.
+    frontier_table`) as a point, nested R2 against predictions per second per core (log axis), the
+    frontier (no other point both better and faster) joined, the chosen configuration ringed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colours = {"rf": "tab:green", "xgboost": "tab:blue", "qrf": "tab:olive"}
+    for kind, part in table.groupby("kind"):
+        ax.scatter(part.rows_per_s_per_core, part.r2, s=30, color=colours.get(str(kind), "tab:gray"), label=str(kind))
+    for _, r in table.iterrows():
+        ax.annotate(r.label.split(" ", 1)[1], (r.rows_per_s_per_core, r.r2), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")  # fmt: skip
+    front = table[table.on_frontier].sort_values("rows_per_s_per_core")
+    ax.plot(front.rows_per_s_per_core, front.r2, color="k", lw=0.8, label="frontier")
+    c = table[table.chosen]
+    ax.scatter(c.rows_per_s_per_core, c.r2, s=160, facecolors="none", edgecolors="tab:red", lw=1.5,
+               label="chosen (one-SE rule, cheapest)")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("predictions per second per core")
+    ax.set_ylabel("R2, nested outer folds of whole sites")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -354,8 +354,32 @@ def target_report(name: str, summary: dict[str, Any], pieces: dict[str, Any], *,
             f"{summary['bootstrap_mad_median']:.3f} g C m-2 d-1, "
             f"CV median {summary['bootstrap_cv_median']:.2f}.",
         ]
+    if "frontier" in pieces:
+        md += _frontier_lines(summary, pieces["frontier"], cfg)
     md += _protocol_lines(summary, cfg)
     return "\n".join(md) + "\n"
+
+
+def _frontier_lines(summary: dict[str, Any], frontier: pd.DataFrame, cfg: dict[str, Any]) -> list[str]:
+    """The skill-cost frontier: every configuration's nested R2 and cost, the choice and why."""
+    t = frontier.assign(m_rows_per_s=frontier.rows_per_s_per_core / 1e6)[
+        ["label", "r2", "rmse", "m_rows_per_s", "folds_chosen", "on_frontier", "chosen"]
+    ]
+    return [
+        "",
+        "## Model family and size: the skill-cost frontier",
+        "",
+        t.rename(columns={"m_rows_per_s": "M predictions/s per core"}).round(3).to_markdown(index=False),
+        "",
+        f"Each configuration's R2 is its own nested score: fitted in every outer fold on the predictors chosen there. "
+        f"Inside each outer fold the configurations were scored on {cfg['search_folds']} inner folds of whole "
+        "physical sites and the fastest within one standard error of the best inner RMSE was taken (`folds_chosen`); "
+        "the headline scores above are of those choices. The final models are "
+        f"**{summary['model']}**, chosen the same way on all rows (`model_search.csv`); the best configuration here "
+        f"is {summary['best_configuration']} (R2 {summary['r2_best_configuration']:.3f}, chosen one "
+        f"{summary['r2_chosen_configuration']:.3f}). Cost: predictions per second on one core, each configuration "
+        "fitted on all rows and timed once before the folds. Figure: `frontier.png`.",
+    ]
 
 
 def target_log_lines(s: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fluxmap.science.baselines import fit_reference
+from fluxmap.science.frontier import Candidate, inner_search
 from fluxmap.science.selection import backward_elimination, correlation_filter, exhaustive_search
 from fluxmap.science.train import FitSpec, fit
 from fluxmap.science.validate import compare, group_folds, metrics, metrics_table, paired_site_bootstrap
@@ -70,6 +71,13 @@ class Protocol:
     """Temperature (K) and precipitation columns of the climate reference."""
     site_meteo: tuple[str, ...] = ()
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+    grid: tuple[Candidate, ...] = ()
+    """Model configurations searched inside each outer fold (:mod:`fluxmap.science.frontier`);
+    empty: ``spec``'s family and settings everywhere."""
+    rates: tuple[float, ...] = ()
+    """Predictions per second per core of each ``grid`` configuration (its cost)."""
+    search_folds: int = 3
+    """Inner folds of whole physical sites scoring the ``grid`` configurations."""
 
 
 def candidate_predictors(df: pd.DataFrame, predictors: tuple[str, ...], *, annual: bool) -> list[str]:
@@ -166,20 +174,24 @@ def _quantiles(p: Protocol, train: pd.DataFrame, test: pd.DataFrame, feats: list
 
 def _outer_fold(
     p: Protocol, d: pd.DataFrame, test_mask: np.ndarray, features: list[str], zones: ZoneFitter, truth: bool
-) -> tuple[pd.DataFrame, list[str]]:
-    """Every prediction of one outer fold's held-out rows, all choices made on its training rows."""
+) -> tuple[pd.DataFrame, list[str], int]:
+    """Every prediction of one outer fold's held-out rows, all choices made on its training rows;
+    the predictors and (with a ``grid``) the configuration chosen (-1 without one)."""
     train, test = d[~test_mask], d[test_mask]
     zone_of = zones(set(test.location))
     tz, sz = train.location.map(zone_of), test.location.map(zone_of)
     feats = select_predictors(train, features, p)[0]
-    uni = _fit_predict(p.spec, train, test, feats)
+    out: dict[str, Any] = {}
+    pick = -1
+    if p.grid:
+        pick = inner_search(train, feats, p.grid, np.asarray(p.rates), base=p.spec, folds=p.search_folds)[0]
+        # Every configuration's outer predictions: the frontier's skill axis.
+        for i, c in enumerate(p.grid):
+            out[f"pred_cand_{i}"] = _fit_predict(c.spec(p.spec), train, test, feats)
+        p = replace(p, spec=p.grid[pick].spec(p.spec))
+    uni = out[f"pred_cand_{pick}"] if p.grid else _fit_predict(p.spec, train, test, feats)
     pz, fell_back = _by_zone(p, train, test, tz, sz, feats, uni)
-    out: dict[str, Any] = {
-        "zone_in_fold": sz.to_numpy(),
-        "pred_unified": uni,
-        "pred_zone": pz,
-        "zone_fallback": fell_back,
-    }
+    out.update({"zone_in_fold": sz.to_numpy(), "pred_unified": uni, "pred_zone": pz, "zone_fallback": fell_back})
     out["pred_mean"] = fit_reference("mean", train)(test)
     if p.reference != "mean":
         out["pred_reference"] = fit_reference(p.reference, train, climate=p.climate)(test)
@@ -187,7 +199,7 @@ def _outer_fold(
         out["pred_true_zones"] = _by_zone(p, train, test, train.true_zone, test.true_zone, feats, uni)[0]
     out.update(_meteo(p, train, test, feats))
     out.update(_quantiles(p, train, test, feats))
-    return pd.DataFrame(out, index=test.index), feats
+    return pd.DataFrame(out, index=test.index), feats, pick
 
 
 def nested_cv(
@@ -218,14 +230,16 @@ def nested_cv(
         parts.append(part)
         if progress is not None:
             progress(len(parts), len(folds))
-    d = d.join(pd.concat([part for part, _ in parts]))
+    d = d.join(pd.concat([part for part, _, _ in parts]))
     chosen = pd.DataFrame(
         {
             "fold": folds,
             "held_out_sites": [int(d.loc[d.fold == f, g].nunique()) for f in folds],
-            "zones": [int(part.zone_in_fold[part.zone_in_fold > 0].nunique()) for part, _ in parts],
-            "n_features": [len(feats) for _, feats in parts],
-            "features": [",".join(feats) for _, feats in parts],
+            "zones": [int(part.zone_in_fold[part.zone_in_fold > 0].nunique()) for part, _, _ in parts],
+            "n_features": [len(feats) for _, feats, _ in parts],
+            "features": [",".join(feats) for _, feats, _ in parts],
+            "candidate": [pick for _, _, pick in parts],
+            "model": [p.grid[pick].label if pick >= 0 else p.spec.kind for _, _, pick in parts],
         }
     )
     return d, chosen

@@ -18,7 +18,15 @@ from fluxmap.science import products
 from fluxmap.science.train import FittedModel, fit
 from fluxmap.science.validate import metrics
 
-__all__ = ["bootstrap_ensemble", "class_area_shares", "ensemble_spread", "ensemble_summary", "igbp_strata"]
+__all__ = [
+    "bootstrap_ensemble",
+    "bootstrap_samples",
+    "class_area_shares",
+    "ensemble_spread",
+    "ensemble_summary",
+    "fit_member",
+    "igbp_strata",
+]
 
 _ABBREV_TO_CODE = {v: k for k, v in products.IGBP_ABBREV.items()}
 
@@ -40,6 +48,49 @@ def _stratified_rows(
     return np.concatenate(picks)
 
 
+def bootstrap_samples(
+    df: pd.DataFrame,
+    *,
+    strata: str,
+    shares: pd.Series,
+    n_members: int = 20,
+    train_fraction: float = 0.8,
+    seed: int = 0,
+    group: str = "site_id",
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per member: its training rows (index labels of ``df``, drawn with replacement from 80 % of
+    the sites, stratified by ``strata`` in proportion to ``shares``) and its held-out rows (the
+    other 20 % of sites). One random stream, so the samples do not depend on where they are fitted."""
+    rng = np.random.default_rng(seed)
+    sites = df[group].unique()
+    out = []
+    for _ in range(n_members):
+        train_sites = rng.choice(sites, size=max(1, int(round(train_fraction * len(sites)))), replace=False)
+        inside = df[group].isin(train_sites).to_numpy()
+        rows = _stratified_rows(df[inside], strata=strata, shares=shares, n=int(inside.sum()), rng=rng)
+        out.append((rows, df.index[~inside].to_numpy()))
+    return out
+
+
+def fit_member(
+    df: pd.DataFrame,
+    rows: np.ndarray,
+    held_out: np.ndarray,
+    member: int,
+    *,
+    features: list[str],
+    kind: str = "xgboost",
+    seed: int = 0,
+    params: dict | None = None,
+) -> tuple[FittedModel, dict[str, float]]:
+    """One ensemble member fitted on ``df.loc[rows]`` (seed ``seed + member``), and its score on
+    the held-out rows."""
+    sample, test = df.loc[rows], df.loc[held_out]
+    m = fit(kind, sample, sample["value"], features=features, seed=seed + member, params=params,
+            metadata={"member": member, "held_out_rows": len(held_out)})  # fmt: skip
+    return m, {"member": member, **metrics(test["value"].to_numpy(), m.predict(test))}
+
+
 def bootstrap_ensemble(
     df: pd.DataFrame,
     *,
@@ -54,31 +105,20 @@ def bootstrap_ensemble(
     group: str = "site_id",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[FittedModel], pd.DataFrame]:
-    """Train ``n_members`` models on stratified bootstrap samples of 80 % of the sites.
+    """Train ``n_members`` models on stratified bootstrap samples of 80 % of the sites
+    (:func:`bootstrap_samples`, :func:`fit_member`), one after the other.
 
     Returns the members and a table of each member's score on its held-out 20 % of sites.
     ``progress(done, total)`` is called after each member.
     """
-    rng = np.random.default_rng(seed)
-    sites = df[group].unique()
+    samples = bootstrap_samples(
+        df, strata=strata, shares=shares, n_members=n_members, train_fraction=train_fraction, seed=seed, group=group
+    )
     members, scores = [], []
-    for i in range(n_members):
-        train_sites = rng.choice(sites, size=max(1, int(round(train_fraction * len(sites)))), replace=False)
-        train = df[df[group].isin(train_sites)]
-        test = df[~df[group].isin(train_sites)]
-        rows = _stratified_rows(train, strata=strata, shares=shares, n=len(train), rng=rng)
-        sample = train.loc[rows]
-        m = fit(
-            kind,
-            sample,
-            sample["value"],
-            features=features,
-            seed=seed + i,
-            params=params,
-            metadata={"member": i, "train_sites": len(train_sites)},
-        )
+    for i, (rows, held) in enumerate(samples):
+        m, score = fit_member(df, rows, held, i, features=features, kind=kind, seed=seed, params=params)
         members.append(m)
-        scores.append({"member": i, **metrics(test["value"].to_numpy(), m.predict(test))})
+        scores.append(score)
         if progress is not None:
             progress(i + 1, n_members)
     return members, pd.DataFrame(scores)

@@ -18,9 +18,16 @@ import xarray as xr
 
 from fluxmap.config import ModelConfig, RunConfig
 from fluxmap.io import report
-from fluxmap.io.figures import plot_obs_pred, plot_zone_map
+from fluxmap.io.figures import plot_frontier, plot_obs_pred, plot_zone_map
 from fluxmap.io.landcover import global_class_shares
-from fluxmap.io.models import load_zones, save_applicability, save_model, save_zones, save_zones_without_model
+from fluxmap.io.models import (
+    load_model,
+    load_zones,
+    save_applicability,
+    save_model,
+    save_zones,
+    save_zones_without_model,
+)
 from fluxmap.io.progress import Progress, dask_progress
 from fluxmap.io.provenance import (
     begin_stage,
@@ -45,10 +52,11 @@ from fluxmap.science.comparison import (
     zone_fallbacks,
 )
 from fluxmap.science.extract import extract_at_sites, locate_sites
+from fluxmap.science.frontier import Candidate, frontier_table, inner_search, prediction_rates
 from fluxmap.science.selection import correlation_filter
 from fluxmap.science.train import FitSpec, FittedModel, fit
 from fluxmap.science.training import ratio_table, truth_at_rows
-from fluxmap.science.uncertainty import bootstrap_ensemble, ensemble_summary, igbp_strata
+from fluxmap.science.uncertainty import bootstrap_samples, ensemble_summary, fit_member, igbp_strata
 from fluxmap.science.validate import metrics, physical_sites
 from fluxmap.science.zones import ZonesNotFound, fit_zones, site_zones, zone_profiles
 from fluxmap.stages.common import Log, catalog_inputs, open_catalog, zone_map_store
@@ -70,7 +78,7 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
         return pd.read_csv(out / "summary.csv")
     begin_stage(out)
     t0 = time.perf_counter()
-    mc = cfg.model
+    mc, parallel = _parallel(cfg.model, log=log)
     zone_of, zones = _zones(mc, tables, out, log=log)
     truth = _truth_at_sites(cfg, tables)
     shares = global_class_shares() if mc.bootstrap_members else None
@@ -94,17 +102,18 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
             f"model {target}: {len(df)} rows, {df.site_id.nunique()} site ids at {df.location.nunique()} "
             f"locations = {n_sites} physical sites (within {mc.group_distance_km:g} km or on shared cells)"
         )
-        s = model_target(
-            df,
-            name=target,
-            annual=tab == "annual",
-            cfg=mc,
-            out=out / target.replace(":", "_"),
-            zones=zones,
-            truth=(truth or {}).get(target),
-            shares=shares,
-            log=log,
-        )
+        with parallel():
+            s = model_target(
+                df,
+                name=target,
+                annual=tab == "annual",
+                cfg=mc,
+                out=out / target.replace(":", "_"),
+                zones=zones,
+                truth=(truth or {}).get(target),
+                shares=shares,
+                log=log,
+            )
         for line in report.target_log_lines(s):
             log(line)
         rows.append(s)
@@ -117,6 +126,26 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     _zone_map(cfg, out, log=log)
     write_provenance(out, key, inputs=inputs, settings=settings, summary=summary.to_dict(orient="records"))
     return summary
+
+
+def _parallel(mc: ModelConfig, *, log: Log) -> tuple[ModelConfig, Any]:
+    """Where the folds, selection steps, searches and ensemble members run: on the active Dask
+    cluster when there is one (joblib's Dask backend, as many at once as the workers have threads;
+    every task is seeded, so the results are the local run's), else ``model.n_jobs`` local processes.
+    Returns the settings to use and a context manager to run each target in."""
+    import contextlib
+
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return mc, contextlib.nullcontext
+    import joblib
+
+    threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    log(f"models: folds, searches and ensemble members as tasks on the cluster ({threads} worker threads)")
+    return dataclasses.replace(mc, n_jobs=max(1, threads)), functools.partial(joblib.parallel_config, backend="dask")
 
 
 def _ratio_rows(table: pd.DataFrame, target: str, pair: tuple[str, str], out: Path, *, log: Log) -> pd.DataFrame:
@@ -248,11 +277,17 @@ def _truth_at_sites(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str
     return truth_at_rows(frame, true_zone, tables, cfg.model.targets)
 
 
-def _protocol(cfg: ModelConfig, variable: str, annual: bool) -> Protocol:
-    """The validation protocol of one target from the model settings."""
+def _protocol(
+    cfg: ModelConfig, variable: str, annual: bool, grid: tuple[Candidate, ...] = (), rates: Any = ()
+) -> Protocol:
+    """The validation protocol of one target from the model settings (``grid``, ``rates``: the
+    configurations searched inside each outer fold and their costs)."""
     spec = FitSpec(cfg.kind, dict(cfg.params), cfg.seed, 1, group="site_group", folds=cfg.outer_folds)
     t, p = cfg.climate_predictors
     return Protocol(
+        grid=grid,
+        rates=tuple(float(r) for r in rates),
+        search_folds=cfg.search_folds,
         spec=spec,
         selection=FitSpec(cfg.kind, dict(cfg.selection_params), cfg.seed, 1, folds=cfg.inner_folds),
         correlation_threshold=cfg.correlation_threshold,
@@ -293,8 +328,18 @@ def model_target(
         *out.glob("composed*"),
     ]:  # an earlier run's models (another family, zones)
         stale.unlink()
-    protocol = _protocol(cfg, name.partition(":")[0], annual)
     feats = candidate_predictors(df, cfg.predictors, annual=annual)
+    grid = tuple(Candidate(k, tuple(p)) for k, p in cfg.grid) if cfg.choice == "frontier" else ()
+    rates = np.asarray([])
+    if grid:
+        t = time.perf_counter()
+        rates = prediction_rates(df, feats, grid, seed=cfg.seed)
+        log(
+            f"  {len(grid)} model configurations; predictions per second per core, measured once: "
+            + ", ".join(f"{c.label} {r / 1e6:.2f} M" for c, r in zip(grid, rates))
+            + f" ({time.perf_counter() - t:.0f} s)"
+        )
+    protocol = _protocol(cfg, name.partition(":")[0], annual, grid, rates)
     if cfg.exhaustive_selection:
         # Refused here, on all rows, not inside an outer fold after hours of work.
         kept = correlation_filter(df, feats, threshold=cfg.correlation_threshold)[0]
@@ -320,7 +365,21 @@ def model_target(
         out / "selected_predictors.json",
         json.dumps({"selected": selected, "dropped_for_correlation": dropped}, indent=1),
     )
+    family, frontier = (cfg.kind, dict(cfg.params)), None
+    if grid:
+        pick, search = inner_search(
+            df, selected, grid, rates, base=protocol.spec, folds=cfg.search_folds, n_jobs=cfg.n_jobs
+        )
+        write_table(search, out / "model_search.csv", index=False)
+        frontier = frontier_table(d, grid, rates, pick, chosen.candidate)
+        write_table(frontier, out / "frontier.csv", index=False)
+        plot_frontier(frontier, out / "frontier.png", title=f"{name}: skill against cost, nested outer folds")
+        family = (grid[pick].kind, dict(grid[pick].params))
+        log(f"  model: {grid[pick].label} ({rates[pick] / 1e6:.2f} M predictions/s per core), the cheapest within "
+            f"one standard error of the best on {cfg.search_folds} folds of all rows")  # fmt: skip
     scores, pieces = summarize(d, protocol)
+    if frontier is not None:
+        pieces["frontier"] = frontier
     write_table(pieces["metrics"], out / "loso_metrics.csv", index=False)
     write_table(pieces["comparison"], out / "zone_vs_unified.csv", index=False)
     write_table(pieces["references"]["table"], out / "references.csv", index=False)
@@ -339,6 +398,7 @@ def model_target(
         "selected": len(selected),
         "r2_unified_non_nested": _non_nested_r2(path, df),
         **scores,
+        **_frontier_summary(frontier, chosen, family),
     }
     plot_obs_pred(
         d[d.pred_zone.notna() & d.pred_unified.notna()],
@@ -346,7 +406,7 @@ def model_target(
         out / "obs_vs_pred.png",
         title=f"{name}: nested cross-validation, whole physical sites held out",
     )
-    unified = _final_models(cfg, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out)
+    unified = _final_models(cfg, family, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out)
     # Where the unified model may be trusted: its predictors' distance to the training rows, measured
     # against the other outer folds (Meyer & Pebesma 2021); the predict stage maps it.
     aoa = fit_applicability(
@@ -356,7 +416,7 @@ def model_target(
     summary.update({"aoa_threshold": aoa.threshold, "aoa_train_outside": float(np.mean(aoa.train_di > aoa.threshold))})
     if cfg.bootstrap_members and shares is not None and d.site_group.nunique() >= 5:
         with Progress(cfg.bootstrap_members, f"{name}: bootstrap ensemble members", log) as bar:
-            summary.update(_ensemble(cfg, d, selected, shares, out, progress=lambda i, _: bar(i)))
+            summary.update(_ensemble(cfg, family, d, selected, shares, out, progress=lambda i, _: bar(i)))
     write_text(out / "report.md", report.target_report(name, summary, pieces, cfg=dataclasses.asdict(cfg)))
     keep = [c for c in d.columns if c in _KEEP or c.startswith("pred_") or c in ("q_lo", "q_hi")]
     write_table(d[keep], out / "loso_predictions.parquet")
@@ -377,10 +437,34 @@ def _non_nested_r2(path: pd.DataFrame, df: pd.DataFrame) -> float:
     return float(1.0 - path.rmse.min() ** 2 / df.value.var(ddof=0))
 
 
-def _final_fit(cfg: ModelConfig, df: pd.DataFrame, features: list[str], meta: dict[str, Any]) -> FittedModel:
-    """Fit a final model; large tables train on the active Dask cluster with xgboost.dask."""
-    params = dict(cfg.params)
-    if cfg.kind == "xgboost" and len(df) >= cfg.distributed_rows:
+def _frontier_summary(frontier: pd.DataFrame | None, chosen: pd.DataFrame, family: tuple[str, dict]) -> dict[str, Any]:
+    """The summary's model entries: the family and settings mapped with, and with a search, its
+    cost, its outer-fold R2 as a fixed configuration, and the best configuration's."""
+    out: dict[str, Any] = {"model": f"{family[0]} {json.dumps(family[1], sort_keys=True)}"}
+    if frontier is None:
+        return out
+    c = frontier[frontier.chosen].iloc[0]
+    best = frontier.loc[frontier.r2.idxmax()]
+    out.update(
+        {
+            "model": c.label,
+            "model_rows_per_s_per_core": float(c.rows_per_s_per_core),
+            "r2_chosen_configuration": float(c.r2),
+            "r2_best_configuration": float(best.r2),
+            "best_configuration": str(best.label),
+            "models_chosen_in_folds": "; ".join(f"{k} x{v}" for k, v in chosen.model.value_counts().items()),
+        }
+    )
+    return out
+
+
+def _final_fit(
+    cfg: ModelConfig, family: tuple[str, dict], df: pd.DataFrame, features: list[str], meta: dict[str, Any]
+) -> FittedModel:
+    """Fit a final model of ``family`` (kind, settings); large XGBoost tables train on the active
+    Dask cluster with xgboost.dask."""
+    kind, params = family[0], dict(family[1])
+    if kind == "xgboost" and len(df) >= cfg.distributed_rows:
         try:
             from distributed import get_client
 
@@ -397,23 +481,29 @@ def _final_fit(cfg: ModelConfig, df: pd.DataFrame, features: list[str], meta: di
             return fit_xgboost_dask(
                 client, ddf, ddf["value"], features=features, seed=cfg.seed, params=params, metadata=meta
             )
-    return fit(cfg.kind, df, df.value, features=features, seed=cfg.seed, params=params, metadata=meta)
+    return fit(kind, df, df.value, features=features, seed=cfg.seed, params=params, metadata=meta)
 
 
 def _final_models(
-    cfg: ModelConfig, d: pd.DataFrame, selected: list[str], fallback: list[int], meta: dict[str, Any], out: Path
+    cfg: ModelConfig,
+    family: tuple[str, dict],
+    d: pd.DataFrame,
+    selected: list[str],
+    fallback: list[int],
+    meta: dict[str, Any],
+    out: Path,
 ) -> FittedModel:
     """The unified model and the model of each zone with enough physical sites, on every row, saved
     with ``meta`` and their nested scores; ``zones_without_model.json`` names the other zones and
     what maps them (the unified model, or nothing). Returns the unified model."""
     unified_meta = {**meta, "zone": "unified", "nested_cv": metrics(d.value.to_numpy(), d.pred_unified.to_numpy())}
-    unified = _final_fit(cfg, d, selected, unified_meta)
+    unified = _final_fit(cfg, family, d, selected, unified_meta)
     save_model(unified, out / "model_unified")
     for z, part in d.groupby("zone"):
         if int(z) in fallback:
             continue
         zone_meta = {**meta, "zone": int(z), "nested_cv": metrics(part.value.to_numpy(), part.pred_zone.to_numpy())}
-        save_model(_final_fit(cfg, part, selected, zone_meta), out / f"model_zone_{z}")
+        save_model(_final_fit(cfg, family, part, selected, zone_meta), out / f"model_zone_{z}")
     sites = d.groupby("zone").site_group.nunique()
     save_zones_without_model(
         out,
@@ -427,27 +517,46 @@ def _final_models(
     return unified
 
 
+def _member(d: pd.DataFrame, rows: Any, held: Any, i: int, family: tuple[str, dict], seed: int, features: list[str],
+            stem: Path) -> tuple[dict[str, float], str]:  # fmt: skip
+    """One ensemble member, fitted where the task runs and saved there as ``stem`` in its safe
+    format (the models travel as files, never pickled); its held-out score and its file."""
+    m, score = fit_member(d, rows, held, i, features=features, kind=family[0], seed=seed, params=dict(family[1]))
+    return score, str(save_model(m, stem))
+
+
 def _ensemble(
-    cfg: ModelConfig, d: pd.DataFrame, features: list[str], shares: pd.Series, out: Path, *, progress: Any = None
+    cfg: ModelConfig,
+    family: tuple[str, dict],
+    d: pd.DataFrame,
+    features: list[str],
+    shares: pd.Series,
+    out: Path,
+    *,
+    progress: Any = None,
 ) -> dict[str, Any]:
-    """The bootstrap ensemble (members saved as ``ensemble_NN``), its scores and spread."""
+    """The bootstrap ensemble (members saved as ``ensemble_NN``, fitted as ``model.n_jobs`` parallel
+    tasks), its scores and spread."""
+    from joblib import Parallel, delayed
+
     strata = igbp_strata(d)
-    members, scores = bootstrap_ensemble(
-        d.assign(_stratum=strata)[strata.notna()],
-        features=features,
-        strata="_stratum",
-        shares=shares,
-        n_members=cfg.bootstrap_members,
-        kind=cfg.kind,
-        seed=cfg.seed,
-        params=dict(cfg.params),
-        group="site_group",
-        progress=progress,
+    rows = d.assign(_stratum=strata)[strata.notna()]
+    samples = bootstrap_samples(
+        rows, strata="_stratum", shares=shares, n_members=cfg.bootstrap_members, seed=cfg.seed, group="site_group"
     )
-    write_table(scores, out / "bootstrap_scores.csv", index=False)
-    for i, member in enumerate(members):
-        save_model(member, out / f"ensemble_{i:02d}")
-    return ensemble_summary(members, scores, d)
+    scores, files = [], []
+    for score, file in Parallel(n_jobs=cfg.n_jobs, return_as="generator")(
+        delayed(_member)(rows, r, h, i, family, cfg.seed, features, out / f"ensemble_{i:02d}")
+        for i, (r, h) in enumerate(samples)
+    ):
+        scores.append(score)
+        files.append(file)
+        if progress is not None:
+            progress(len(scores), len(samples))
+    table = pd.DataFrame(scores)
+    write_table(table, out / "bootstrap_scores.csv", index=False)
+    members = [load_model(f) for f in files]  # checksummed, in their safe formats
+    return ensemble_summary(members, table, d)
 
 
 def _zone_map(cfg: RunConfig, out: Path, *, log: Log) -> None:
