@@ -69,21 +69,22 @@ def figures(result: dict) -> list[dict]:
             ),
         ]
     if kind == "model_frontier":
+        real = "FLUXNET" in result["data"]  # issue 27's goals are set on the real NEE
         return [
             _row(
                 f"frontier choice, {result['data']} {result['target']}: {result['chosen']} (nested R2 of the choice "
                 f"{result['nested_r2_unified']}; best configuration {result['best_configuration']} "
                 f"{result['r2_best_configuration']}): predictions /s/core over the earlier default's",
                 result["speedup_over_earlier_default"],
-                ">= 10",
-                result["speedup_over_earlier_default"] >= 10,
+                ">= 10" if real else "",
+                result["speedup_over_earlier_default"] >= 10 if real else None,
             ),
             _row(
                 f"  outer-fold R2 of the chosen configuration ({result['r2_chosen_configuration']}) minus the "
                 "best configuration's",
                 round(result["r2_chosen_configuration"] - result["r2_best_configuration"], 4),
-                ">= 0",
-                result["r2_chosen_configuration"] >= result["r2_best_configuration"],
+                ">= 0" if real else "",
+                result["r2_chosen_configuration"] >= result["r2_best_configuration"] if real else None,
             ),
         ]
     if kind == "models_strong_scaling":
@@ -99,7 +100,9 @@ def figures(result: dict) -> list[dict]:
         ]
     if kind == "global_500m_year_cost":
         rows = []
-        for size in ("earlier_default", "frontier"):
+        for size in ("earlier_default", "frontier", "frontier_on_real_nee"):
+            if size not in result:
+                continue
             r = result[size]
             rows.append(
                 _row(
@@ -107,8 +110,8 @@ def figures(result: dict) -> list[dict]:
                     f"{r['core_s_per_million_cell_periods']} core-s per M cell-periods; "
                     f"{r['core_h_per_target_year_global_500m']} core-h per target-year)",
                     r["core_h_per_target_period_global_500m"],
-                    "< 0.5" if size == "frontier" else "",
-                    r["goal_met"] if size == "frontier" else None,
+                    "" if size == "earlier_default" else "< 0.5",
+                    None if size == "earlier_default" else r["goal_met"],
                 )
             )
         return rows

@@ -37,6 +37,24 @@ def run_dir(tiny_world, tmp_path_factory):
     return cfg, result, log
 
 
+def test_the_report_of_a_store_too_large_to_read_whole_stays_lazy_and_gives_the_same_totals(run_dir, monkeypatch):
+    """A store above ``SMALL_STORE_BYTES`` (as command 1's 8-day store is) is reported lazily, with
+    its variables chunked differently (the fluxes by period, the static layers not), and gives the
+    totals the whole-read store gives."""
+    import fluxmap.io.store
+    from fluxmap.stages.predict import predict_stage
+    from fluxmap.stages.report import report_stage
+
+    cfg, result, _ = run_dir
+    written = predict_stage(cfg, log=lambda m: None)  # every region done: the store as it is
+    totals = Path(result["store"]).parent / "totals.csv"
+    eager = pd.read_csv(totals)
+    monkeypatch.setattr(fluxmap.io.store, "SMALL_STORE_BYTES", 0)
+    assert fluxmap.io.store.open_for_tables(written["store"]).sr.chunks is not None
+    report_stage(cfg, written, log=lambda m: None)
+    pd.testing.assert_frame_equal(pd.read_csv(totals), eager, rtol=1e-12)  # the sums' order differs
+
+
 def test_store_has_cf_metadata(run_dir, tmp_path):
     import json
 

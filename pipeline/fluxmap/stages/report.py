@@ -200,7 +200,9 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     store, land_fraction, targets = written["store"], written["land_fraction"], written["targets"]
     out, models_dir = store.parent, Path(cfg.workdir) / "models"
     ds = open_for_tables(store)  # read whole when small: the report is many reductions of it
-    if not ds.chunks:
+    # Read whole: the land fraction too. (Not ``ds.chunks``: it raises on a lazy store whose variables
+    # are chunked differently, as the 8-day store's are.)
+    if all(v.chunks is None for v in ds.variables.values()):
         land_fraction = land_fraction.load()
     names = [t.split(":")[0] for t in targets if parse_ratio(t.split(":")[0]) is None]  # ratios have no totals
     totals, profiles, maps, outside = {}, {}, {}, {}
