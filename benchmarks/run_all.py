@@ -41,6 +41,22 @@ def _row(figure: str, value: float | int | str, target: str = "", ok: bool | Non
     return {"figure": figure, "value": value, "target": target, "met": "" if ok is None else ("yes" if ok else "no")}
 
 
+def _scaling(result: dict, stage: str) -> list[dict]:
+    """The seconds at each worker count and the efficiency at the largest, against 0.85."""
+    n = max(result["efficiency"], key=int)
+    return [
+        _row(
+            f"{stage}strong scaling 1 -> {n} workers: seconds", " -> ".join(str(s) for s in result["seconds"].values())
+        ),
+        _row(
+            f"{stage}strong scaling efficiency at {n} workers",
+            result["efficiency"][n],
+            ">= 0.85",
+            result["efficiency"][n] >= 0.85,
+        ),  # fmt: skip
+    ]
+
+
 def figures(result: dict) -> list[dict]:
     """The figures of one benchmark's JSON result, with the target where the issue sets one."""
     kind = result.get("benchmark")
@@ -88,16 +104,7 @@ def figures(result: dict) -> list[dict]:
             ),
         ]
     if kind == "models_strong_scaling":
-        n = max(result["efficiency"], key=int)
-        return [
-            _row(f"models stage 1 -> {n} workers: seconds", " -> ".join(str(s) for s in result["seconds"].values())),
-            _row(
-                f"models stage strong scaling efficiency at {n} workers",
-                result["efficiency"][n],
-                ">= 0.85",
-                result["efficiency"][n] >= 0.85,
-            ),
-        ]
+        return _scaling(result, "models stage ")
     if kind == "global_500m_year_cost":
         rows = []
         for size in ("earlier_default", "frontier", "frontier_on_real_nee"):
@@ -116,16 +123,7 @@ def figures(result: dict) -> list[dict]:
             )
         return rows
     if kind == "strong_scaling":
-        n = max(result["efficiency"], key=int)
-        return [
-            _row(f"strong scaling 1 -> {n} workers: seconds", " -> ".join(str(s) for s in result["seconds"].values())),
-            _row(
-                f"strong scaling efficiency at {n} workers",
-                result["efficiency"][n],
-                ">= 0.85",
-                result["efficiency"][n] >= 0.85,
-            ),
-        ]
+        return _scaling(result, "")
     if kind == "worker_memory":
         c, f = result["coarse"], result["fine"]
         # Judged on the growth above the worker's imported-pipeline baseline: the baseline (libraries,

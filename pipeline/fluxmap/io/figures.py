@@ -172,6 +172,11 @@ def plot_obs_pred(
         ax.set_title(f"{label}\nR2 {m['r2']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f}  n {m['n']}", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (atomically, 110 dpi) and close it."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,13 +209,7 @@ def plot_frontier(table: pd.DataFrame, path: str | Path, *, title: str = "") -> 
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_zone_map(zmap: xr.DataArray, k: int, path: Path, *, land: xr.DataArray | None = None) -> None:
