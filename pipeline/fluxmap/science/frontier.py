@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fluxmap.science.train import DEFAULT_PARAMS, FitSpec, fit
-from fluxmap.science.validate import group_folds
+from fluxmap.science.validate import group_folds, metrics
 
 __all__ = ["Candidate", "frontier_table", "inner_search", "one_se_choice", "prediction_rates"]
 
@@ -71,14 +71,9 @@ def prediction_rates(
     return np.asarray(out)
 
 
-def _rmse(obs: np.ndarray, pred: np.ndarray) -> float:
-    ok = np.isfinite(obs) & np.isfinite(pred)
-    return float(np.sqrt(np.mean((obs[ok] - pred[ok]) ** 2))) if ok.any() else np.nan
-
-
 def _fold_rmse(c: Candidate, train: pd.DataFrame, test: pd.DataFrame, features: list[str], seed: int) -> float:
     m = fit(c.kind, train, train.value, features=features, seed=seed, params=dict(c.params))
-    return _rmse(test.value.to_numpy(dtype="float64"), m.predict(test))
+    return metrics(test.value.to_numpy(), m.predict(test))["rmse"]
 
 
 def inner_search(
@@ -127,21 +122,18 @@ def frontier_table(
     columns of ``d``, its predictions per second per core, in how many outer folds the inner search
     chose it, whether it is the final choice (``chosen``), and whether no other configuration is
     both more skilful and faster (``on_frontier``)."""
-    obs = d.value.to_numpy(dtype="float64")
+    obs = d.value.to_numpy()
     rows = []
     for i, c in enumerate(grid):
-        pred = d[f"pred_cand_{i}"].to_numpy(dtype="float64")
-        ok = np.isfinite(pred) & np.isfinite(obs)
-        sse = float(np.sum((obs[ok] - pred[ok]) ** 2))
-        r2 = 1.0 - sse / float(np.sum((obs[ok] - obs[ok].mean()) ** 2))
+        m = metrics(obs, d[f"pred_cand_{i}"].to_numpy())
         rows.append(
             {
                 "candidate": i,
                 "label": c.label,
                 "kind": c.kind,
                 **{k: v for k, v in c.params},
-                "r2": r2,
-                "rmse": float(np.sqrt(sse / ok.sum())),
+                "r2": m["r2"],
+                "rmse": m["rmse"],
                 "rows_per_s_per_core": float(rates[i]),
                 "folds_chosen": int((folds_chosen == i).sum()),
                 "chosen": i == chosen,
