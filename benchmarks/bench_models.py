@@ -9,9 +9,11 @@
   ``examples/fluxnet_nee.yaml``; otherwise the demo world's ``sr:8day``.
 - scaling: the same models stage (zones, nested folds with the search, final models, ensemble
   members, zone map) on a LocalCluster of 1 and of N single-threaded worker processes, the
-  stage's folds, searches and members being tasks on it. Workers are started before the clock;
-  each count runs ``--repeats`` times in alternating order and its median is taken.
-  Efficiency(N) = T(1) / (N T(N)).
+  stage's folds, searches and members being tasks on it, the zone map's chunks beside them. The
+  run with N workers is pinned to N cores (client, scheduler and workers: with one worker, the
+  client's fits and the worker's zone map chunks would otherwise use two). Workers are started
+  before the clock; each count runs ``--repeats`` times in alternating order and its median is
+  taken. Efficiency(N) = T(1) / (N T(N)).
 
 Prints one JSON line per part.
 
@@ -150,16 +152,25 @@ def scaling(cfg: Any, tables: dict[str, pd.DataFrame], workers: tuple[int, ...],
     from distributed import Client, LocalCluster
 
     out = Path(cfg.workdir) / "models"
+    cores = sorted(os.sched_getaffinity(0))
+    if max(workers) > len(cores):
+        raise SystemExit(f"--workers {max(workers)}: this process may use only {len(cores)} cores")
     samples: dict[int, list[float]] = {n: [] for n in workers}
     for r in range(repeats):
         for n in workers if r % 2 == 0 else workers[::-1]:
             shutil.rmtree(out, ignore_errors=True)
-            with LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as lc, Client(lc) as client:
-                client.wait_for_workers(n)
-                client.run(_warm)
-                t0 = time.perf_counter()
-                model_stage(cfg, tables, log=_quiet)
-                samples[n].append(time.perf_counter() - t0)
+            # N workers get N cores, and so do the client and the scheduler: with one worker the
+            # client's own fits and the worker's zone map chunks would otherwise use two.
+            os.sched_setaffinity(0, cores[:n])
+            try:
+                with LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as lc, Client(lc) as c:
+                    c.wait_for_workers(n)
+                    c.run(_warm)
+                    t0 = time.perf_counter()
+                    model_stage(cfg, tables, log=_quiet)
+                    samples[n].append(time.perf_counter() - t0)
+            finally:
+                os.sched_setaffinity(0, cores)
     times = {n: float(statistics.median(v)) for n, v in samples.items()}
     base = min(workers)
     return {
@@ -177,8 +188,10 @@ def scaling(cfg: Any, tables: dict[str, pd.DataFrame], workers: tuple[int, ...],
 
 
 def _warm() -> bool:
-    """What a fold task imports, imported before the clock starts."""
+    """What the tasks import (a fold's models; a member's safe-format writer), imported before the
+    clock starts, as on a cluster that has run a stage before."""
     import sklearn.ensemble  # noqa: F401
+    import skops.io  # noqa: F401
     import xgboost  # noqa: F401
 
     import fluxmap.science.comparison  # noqa: F401

@@ -73,7 +73,6 @@ def test_every_outer_fold_chooses_its_own_configuration_and_the_frontier_scores_
         selection=FitSpec("xgboost", {"n_estimators": 15}, 0, 1, folds=3),
         backward=False,
         grid=(CHEAP, DEEP),
-        rates=(1e7, 1e5),
         search_folds=3,
     )
     zones = lambda held: pd.Series(0, index=sorted(set(d.location)))  # noqa: E731 (no zones)

@@ -72,7 +72,13 @@ _PENDING = ("waiting", "processing", "no-worker", "queued")
 
 
 def _pending_on_scheduler(dask_scheduler: Any) -> int:
-    return sum(1 for ts in dask_scheduler.tasks.values() if ts.state in _PENDING)
+    """Tasks still to run, but not joblib's (keys ``batch_of_<function>_<n>_calls-<uuid>``): the
+    models stage's folds run beside the zone map's chunks and are counted by their own bar."""
+    return sum(
+        1
+        for k, ts in dask_scheduler.tasks.items()
+        if ts.state in _PENDING and not (isinstance(k, str) and k.startswith("batch_of_"))
+    )
 
 
 @contextlib.contextmanager

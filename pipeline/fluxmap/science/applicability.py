@@ -44,13 +44,13 @@ class Applicability:
     _tree: Any = field(default=None, repr=False, compare=False)
 
     def _space(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype="float64") - self.mean) / self.sd * self.weights
+        return _standardize(x, self.mean, self.sd, self.weights)
 
     def dissimilarity(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
         """DI of each row of ``x`` (columns :attr:`features`); NaN where a predictor is missing."""
         if isinstance(x, pd.DataFrame):
             x = x[self.features].to_numpy(dtype="float64")
-        x = np.asarray(x, dtype="float64")
+        x = np.asarray(x)  # float32 from the predict stage: made float64 once, in _space
         out = np.full(len(x), np.nan)
         ok = np.isfinite(x).all(axis=1)
         if ok.any():
@@ -59,7 +59,7 @@ class Applicability:
                 from scipy.spatial import cKDTree
 
                 self._tree = cKDTree(self.train)
-            dist, _ = self._tree.query(self._space(x[ok]), k=1)
+            dist, _ = self._tree.query(self._space(x[ok] if not ok.all() else x), k=1)
             out[ok] = dist / self.mean_distance
         return out
 
@@ -93,6 +93,15 @@ class Applicability:
             threshold=float(a["scalars"][1]),
             train_di=np.asarray(a["train_di"], "float64"),
         )
+
+
+def _standardize(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``(x - mean) / sd * weights`` in float64, in one new array (two passes in place, not three
+    temporaries: the predict stage calls it on every land cell-period)."""
+    z = np.array(x, dtype="float64")
+    z -= mean
+    z *= weights / sd
+    return z
 
 
 def importance_weights(estimator: Any, features: list[str]) -> np.ndarray:
@@ -135,7 +144,7 @@ def fit_applicability(
     mean, sd = arr.mean(axis=0), arr.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     w = np.ones(len(features)) if weights is None else np.asarray(weights, dtype="float64")
-    space = (arr - mean) / sd * w
+    space = _standardize(arr, mean, sd, w)
     rng = np.random.default_rng(seed)
     sample = space if len(space) <= MAX_PAIRS_SAMPLE else space[rng.choice(len(space), MAX_PAIRS_SAMPLE, replace=False)]
     from scipy.spatial.distance import pdist

@@ -23,14 +23,16 @@ import numpy as np
 import pandas as pd
 
 from fluxmap.science.baselines import fit_reference
-from fluxmap.science.frontier import Candidate, inner_search
+from fluxmap.science.frontier import Candidate, inner_scores, one_se_choice, prediction_rates
 from fluxmap.science.selection import backward_elimination, correlation_filter, exhaustive_search
 from fluxmap.science.train import FitSpec, fit
 from fluxmap.science.validate import compare, group_folds, metrics, metrics_table, paired_site_bootstrap
 
 __all__ = [
+    "FinalChoice",
     "FitSpec",
     "Protocol",
+    "Validated",
     "ZoneFitter",
     "candidate_predictors",
     "composed_scores",
@@ -40,6 +42,8 @@ __all__ = [
     "select_predictors",
     "selection_stability",
     "summarize",
+    "validate",
+    "validation_tasks",
     "zone_fallbacks",
 ]
 
@@ -74,8 +78,6 @@ class Protocol:
     grid: tuple[Candidate, ...] = ()
     """Model configurations searched inside each outer fold (:mod:`fluxmap.science.frontier`);
     empty: ``spec``'s family and settings everywhere."""
-    rates: tuple[float, ...] = ()
-    """Predictions per second per core of each ``grid`` configuration (its cost)."""
     search_folds: int = 3
     """Inner folds of whole physical sites scoring the ``grid`` configurations."""
 
@@ -172,24 +174,48 @@ def _quantiles(p: Protocol, train: pd.DataFrame, test: pd.DataFrame, feats: list
     return {"q_lo": np.asarray(q)[:, 0], "q_hi": np.asarray(q)[:, -1]}
 
 
-def _outer_fold(
-    p: Protocol, d: pd.DataFrame, test_mask: np.ndarray, features: list[str], zones: ZoneFitter, truth: bool
-) -> tuple[pd.DataFrame, list[str], int]:
-    """Every prediction of one outer fold's held-out rows, all choices made on its training rows;
-    the predictors and (with a ``grid``) the configuration chosen (-1 without one)."""
+@dataclass
+class _FoldChoices:
+    """What one outer fold chooses on its training rows: the predictors and, with a ``grid``, every
+    configuration's inner scores (the choice waits for the costs) and outer predictions."""
+
+    features: list[str]
+    search: pd.DataFrame | None = None
+    preds: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _fold_choices(p: Protocol, d: pd.DataFrame, test_mask: np.ndarray, features: list[str]) -> _FoldChoices:
+    """The first half of an outer fold: predictor selection and the configurations' inner scores on
+    its training rows, and every configuration's predictions of its held-out rows (the frontier's
+    skill axis)."""
+    train, test = d[~test_mask], d[test_mask]
+    feats = select_predictors(train, features, p)[0]
+    if not p.grid:
+        return _FoldChoices(feats)
+    search = inner_scores(train, feats, p.grid, base=p.spec, folds=p.search_folds)
+    preds = {f"pred_cand_{i}": _fit_predict(c.spec(p.spec), train, test, feats) for i, c in enumerate(p.grid)}
+    return _FoldChoices(feats, search, preds)
+
+
+def _fold_models(
+    p: Protocol,
+    d: pd.DataFrame,
+    test_mask: np.ndarray,
+    choices: _FoldChoices,
+    pick: int,
+    zones: ZoneFitter,
+    truth: bool,
+) -> pd.DataFrame:
+    """The second half of an outer fold: every prediction of its held-out rows with the predictors
+    and configuration (``pick``; -1: ``p.spec``) chosen on its training rows."""
     train, test = d[~test_mask], d[test_mask]
     zone_of = zones(set(test.location))
     tz, sz = train.location.map(zone_of), test.location.map(zone_of)
-    feats = select_predictors(train, features, p)[0]
-    out: dict[str, Any] = {}
-    pick = -1
-    if p.grid:
-        pick = inner_search(train, feats, p.grid, np.asarray(p.rates), base=p.spec, folds=p.search_folds)[0]
-        # Every configuration's outer predictions: the frontier's skill axis.
-        for i, c in enumerate(p.grid):
-            out[f"pred_cand_{i}"] = _fit_predict(c.spec(p.spec), train, test, feats)
+    feats = choices.features
+    out: dict[str, Any] = dict(choices.preds)
+    if pick >= 0:
         p = replace(p, spec=p.grid[pick].spec(p.spec))
-    uni = out[f"pred_cand_{pick}"] if p.grid else _fit_predict(p.spec, train, test, feats)
+    uni = out[f"pred_cand_{pick}"] if pick >= 0 else _fit_predict(p.spec, train, test, feats)
     pz, fell_back = _by_zone(p, train, test, tz, sz, feats, uni)
     out.update({"zone_in_fold": sz.to_numpy(), "pred_unified": uni, "pred_zone": pz, "zone_fallback": fell_back})
     out["pred_mean"] = fit_reference("mean", train)(test)
@@ -199,17 +225,137 @@ def _outer_fold(
         out["pred_true_zones"] = _by_zone(p, train, test, train.true_zone, test.true_zone, feats, uni)[0]
     out.update(_meteo(p, train, test, feats))
     out.update(_quantiles(p, train, test, feats))
-    return pd.DataFrame(out, index=test.index), feats, pick
+    return pd.DataFrame(out, index=test.index)
 
 
-def _outer_fold_task(*args: Any) -> tuple[pd.DataFrame, list[str], int]:
-    """:func:`_outer_fold` as a task: whatever runs it (a loky process, a Dask worker), the fits
-    inside one fold run one after the other. (joblib's Dask backend ignores ``n_jobs=1`` and would
-    send every inner fit back to the cluster as a task of its own: 4x slower per fold, measured.)"""
+@dataclass
+class FinalChoice:
+    """The choices made on all rows for the final models: the predictors (and what the correlation
+    filter kept and dropped, the elimination path) and, with a ``grid``, the configuration."""
+
+    selected: list[str]
+    kept: list[str]
+    dropped: list[Any]
+    path: pd.DataFrame
+    search: pd.DataFrame | None = None
+    """Per configuration: inner-fold mean RMSE, its standard error, its rate, ``chosen``."""
+    pick: int = -1
+    log: list[str] = field(default_factory=list)
+    """The selection's progress lines (it runs as a task; the caller prints them)."""
+
+
+def _final_choice(p: Protocol, d: pd.DataFrame, features: list[str]) -> FinalChoice:
+    """The selection and the configurations' inner scores on all rows (the costs come later)."""
+    lines: list[str] = []
+    selected, kept, dropped, path = select_predictors(d, features, p, log=lines.append)
+    search = inner_scores(d, selected, p.grid, base=p.spec, folds=p.search_folds) if p.grid else None
+    return FinalChoice(selected, kept, dropped, path, search, -1, lines)
+
+
+def _rate(c: Candidate, d: pd.DataFrame, features: list[str], seed: int) -> float:
+    return float(prediction_rates(d, features, (c,), seed=seed)[0])
+
+
+def _task(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` as a task: whatever runs it (a loky process, a Dask worker), the fits inside
+    it run one after the other. (joblib's Dask backend ignores ``n_jobs=1`` and would send every
+    inner fit back to the cluster as a task of its own: 4x slower per fold, measured.)"""
     from joblib import parallel_config
 
     with parallel_config(backend="sequential"):
-        return _outer_fold(*args)
+        return fn(*args)
+
+
+def validation_tasks(folds: int, protocol: Protocol, *, final: bool = True) -> int:
+    """How many tasks :func:`validate` runs for ``folds`` outer folds (its ``progress`` total)."""
+    return 2 * folds + len(protocol.grid) + int(final)
+
+
+@dataclass
+class Validated:
+    """:func:`validate`'s result."""
+
+    d: pd.DataFrame
+    """The rows with their outer fold and every prediction column."""
+    chosen: pd.DataFrame
+    """Per outer fold: held-out sites, zones, the predictors and configuration chosen inside it."""
+    rates: np.ndarray
+    """Predictions per second per core of each ``grid`` configuration (empty without one)."""
+    final: FinalChoice | None
+
+
+def validate(
+    df: pd.DataFrame,
+    features: list[str],
+    protocol: Protocol,
+    *,
+    zones: ZoneFitter,
+    n_jobs: int = 1,
+    final: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> Validated:
+    """The nested validation of one target and (``final``) the final choices on all rows.
+
+    Outer folds of whole physical sites (``protocol.spec.folds``; 0 = one site per fold), every
+    choice nested (see the module). ``df`` may carry ``true_zone`` (the demo's truth): zone models
+    on the true zones are then fitted too. Two rounds of ``n_jobs`` parallel tasks (joblib, whichever
+    backend is active; the results do not depend on it or on the order the tasks run in):
+
+    1. every fold's predictor selection, inner search scores and configurations' outer predictions;
+       the final selection and search on all rows; each ``grid`` configuration's cost
+       (:func:`prediction_rates`; timed on a core of its own, while the folds run);
+    2. with each fold's configuration chosen from its scores and the costs (:func:`one_se_choice`),
+       its zone, reference, site-meteorology and quantile models.
+
+    ``progress(done, total)`` is called as tasks finish (total: :func:`validation_tasks`)."""
+    from joblib import Parallel, delayed
+
+    p, g = protocol, protocol.spec.group
+    d = df.copy()
+    d["fold"] = group_folds(d[g], p.spec.folds, seed=p.spec.seed)
+    folds = sorted(d.fold.unique())
+    masks = [(d.fold == f).to_numpy() for f in folds]
+    truth = "true_zone" in d and d.true_zone.notna().any()
+    total, done = validation_tasks(len(folds), p, final=final), 0
+    # The largest tasks first (all rows' selection, then the folds), the cost timings fill the gaps.
+    first = [delayed(_task)(_final_choice, p, d, features)] if final else []
+    first += [delayed(_task)(_fold_choices, p, d, m, features) for m in masks]
+    first += [delayed(_task)(_rate, c, d, features, p.spec.seed) for c in p.grid]
+    results = []
+    for r in Parallel(n_jobs=n_jobs, return_as="generator", batch_size=1)(first):
+        results.append(r)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    last: FinalChoice | None = results.pop(0) if final else None
+    choices: list[_FoldChoices] = results[: len(folds)]
+    rates = np.asarray(results[len(folds) :], dtype="float64")
+    picks = [one_se_choice(c.search.assign(rows_per_s=rates)) if c.search is not None else -1 for c in choices]
+    parts = []
+    for part in Parallel(n_jobs=n_jobs, return_as="generator", batch_size=1)(
+        delayed(_task)(_fold_models, p, d, m, c, k, zones, truth) for m, c, k in zip(masks, choices, picks)
+    ):
+        parts.append(part)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    d = d.join(pd.concat(parts))
+    if last is not None and last.search is not None:
+        search = last.search.assign(rows_per_s=rates)
+        last.pick = one_se_choice(search)
+        last.search = search.assign(chosen=search.candidate == last.pick)
+    chosen = pd.DataFrame(
+        {
+            "fold": folds,
+            "held_out_sites": [int(d.loc[d.fold == f, g].nunique()) for f in folds],
+            "zones": [int(part.zone_in_fold[part.zone_in_fold > 0].nunique()) for part in parts],
+            "n_features": [len(c.features) for c in choices],
+            "features": [",".join(c.features) for c in choices],
+            "candidate": picks,
+            "model": [p.grid[k].label if k >= 0 else p.spec.kind for k in picks],
+        }
+    )
+    return Validated(d, chosen, rates, last)
 
 
 def nested_cv(
@@ -221,38 +367,11 @@ def nested_cv(
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Outer folds of whole physical sites (``protocol.spec.folds``; 0 = one site per fold), every
-    choice nested (see the module). ``df`` may carry ``true_zone`` (the demo's truth): zone models
-    on the true zones are then fitted too. Returns ``df`` with the fold and every prediction
-    column, and per fold its held-out sites, its number of zones (0: none could be fitted) and the
-    predictors chosen inside it. ``progress(done, total)`` is called as the outer folds finish."""
-    from joblib import Parallel, delayed
-
-    p, g = protocol, protocol.spec.group
-    d = df.copy()
-    d["fold"] = group_folds(d[g], p.spec.folds, seed=p.spec.seed)
-    folds = sorted(d.fold.unique())
-    truth = "true_zone" in d and d.true_zone.notna().any()
-    parts = []
-    for part in Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_outer_fold_task)(p, d, (d.fold == f).to_numpy(), features, zones, truth) for f in folds
-    ):
-        parts.append(part)
-        if progress is not None:
-            progress(len(parts), len(folds))
-    d = d.join(pd.concat([part for part, _, _ in parts]))
-    chosen = pd.DataFrame(
-        {
-            "fold": folds,
-            "held_out_sites": [int(d.loc[d.fold == f, g].nunique()) for f in folds],
-            "zones": [int(part.zone_in_fold[part.zone_in_fold > 0].nunique()) for part, _, _ in parts],
-            "n_features": [len(feats) for _, feats, _ in parts],
-            "features": [",".join(feats) for _, feats, _ in parts],
-            "candidate": [pick for _, _, pick in parts],
-            "model": [p.grid[pick].label if pick >= 0 else p.spec.kind for _, _, pick in parts],
-        }
-    )
-    return d, chosen
+    """:func:`validate` without the final choices: the rows with their fold and predictions, and
+    per fold its held-out sites, its number of zones (0: none could be fitted) and the predictors
+    and configuration chosen inside it."""
+    v = validate(df, features, protocol, zones=zones, n_jobs=n_jobs, final=False, progress=progress)
+    return v.d, v.chosen
 
 
 def selection_stability(chosen: pd.DataFrame, final: list[str]) -> pd.DataFrame:

@@ -5,8 +5,8 @@ searched inside each outer fold of the nested validation, on that fold's trainin
 every configuration is scored on inner folds of whole physical sites, and the cheapest one whose
 mean inner RMSE is within one standard error of the best (the one-standard-error rule, Hastie,
 Tibshirani & Friedman 2009, sect. 7.10) is chosen. Cheap means the most predictions per second
-on one core, measured once per target (:func:`prediction_rates`) before any fold, so every fold
-(and every worker of a cluster) ranks the configurations the same way.
+on one core, measured once per target (:func:`prediction_rates`, while the folds compute their
+scores), so every fold (and every worker of a cluster) ranks the configurations the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 from fluxmap.science.train import DEFAULT_PARAMS, FitSpec, fit
 from fluxmap.science.validate import group_folds, metrics
 
-__all__ = ["Candidate", "frontier_table", "inner_search", "one_se_choice", "prediction_rates"]
+__all__ = ["Candidate", "frontier_table", "inner_scores", "inner_search", "one_se_choice", "prediction_rates"]
 
 
 @dataclass(frozen=True)
@@ -76,20 +76,18 @@ def _fold_rmse(c: Candidate, train: pd.DataFrame, test: pd.DataFrame, features: 
     return metrics(test.value.to_numpy(), m.predict(test))["rmse"]
 
 
-def inner_search(
+def inner_scores(
     train: pd.DataFrame,
     features: list[str],
     grid: tuple[Candidate, ...],
-    rates: np.ndarray,
     *,
     base: FitSpec,
     folds: int,
     n_jobs: int = 1,
-) -> tuple[int, pd.DataFrame]:
-    """Score every configuration on ``folds`` folds of whole groups (``base.group``) of ``train``
-    and choose by :func:`one_se_choice`. Returns the chosen index and the table (per configuration:
-    the inner folds' mean RMSE, its standard error, the rate). ``n_jobs``: parallel fits (joblib,
-    whichever backend is active; the results do not depend on it)."""
+) -> pd.DataFrame:
+    """Score every configuration on ``folds`` folds of whole groups (``base.group``) of ``train``:
+    per configuration, the inner folds' mean RMSE and its standard error. ``n_jobs``: parallel
+    fits (joblib, whichever backend is active; the results do not depend on it)."""
     from joblib import Parallel, delayed
 
     fold = group_folds(train[base.group], folds, seed=base.seed)
@@ -102,7 +100,23 @@ def inner_search(
         e = np.asarray([err for (j, _), err in zip(keys, errs) if j == i])
         se = float(np.nanstd(e, ddof=1) / np.sqrt(np.isfinite(e).sum())) if np.isfinite(e).sum() > 1 else 0.0
         rows.append({"candidate": i, "label": c.label, "rmse_mean": float(np.nanmean(e)), "rmse_se": se})
-    table = pd.DataFrame(rows).assign(rows_per_s=np.asarray(rates, dtype="float64"))
+    return pd.DataFrame(rows)
+
+
+def inner_search(
+    train: pd.DataFrame,
+    features: list[str],
+    grid: tuple[Candidate, ...],
+    rates: np.ndarray,
+    *,
+    base: FitSpec,
+    folds: int,
+    n_jobs: int = 1,
+) -> tuple[int, pd.DataFrame]:
+    """:func:`inner_scores` and the choice by :func:`one_se_choice` with the costs ``rates``.
+    Returns the chosen index and the table (with ``rows_per_s`` and ``chosen``)."""
+    table = inner_scores(train, features, grid, base=base, folds=folds, n_jobs=n_jobs)
+    table = table.assign(rows_per_s=np.asarray(rates, dtype="float64"))
     chosen = one_se_choice(table)
     return chosen, table.assign(chosen=table.candidate == chosen)
 

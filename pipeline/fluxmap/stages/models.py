@@ -4,6 +4,7 @@ the uncertainty models, and the zone map of the whole grid (``models/``)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -45,14 +46,14 @@ from fluxmap.science.comparison import (
     ZoneFitter,
     candidate_predictors,
     composed_scores,
-    nested_cv,
-    select_predictors,
     selection_stability,
     summarize,
+    validate,
+    validation_tasks,
     zone_fallbacks,
 )
 from fluxmap.science.extract import extract_at_sites, locate_sites
-from fluxmap.science.frontier import Candidate, frontier_table, inner_search, prediction_rates
+from fluxmap.science.frontier import Candidate, frontier_table
 from fluxmap.science.selection import correlation_filter
 from fluxmap.science.train import FitSpec, FittedModel, fit
 from fluxmap.science.training import ratio_table, truth_at_rows
@@ -65,7 +66,8 @@ __all__ = ["model_stage", "model_target"]
 
 
 def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = print) -> pd.DataFrame:
-    """Zones, then :func:`model_target` for every configured target, then the zone map; cached."""
+    """Zones, then :func:`model_target` for every configured target while the zone map is computed
+    beside them (a thread submitting its chunks to the same scheduler); cached."""
     out = Path(cfg.workdir) / "models"
     out.mkdir(parents=True, exist_ok=True)
     # The data read: the training tables it is given, and the catalog's sources (the zone map, the truth).
@@ -80,6 +82,32 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     t0 = time.perf_counter()
     mc, parallel = _parallel(cfg.model, log=log)
     zone_of, zones = _zones(mc, tables, out, log=log)
+    # The zone map needs only the zones: it is computed (chunk by chunk, on the same workers) while
+    # the targets validate, not after them.
+    background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="zone map")
+    zone_map = background.submit(_zone_map, cfg, out, log=log)
+    try:
+        summary = _targets(cfg, mc, parallel, tables, zone_of, zones, out, log=log)
+        zone_map.result()
+    finally:
+        background.shutdown(wait=True)
+    log(f"models: {len(summary)} targets in {time.perf_counter() - t0:.0f} s -> {out}")
+    write_provenance(out, key, inputs=inputs, settings=settings, summary=summary.to_dict(orient="records"))
+    return summary
+
+
+def _targets(
+    cfg: RunConfig,
+    mc: ModelConfig,
+    parallel: Any,
+    tables: dict[str, pd.DataFrame],
+    zone_of: pd.Series,
+    zones: ZoneFitter,
+    out: Path,
+    *,
+    log: Log,
+) -> pd.DataFrame:
+    """:func:`model_target` for every configured target, then the composed ratios; the summary table."""
     truth = _truth_at_sites(cfg, tables)
     shares = global_class_shares() if mc.bootstrap_members else None
     rows = []
@@ -122,9 +150,6 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     summary = pd.DataFrame(rows)
     write_table(summary, out / "summary.csv", index=False)
     write_text(out / "summary.md", report.summary_markdown(summary))
-    log(f"models: {len(rows)} targets in {time.perf_counter() - t0:.0f} s -> {out}")
-    _zone_map(cfg, out, log=log)
-    write_provenance(out, key, inputs=inputs, settings=settings, summary=summary.to_dict(orient="records"))
     return summary
 
 
@@ -277,16 +302,13 @@ def _truth_at_sites(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> dict[str
     return truth_at_rows(frame, true_zone, tables, cfg.model.targets)
 
 
-def _protocol(
-    cfg: ModelConfig, variable: str, annual: bool, grid: tuple[Candidate, ...] = (), rates: Any = ()
-) -> Protocol:
-    """The validation protocol of one target from the model settings (``grid``, ``rates``: the
-    configurations searched inside each outer fold and their costs)."""
+def _protocol(cfg: ModelConfig, variable: str, annual: bool, grid: tuple[Candidate, ...] = ()) -> Protocol:
+    """The validation protocol of one target from the model settings (``grid``: the configurations
+    searched inside each outer fold)."""
     spec = FitSpec(cfg.kind, dict(cfg.params), cfg.seed, 1, group="site_group", folds=cfg.outer_folds)
     t, p = cfg.climate_predictors
     return Protocol(
         grid=grid,
-        rates=tuple(float(r) for r in rates),
         search_folds=cfg.search_folds,
         spec=spec,
         selection=FitSpec(cfg.kind, dict(cfg.selection_params), cfg.seed, 1, folds=cfg.inner_folds),
@@ -330,16 +352,7 @@ def model_target(
         stale.unlink()
     feats = candidate_predictors(df, cfg.predictors, annual=annual)
     grid = tuple(Candidate(k, tuple(p)) for k, p in cfg.grid) if cfg.choice == "frontier" else ()
-    rates = np.asarray([])
-    if grid:
-        t = time.perf_counter()
-        rates = prediction_rates(df, feats, grid, seed=cfg.seed)
-        log(
-            f"  {len(grid)} model configurations; predictions per second per core, measured once: "
-            + ", ".join(f"{c.label} {r / 1e6:.2f} M" for c, r in zip(grid, rates))
-            + f" ({time.perf_counter() - t:.0f} s)"
-        )
-    protocol = _protocol(cfg, name.partition(":")[0], annual, grid, rates)
+    protocol = _protocol(cfg, name.partition(":")[0], annual, grid)
     if cfg.exhaustive_selection:
         # Refused here, on all rows, not inside an outer fold after hours of work.
         kept = correlation_filter(df, feats, threshold=cfg.correlation_threshold)[0]
@@ -351,13 +364,21 @@ def model_target(
             )
     if truth is not None:
         df = df.assign(truth=truth["value"].reindex(df.index), true_zone=truth["zone"].reindex(df.index))
-    log(f"  nested validation: {cfg.outer_folds or 'one site per'} outer folds of whole physical sites")
+    log(
+        f"  nested validation: {cfg.outer_folds or 'one site per'} outer folds of whole physical sites"
+        + (f", {len(grid)} model configurations searched inside each" if grid else "")
+    )
     sites = int(df.site_group.nunique())
     folds = min(cfg.outer_folds, sites) if cfg.outer_folds > 0 else sites  # as group_folds deals them
-    with Progress(folds, f"{name}: outer folds (zones, selection, models inside each)", log) as bar:
-        d, chosen = nested_cv(df, feats, protocol, zones=zones, n_jobs=cfg.n_jobs, progress=lambda i, _: bar(i))
-    final = dataclasses.replace(protocol, selection=dataclasses.replace(protocol.selection, n_jobs=cfg.n_jobs))
-    selected, kept, dropped, path = select_predictors(df, feats, final, log=log)
+    tasks = validation_tasks(folds, protocol)
+    what = f"{folds} outer folds in two steps, the final selection" + (" and search, the costs" if grid else "")
+    with Progress(tasks, f"{name}: validation tasks ({what})", log) as bar:
+        v = validate(df, feats, protocol, zones=zones, n_jobs=cfg.n_jobs, progress=lambda i, _: bar(i))
+    d, chosen, rates, final = v.d, v.chosen, v.rates, v.final
+    assert final is not None  # validate(final=True)
+    for line in final.log:
+        log(line)
+    selected, kept, dropped, path = final.selected, final.kept, final.dropped, final.path
     write_table(path, out / "selection_unified.csv", index=False)
     write_table(chosen, out / "outer_folds.csv", index=False)
     write_table(selection_stability(chosen, selected), out / "selection_stability.csv", index=False)
@@ -366,11 +387,13 @@ def model_target(
         json.dumps({"selected": selected, "dropped_for_correlation": dropped}, indent=1),
     )
     family, frontier = (cfg.kind, dict(cfg.params)), None
-    if grid:
-        pick, search = inner_search(
-            df, selected, grid, rates, base=protocol.spec, folds=cfg.search_folds, n_jobs=cfg.n_jobs
+    if grid and final.search is not None:
+        pick = final.pick
+        log(
+            "  predictions per second per core, each timed once on a core of its own: "
+            + ", ".join(f"{c.label} {r / 1e6:.2f} M" for c, r in zip(grid, rates))
         )
-        write_table(search, out / "model_search.csv", index=False)
+        write_table(final.search, out / "model_search.csv", index=False)
         frontier = frontier_table(d, grid, rates, pick, chosen.candidate)
         write_table(frontier, out / "frontier.csv", index=False)
         plot_frontier(frontier, out / "frontier.png", title=f"{name}: skill against cost, nested outer folds")
