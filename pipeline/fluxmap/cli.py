@@ -13,6 +13,7 @@ from fluxmap.commands import (
     cmd_cluster,
     cmd_config,
     cmd_demo,
+    cmd_evaluate,
     cmd_export,
     cmd_extract,
     cmd_mirror,
@@ -33,6 +34,7 @@ stage's command runs the pipeline up to it. Stages whose inputs have not changed
   fluxmap run                      the embedded demo world, end to end
   fluxmap run --config my.yaml     your data (examples/*.yaml; `fluxmap config` lists every key)
   fluxmap export --format netcdf   the maps as CF-1.10 netCDF (GDAL < 3.9, Panoply, CDO, NCO)
+  fluxmap evaluate --product m=model.nc:rh=rh   a model's output against the sites (ILAMB-style)
   fluxmap catalog demo             the demo world's catalog as lazy cubes (after `fluxmap run`)
 """
 
@@ -54,6 +56,17 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": (
+        "score gridded flux products (ecosystem models, FLUXCOM-style maps) against the sites, ILAMB-style",
+        "Open each product (NetCDF or Zarr; CMIP/TRENDY or FLUXCOM conventions: kg m-2 s-1 or g C m-2 d-1, "
+        "calendars noleap, 360_day, proleptic_gregorian, monthly, 8-day or annual steps, longitudes 0..360 or "
+        "-180..180), sample it at every site observation's grid cell over the observation's own period, and "
+        "score it beside fluxmap's nested predictions: n, r, RMSE, bias, centred RMSE, SD ratio and ILAMB's "
+        "bias, RMSE, spatial-distribution and overall scores, overall and per IGBP class and zone. Writes "
+        "evaluate/scores.csv, samples_<target>.parquet, taylor.png and report.md, all or nothing. Products come "
+        "from the config's evaluate.products and --product; with the demo world, also its three ecosystem "
+        "models with known faults. Run after the models stage (fluxmap run does it).",
+    ),
     "score": (
         "apply a finished run's models to new site records and score them",
         "Read new site records (a YAML with a 'sources:' list, as in a run config's sites block) with "
@@ -78,7 +91,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "config": (
         "print every block and key of a run config, with defaults and meanings (YAML)",
         "Print the run configuration's reference: YAML of every block (sites, extract, model, predict, "
-        "cluster, metadata, demo) and key at its default, each preceded by what it means. Save it, keep what "
+        "cluster, metadata, evaluate, demo) and key at its default, each preceded by what it means. Save it, keep what "
         "you change, and pass it to `fluxmap run --config`.",
     ),
     "cluster": (
@@ -148,6 +161,17 @@ def _add_score(sub: Any) -> None:
     c.add_argument("--sites", required=True, help="YAML with a 'sources:' list of the new site files")
     c.add_argument("--out", help="output folder (default: WORKDIR/score)")
     _stage_args(c, cmd_score, config="the run's YAML (its workdir holds the finished models)")
+
+
+def _add_evaluate(sub: Any) -> None:
+    """``fluxmap evaluate``: products against the sites."""
+    v = _parser(sub, "evaluate")
+    v.add_argument(
+        "--product", action="append", default=[], metavar="LABEL=PATH:NAME=VAR[,NAME=VAR]",
+        help="a product to score, e.g. cable=cable_rh.nc:rh=rh,sr=rs (fluxmap's name = the file's "
+        "variable; a sign: nee=-nbp); repeatable, beside the config's evaluate.products",
+    )  # fmt: skip
+    _stage_args(v, cmd_evaluate, config="the run's YAML (its workdir holds the observations and models)")
 
 
 def _add_config(sub: Any) -> None:
@@ -269,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_stages,
         _add_export,
         _add_score,
+        _add_evaluate,
         _add_catalog,
         _add_demo,
         _add_mirror,

@@ -9,6 +9,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 DEMO_ROOT = "fluxmap-output/demo-world"
 """Where ``fluxmap run`` (default workdir ``fluxmap-output``) keeps the demo world, and so where
@@ -185,6 +186,11 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
             written = predict_stage(cfg)
             report_stage(cfg, written)
             annual = annual_stage(cfg)
+            demo = _demo_products(cfg)
+            if cfg.evaluate.products or demo:
+                from fluxmap.stages.evaluate import evaluate_stage
+
+                evaluate_stage(cfg, demo)
             eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
             yearly = [t for t in cfg.model.targets if t.endswith(":annual")]
             if yearly and not annual and not eight_day:
@@ -275,6 +281,49 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.sites}: no site sources (a 'sources:' list as in a run config's sites block)")
     with workdir_lock(cfg.workdir):
         score_stage(cfg, specs, Path(args.out) if args.out else Path(cfg.workdir) / "score")
+    return 0
+
+
+def _product_arg(text: str) -> dict[str, Any]:
+    """``LABEL=PATH:NAME=VAR[,NAME=VAR]`` (``NAME=-VAR``: the variable with its sign turned) as an
+    ``evaluate.products`` entry."""
+    label, eq, rest = text.partition("=")
+    path, colon, pairs = rest.rpartition(":")
+    if not (label and eq and colon and path and pairs):
+        raise ValueError(f"--product {text!r}: expected LABEL=PATH:NAME=VAR[,NAME=VAR], e.g. m=model.nc:rh=rh")
+    variables, signs = {}, {}
+    for pair in pairs.split(","):
+        name, _, var = pair.partition("=")
+        if not name or not var:
+            raise ValueError(f"--product {text!r}: {pair!r} is not NAME=VAR")
+        if var.startswith("-"):
+            var, signs[name] = var[1:], -1.0
+        variables[name] = var
+    return {"label": label, "path": path, "variables": variables, "signs": signs}
+
+
+def _demo_products(cfg) -> tuple:
+    """The demo world's three ecosystem models with known faults, when the run has the demo world
+    and ``evaluate.demo_products``."""
+    root = Path(cfg.workdir) / "demo-world"
+    if cfg.demo is None or not cfg.evaluate.demo_products or not (root / "world.json").is_file():
+        return ()
+    from fluxmap.demo.ecosystem_models import ecosystem_models
+
+    return ecosystem_models(root)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fluxmap.config_evaluate import product_from_mapping
+    from fluxmap.io.lock import workdir_lock
+    from fluxmap.stages.evaluate import evaluate_stage
+
+    cfg = _run_config(args.config, args.workdir, args)
+    extra = tuple(product_from_mapping(_product_arg(t), f"--product {t!r}") for t in args.product)
+    cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, products=cfg.evaluate.products + extra))
+    with workdir_lock(cfg.workdir):
+        if evaluate_stage(cfg, _demo_products(cfg)) is None:
+            raise ValueError("nothing to evaluate: no products (evaluate.products in the config, or --product)")
     return 0
 
 

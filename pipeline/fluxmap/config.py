@@ -13,10 +13,13 @@ from typing import Any
 
 import yaml
 
+from fluxmap.config_evaluate import EvaluateConfig, evaluate_config_from_mapping
+
 __all__ = [
     "ClusterConfig",
     "ConfigError",
     "DemoConfig",
+    "EvaluateConfig",
     "ExtractConfig",
     "MetadataConfig",
     "ModelConfig",
@@ -588,6 +591,8 @@ class RunConfig:
     """Where the Dask work runs."""
     metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)
     """The outputs' discovery metadata (ACDD): creator, licence, references."""
+    evaluate: EvaluateConfig = dataclasses.field(default_factory=EvaluateConfig)
+    """Gridded flux products scored against the sites and the maps (``fluxmap evaluate``)."""
 
 
 SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -694,7 +699,7 @@ def _grid_entry(entry: Any, where: str) -> tuple[str, tuple[tuple[str, Any], ...
 
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
-    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster", "metadata"}
+    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster", "metadata", "evaluate"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -718,7 +723,9 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
             model[k] = tuple(sorted(model[k].items()))
     if isinstance(model.get("grid"), list):
         model["grid"] = tuple(_grid_entry(e, f"{where}: model: grid[{i}]") for i, e in enumerate(model["grid"]))
+    evaluate = evaluate_config_from_mapping(dict(data.get("evaluate") or {}), f"{where}: evaluate")
     return RunConfig(
+        evaluate=from_mapping(EvaluateConfig, evaluate, where=f"{where}: evaluate"),
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
         metadata=from_mapping(MetadataConfig, dict(data.get("metadata") or {}), where=f"{where}: metadata"),
         predict=from_mapping(PredictConfig, predict, where=f"{where}: predict"),

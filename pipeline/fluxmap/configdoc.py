@@ -96,6 +96,7 @@ def config_reference() -> str:
         "predict": config.PredictConfig,
         "cluster": config.ClusterConfig,
         "metadata": config.MetadataConfig,
+        "evaluate": config.EvaluateConfig,
         "demo": config.DemoConfig,
     }
     run_docs = field_docs(config.RunConfig)

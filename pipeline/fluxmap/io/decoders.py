@@ -15,7 +15,7 @@ import xarray as xr
 from fluxmap.io.catalog_schema import CatalogError
 from fluxmap.science import periods, products
 
-__all__ = ["DECODERS"]
+__all__ = ["DECODERS", "to_units"]
 
 
 _UNIT_ALIASES: dict[str, dict[str, Callable[[xr.DataArray], xr.DataArray]]] = {
@@ -37,6 +37,28 @@ _UNIT_ALIASES: dict[str, dict[str, Callable[[xr.DataArray], xr.DataArray]]] = {
         "kg m-2 d-1": lambda x: x,
         "kg m-2 s-1": lambda x: x * 86400.0,
         "m d-1": lambda x: x * 1000.0,
+    },
+    # Carbon fluxes (g C m-2 d-1; CF "g m-2 d-1"): CMIP/TRENDY kg m-2 s-1 of carbon, FLUXCOM's
+    # g C m-2 d-1, annual sums per year (365.25 days), eddy-covariance umol CO2 m-2 s-1.
+    products.FLUX_UNITS: {
+        **{
+            u: lambda x: x
+            for u in (
+                "g m-2 d-1",
+                "g C m-2 d-1",
+                "gC m-2 d-1",
+                "g m-2 day-1",
+                "gC m-2 day-1",
+                "g C m-2 day-1",
+                "gC/m2/day",
+                "g/m2/d",
+            )  # fmt: skip
+        },
+        **{u: lambda x: x * 86400.0e3 for u in ("kg m-2 s-1", "kg C m-2 s-1", "kgC m-2 s-1", "kg/m2/s")},
+        **{u: lambda x: x * 86400.0 for u in ("g m-2 s-1", "g C m-2 s-1")},
+        **{u: lambda x: x * 1.0e3 for u in ("kg m-2 d-1", "kg C m-2 d-1")},
+        **{u: lambda x: x / 365.25 for u in ("g m-2 yr-1", "g C m-2 yr-1", "gC m-2 yr-1", "g m-2 a-1")},
+        **{u: lambda x: x * products.UMOL_CO2_M2_S_TO_G_C_M2_D for u in ("umol m-2 s-1", "micromol m-2 s-1")},
     },
     "m": {"m": lambda x: x, "metres": lambda x: x, "meters": lambda x: x},
     "kg m-2": {"kg m-2": lambda x: x, "kg C m-2": lambda x: x},
@@ -60,26 +82,33 @@ def _expect_units(da: xr.DataArray, accepted: set[str], where: str) -> None:
         raise CatalogError(f"{where}: variable {da.name!r} has units {units!r}; expected one of {sorted(accepted)}")
 
 
-def _to_units(
-    da: xr.DataArray, target: str, where: str, *, declared: str | None = None, name: str | None = None
+def to_units(
+    da: xr.DataArray,
+    target: str,
+    where: str,
+    *,
+    declared: str | None = None,
+    name: str | None = None,
+    setting: tuple[str, str] = ("the catalog", "the catalog's metadata.fluxmap.units"),
 ) -> xr.DataArray:
-    """``da`` converted to ``target`` units from the units the file gives or the catalog ``declared``.
+    """``da`` converted to ``target`` units from the units the file gives or ``declared`` by the
+    ``setting`` (who declares, and the setting's name).
 
-    Both given and different: refused (the catalog contradicts the file). Neither: refused. Units
+    Both given and different: refused (the setting contradicts the file). Neither: refused. Units
     fluxmap has no conversion for: refused, naming them and what it accepts.
     """
     label = f"variable {name!r} (source {da.name!r})" if name and name != da.name else f"variable {da.name!r}"
     file_units = da.attrs.get("units")
     if declared is not None and file_units is not None and declared != file_units:
         raise CatalogError(
-            f"{where}: {label}: the catalog says {declared!r} but the file says {file_units!r}; "
-            "correct the catalog's metadata.fluxmap.units or the file"
+            f"{where}: {label}: {setting[0]} says {declared!r} but the file says {file_units!r}; "
+            f"correct {setting[1]} or the file"
         )
     units = declared if declared is not None else file_units
     table = _UNIT_ALIASES.get(target, {target: lambda x: x})
     if units is None:
         raise CatalogError(
-            f"{where}: {label} has no units attribute; declare them in metadata.fluxmap.units "
+            f"{where}: {label} has no units attribute; declare them in {setting[1]} "
             f"({target!r} or one of {sorted(table)})"
         )
     if units not in table:
@@ -262,7 +291,7 @@ def _decode_canonical(raw: xr.Dataset, meta: dict, where: str, **opt: Any) -> xr
         if canon == "land_fraction" and meta.get("land_codes"):
             out[canon] = products.apply_cf(da.isin(meta["land_codes"]).astype("float32"), canon)
             continue
-        converted = _to_units(da, spec.units, where, declared=declared.get(canon), name=canon)
+        converted = to_units(da, spec.units, where, declared=declared.get(canon), name=canon)
         # The label names the real source and the units it came in, not a product it is not.
         out[canon] = products.apply_cf(converted, canon).assign_attrs(
             source=f"{where} ({da.name})", fluxmap_source_units=declared.get(canon) or da.attrs.get("units")

@@ -14,7 +14,7 @@ import xarray as xr
 from fluxmap.io.provenance import atomic_path
 from fluxmap.science.validate import metrics
 
-__all__ = ["map_figure", "plot_frontier", "plot_obs_pred", "plot_zone_map", "profile_figure"]
+__all__ = ["map_figure", "plot_frontier", "plot_obs_pred", "plot_taylor", "plot_zone_map", "profile_figure"]
 
 _MAX_DRAWN = 4_000_000  # cells: display_field's largest view is 1,500 x 1,500 = 2.25 M
 _DENSE = 1_000  # records above which observed vs predicted is drawn as density (hexbin)
@@ -223,3 +223,40 @@ def plot_zone_map(zmap: xr.DataArray, k: int, path: Path, *, land: xr.DataArray 
         categories={z: f"zone {z}" for z in range(1, k + 1)},
         land=land if land is not None else (zmap > 0).astype("float32"),
     )
+
+
+def plot_taylor(scores: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """A Taylor (2001) diagram per target: each product (rows of ``scores``: ``target``, ``product``,
+    ``r``, ``sd_ratio``) at radius = its standard deviation over the observations' and angle =
+    arccos(its correlation with them); the observations at (1, 0); arcs of equal centred RMSE."""
+    plt = _plt()
+    targets = list(dict.fromkeys(scores.target))
+    fig = plt.figure(figsize=(5.2 * len(targets), 4.8))
+    top = max(1.6, float(np.nanmax(scores.sd_ratio.to_numpy(dtype=float), initial=1.0)) * 1.15)
+    colours = plt.get_cmap("tab10")
+    labels = list(dict.fromkeys(scores["product"]))
+    for k, target in enumerate(targets):
+        ax = fig.add_subplot(1, len(targets), k + 1, projection="polar")
+        ax.set_thetamin(0)
+        ax.set_thetamax(90)
+        ax.set_rlim(0, top)
+        rs = np.array([0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99])
+        ax.set_thetagrids(np.degrees(np.arccos(rs)), [f"{r:g}" for r in rs], fontsize=7)
+        half = np.linspace(0, np.pi, 100)
+        for c in (0.25, 0.5, 0.75, 1.0):  # centred RMSE (in units of the observations' SD) about (1, 0)
+            x, y = 1 + c * np.cos(half), c * np.sin(half)
+            ax.plot(np.arctan2(y, x), np.hypot(x, y), color="0.8", lw=0.6)
+        ax.plot([0], [1.0], marker="*", ms=12, color="k", ls="", label="observations")
+        for _, row in scores[scores.target == target].iterrows():
+            if not (np.isfinite(row.r) and np.isfinite(row.sd_ratio)):
+                continue
+            ax.plot([np.arccos(np.clip(row.r, -1, 1))], [row.sd_ratio], marker="o", ls="",
+                    color=colours(labels.index(row["product"]) % 10), label=str(row["product"]))  # fmt: skip
+        ax.set_title(f"{target}", fontsize=10)
+        ax.text(np.radians(45), top * 1.12, "correlation", fontsize=8, ha="center")
+        ax.set_xlabel("standard deviation / observations'", fontsize=8)
+        if k == len(targets) - 1:
+            ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.45, 1.1))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
