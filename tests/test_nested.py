@@ -141,6 +141,42 @@ def test_masked_zones_stay_empty_in_the_map():
     assert np.isfinite(masked[0, 0]) and np.isnan(masked[[0, 1, 1], [1, 0, 1]]).all()
 
 
+def test_each_zone_is_predicted_from_its_own_cells_when_zone_models_share_their_predictors():
+    """Eight zone models with the same predictor list, zones of different sizes, an ensemble and the
+    unified map: every cell's prediction is its own model's on its own predictors (command 1 failed
+    when the block's row matrices were cached by the id of a zone's mask, which a later zone's mask
+    can reuse)."""
+    import xarray as xr
+
+    from fluxmap.science.predict import ModelSet, predict_block
+    from fluxmap.science.train import fit
+
+    d = _sites()
+    models = {z: fit("xgboost", d, z * d.value, features=["x1", "x2"], params={"n_estimators": 5}) for z in range(1, 9)}
+    rng = np.random.default_rng(0)
+    zone = rng.choice(np.array([0, 1, 2, 2, 3, 4, 4, 4, 5, 6, 7, 8, 8], "uint8"), size=(60, 70))
+    x1, x2 = rng.normal(size=(2, 3, 60, 70)).astype("float32")
+    block = xr.Dataset(
+        {"x1": (("time", "lat", "lon"), x1), "x2": (("time", "lat", "lon"), x2), "zone": (("lat", "lon"), zone)},
+        coords={
+            "time": pd.date_range("2020-01-01", periods=3, freq="8D"),
+            "lat": np.arange(60.0),
+            "lon": np.arange(70.0),
+        },
+    )
+    out = predict_block(block, ModelSet("x", models, models[1], ensemble=[models[2], models[1]], unified_map=True))
+
+    def want(model, cells):
+        rows = np.stack([x1[:, cells].ravel(), x2[:, cells].ravel()], axis=1)
+        return model.predict(pd.DataFrame(rows, columns=["x1", "x2"])).reshape(3, -1)
+
+    for z, m in models.items():
+        np.testing.assert_allclose(out["x"].values[:, zone == z], want(m, zone == z), rtol=1e-6)
+    land = zone > 0
+    np.testing.assert_allclose(out["x_unified"].values[:, land], want(models[1], land), rtol=1e-6)
+    assert np.isnan(out["x"].values[:, ~land]).all()
+
+
 def test_the_report_says_plainly_when_machine_learning_does_not_beat_the_reference():
     from fluxmap.io.report import _reference_lines
 

@@ -265,20 +265,22 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         for f in models.features
     }
 
-    built: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
+    land = (zone2d > 0) & ~np.isin(zone2d, list(models.masked_zones))
+    built: dict[tuple[str, ...], np.ndarray] = {}
 
-    def rows(cells: np.ndarray, features: list[str]) -> np.ndarray:
-        """The float32 matrix (time x cells, features) of the cells ``cells`` (a lat x lon mask),
-        filled straight from the block one period at a time (each period's rows stay in cache;
-        about twice as fast as whole columns): no broadcast copies, one cast. Built once per mask
-        and feature list: the ensemble members, the unified model and the area of applicability
-        mostly share them (the models only read them)."""
-        key = (id(cells), tuple(features))
+    def land_rows(features: list[str]) -> np.ndarray:
+        """:func:`_rows` of every land cell, built once per predictor list: the ensemble members,
+        the unified model and the area of applicability mostly share them (the models only read
+        them). Keyed by the list alone: the mask is always ``land``."""
+        key = tuple(features)
         if key not in built:
-            built[key] = _rows(cells, features)
+            built[key] = _rows(land, features)
         return built[key]
 
     def _rows(cells: np.ndarray, features: list[str]) -> np.ndarray:
+        """The float32 matrix (time x cells, features) of the cells ``cells`` (a lat x lon mask),
+        filled straight from the block one period at a time (each period's rows stay in cache;
+        about twice as fast as whole columns): no broadcast copies, one cast."""
         flat = np.flatnonzero(cells)
         x = np.empty((shape[0], flat.size, len(features)), dtype="float32")
         columns = []
@@ -324,11 +326,10 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         total = fr.sum(axis=0)
         return np.where(total > 0, num / np.where(total > 0, total, 1.0), np.nan)
 
-    land = (zone2d > 0) & ~np.isin(zone2d, list(models.masked_zones))
     for z in np.unique(zone2d[land]):
         model = models.zone_models.get(int(z), models.unified)
         cells = zone2d == z
-        x = rows(cells, model.features)
+        x = _rows(cells, model.features)
         out[:, cells] = predicted(model, cells, x)
         # A row sum is NaN or infinite when any predictor is (a matrix-vector product: ~6x faster
         # than isnan().any() on the whole matrix).
@@ -340,18 +341,18 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
     }
     if models.unified_map:
         unified = np.full(shape, np.nan, dtype="float32")
-        unified[:, land] = predicted(models.unified, land, rows(land, models.unified.features))
+        unified[:, land] = predicted(models.unified, land, land_rows(models.unified.features))
         data[f"{t}_unified"] = (("time", "lat", "lon"), unified)
     if models.applicability is not None:
         aoa = models.applicability
         di = np.full(shape, np.nan, dtype="float32")
-        di[:, land] = aoa.dissimilarity(rows(land, aoa.features)).reshape(shape[0], -1)
+        di[:, land] = aoa.dissimilarity(land_rows(aoa.features)).reshape(shape[0], -1)
         flag = np.full(shape, 255, dtype="uint8")
         flag[:, land] = aoa.inside(di[:, land].ravel()).reshape(shape[0], -1)
         data[f"{t}_di"] = (("time", "lat", "lon"), di)
         data[f"{t}_aoa"] = (("time", "lat", "lon"), flag)
     if models.ensemble:
-        preds = np.stack([predicted(m, land, rows(land, m.features)).ravel() for m in models.ensemble])
+        preds = np.stack([predicted(m, land, land_rows(m.features)).ravel() for m in models.ensemble])
         p05, p95 = np.percentile(preds, [5, 95], axis=0)  # one partial sort for both
         stats = [("sd", preds.std(axis=0, ddof=1)), ("p05", p05), ("p95", p95)]
         if models.member_maps:
