@@ -228,7 +228,8 @@ def _run(args: argparse.Namespace, cfg) -> int:
     print(
         f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/: sites/ and extract/ "
         "(Parquet tables, quarantine, provenance.json), models/ (zones, models, nested validation tables, "
-        "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md; annual/: the annual targets' maps and tables)"
+        "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md; annual/: the annual targets' maps and tables), "
+        "evaluate/ (gridded products against the sites: scores.csv, taylor.png, report.md) when products were evaluated"
     )
     return 0
 
