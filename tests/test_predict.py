@@ -1052,3 +1052,44 @@ def test_a_new_licence_reaches_a_finished_store_without_recomputing(run_dir, tmp
     assert after.attrs["license"] == "CC0-1.0" and after.attrs["creator_name"] == "A. Scientist"
     assert after.attrs["fluxmap_run_key"] == before.attrs["fluxmap_run_key"]
     xr.testing.assert_identical(after.sr.load(), before.sr.load())
+
+
+def test_export_as_ilamb_reference_data(run_dir, tmp_path):
+    """``fluxmap export --format ilamb``: each 8-day map in kg m-2 s-1 with time, latitude and
+    longitude bounds, one variable per file, and its site observations as ILAMB site data
+    (``var(time, data)``, ``lat(data)``, ``lon(data)``); read back, the values are the store's and
+    the training table's. ILAMB's own reader opens them where ILAMB is installed."""
+    from fluxmap.stages.export import export_stage
+
+    cfg, result, _ = run_dir
+    files = export_stage(cfg, fmt="ilamb", out=tmp_path, log=lambda m: None)
+    assert {p.relative_to(tmp_path).as_posix() for p in files} >= {"sr/fluxmap_sr.nc", "sr/fluxmap_sr_sites.nc"}
+    store = xr.open_zarr(result["store"])
+    with xr.open_dataset(tmp_path / "sr" / "fluxmap_sr.nc") as ds:
+        assert ds.sr.attrs["units"] == "kg m-2 s-1" and ds.time.attrs["bounds"] == "time_bnds"
+        assert ds.time.encoding["calendar"] == "standard" and "days since" in ds.time.encoding["units"]
+        np.testing.assert_allclose(ds.sr.values * 86400.0e3, store.sr.values, rtol=1e-5)
+        np.testing.assert_array_equal(ds.time_bnds.values, store.time_bnds.values)
+        assert {"lat_bnds", "lon_bnds"} <= set(ds.variables) and list(ds.data_vars).count("sr") == 1
+    obs = pd.read_parquet(Path(cfg.workdir) / "extract" / "training_8day.parquet")
+    obs = obs[obs.variable == "sr"]
+    with xr.open_dataset(tmp_path / "sr" / "fluxmap_sr_sites.nc") as sites:
+        assert sites.sr.dims == ("time", "data") and sites.sizes["data"] == obs.location.nunique()
+        first = obs.groupby(["location", "start"]).value.mean()
+        loc = str(sites.site.values[0])
+        got = sites.sr.sel(data=0).to_series().dropna() * 86400.0e3
+        np.testing.assert_allclose(got.to_numpy(), first.loc[loc].reindex(got.index).to_numpy(), rtol=1e-5)
+
+
+def test_ilambs_own_reader_opens_the_exported_reference(run_dir, tmp_path):
+    """Where ILAMB installs (``pip install ilamb mpich``; not in the test extras: it brings MPI),
+    its ``Variable`` reads the exported map as spatial and temporal and the sites as site data."""
+    ilamb = pytest.importorskip("ILAMB.Variable", reason="ILAMB not installed (pip install ilamb mpich)")
+    from fluxmap.stages.export import export_stage
+
+    cfg, _, _ = run_dir
+    export_stage(cfg, fmt="ilamb", out=tmp_path, variables=["sr"], log=lambda m: None)
+    obs = pd.read_parquet(Path(cfg.workdir) / "extract" / "training_8day.parquet")
+    m = ilamb.Variable(filename=str(tmp_path / "sr" / "fluxmap_sr.nc"), variable_name="sr")
+    s = ilamb.Variable(filename=str(tmp_path / "sr" / "fluxmap_sr_sites.nc"), variable_name="sr")
+    assert m.temporal and m.spatial and s.ndata == obs[obs.variable == "sr"].location.nunique()

@@ -182,7 +182,11 @@ def _add_config(sub: Any) -> None:
 def _add_export(sub: Any) -> None:
     """``fluxmap export``: the maps as netCDF."""
     e = _parser(sub, "export")
-    e.add_argument("--format", default="netcdf", choices=["netcdf"], help="file format (default: %(default)s)")
+    e.add_argument(
+        "--format", default="netcdf", choices=["netcdf", "ilamb"],
+        help="netcdf: CF-1.10 files per flux and year; ilamb: each 8-day map and its site observations as ILAMB "
+        "reference data (export/ilamb/<var>/); default: %(default)s",
+    )  # fmt: skip
     e.add_argument("--out", help="output folder (default: WORKDIR/export)")
     e.add_argument("--variable", action="append", metavar="NAME", help="only this flux (repeatable), e.g. sr")
     e.add_argument("--config", help="the run's YAML (its workdir holds the maps)")

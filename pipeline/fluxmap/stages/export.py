@@ -14,7 +14,7 @@ from fluxmap.stages.common import Log
 
 __all__ = ["FORMATS", "export_stage"]
 
-FORMATS = ("netcdf",)
+FORMATS = ("netcdf", "ilamb")
 """The formats ``fluxmap export`` writes."""
 
 
@@ -30,6 +30,8 @@ def export_stage(
     ``WORKDIR/export``); ``variables``: only these fluxes (e.g. ``sr``). Returns the files."""
     if fmt not in FORMATS:
         raise ValueError(f"export: format {fmt!r} is not one fluxmap writes; choose from {list(FORMATS)}")
+    if fmt == "ilamb":
+        return _ilamb(cfg, out or Path(cfg.workdir) / "export" / "ilamb", variables, log)
     predict = Path(cfg.workdir) / "predict"
     stores = [(s, p) for s, p in (("8day", predict / "fluxmap.zarr"), ("annual", predict / "annual" / "annual.zarr"))
               if p.is_dir()]  # fmt: skip
@@ -48,4 +50,33 @@ def export_stage(
         if chosen:
             written += export_netcdf(store, out, prefix=f"fluxmap_{step}", variables=chosen, log=log)
     log(f"export: {len(written)} netCDF files in {out}")
+    return written
+
+
+def _ilamb(cfg: RunConfig, out: Path, variables: list[str] | None, log: Log) -> list[Path]:
+    """Each 8-day map and its site observations as ILAMB reference files (:mod:`fluxmap.io.ilamb`)."""
+    import pandas as pd
+
+    from fluxmap.io.ilamb import ilamb_map, ilamb_sites, write_ilamb
+
+    store_path = Path(cfg.workdir) / "predict" / "fluxmap.zarr"
+    if not store_path.is_dir():
+        raise FileNotFoundError(f"export: no 8-day maps in {store_path} (run `fluxmap run` or `fluxmap predict` first)")
+    store = xr.open_zarr(store_path, consolidated=True)
+    mapped = sorted(export_groups(store))
+    unknown = sorted(set(variables or []) - set(mapped))
+    if unknown:
+        raise ValueError(f"export: no 8-day map of {unknown} in {store_path}; it holds {mapped}")
+    table = Path(cfg.workdir) / "extract" / "training_8day.parquet"
+    obs = pd.read_parquet(table) if table.is_file() else None
+    written: list[Path] = []
+    for var in [v for v in mapped if not variables or v in variables]:
+        written.append(
+            write_ilamb(ilamb_map(store, var, f"fluxmap {var}, 8-day means"), out / var / f"fluxmap_{var}.nc")
+        )
+        rows = obs[obs.variable == var] if obs is not None else None
+        if rows is not None and len(rows):
+            sites = ilamb_sites(rows, var, f"fluxmap {var} site observations, 8-day periods")
+            written.append(write_ilamb(sites, out / var / f"fluxmap_{var}_sites.nc"))
+    log(f"export: {len(written)} ILAMB reference files in {out}")
     return written
