@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap.science.grids import cell_area
+from fluxmap.science.aggregate import cell_land_area
+from fluxmap.science.validate import metrics
 
 __all__ = ["pair_scores", "product_profile", "product_totals", "sample_at_rows", "scores_by"]
 
@@ -143,10 +144,11 @@ def pair_scores(obs: np.ndarray, mod: np.ndarray, site: np.ndarray | None = None
     r = float(np.corrcoef(o, m)[0, 1]) if so > 0 and sm > 0 else np.nan
     sb, sr, sd = _site_scores(o, m, s)
     weights = {"score_bias": 1.0, "score_rmse": 2.0, "score_spatial": 1.0}
+    pooled = metrics(o, m)
     scores = {
         "r": r,
-        "rmse": float(np.sqrt(np.mean((m - o) ** 2))),
-        "bias": float(m.mean() - o.mean()),
+        "rmse": pooled["rmse"],
+        "bias": pooled["bias"],
         "crmse": float(np.sqrt(np.mean(((m - m.mean()) - (o - o.mean())) ** 2))),
         "sd_ratio": float(sm / so) if so > 0 else np.nan,
         "obs_mean": float(o.mean()),
@@ -188,12 +190,9 @@ def scores_by(
 
 
 def _land_area(flux: xr.DataArray, land: xr.DataArray | None) -> xr.DataArray:
-    """Land area (m2) of each cell: the cell's area on the sphere times its land fraction (1 where
-    the product gives none)."""
-    dlat = float(abs(flux.lat[1] - flux.lat[0])) if flux.sizes["lat"] > 1 else 1.0
-    dlon = float(abs(flux.lon[1] - flux.lon[0])) if flux.sizes["lon"] > 1 else dlat
-    area = xr.DataArray(cell_area(flux.lat.values, dlat, dlon), dims="lat", coords={"lat": flux.lat})
-    return area if land is None else area * land.fillna(0.0)
+    """Land area (m2) of each cell: its area on the sphere times its land fraction (1 where the
+    product gives none), as fluxmap's own totals weigh cells."""
+    return cell_land_area(flux, land if land is not None else xr.DataArray(1.0))
 
 
 def product_totals(flux: xr.DataArray, land: xr.DataArray | None = None) -> pd.DataFrame:
