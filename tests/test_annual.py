@@ -200,6 +200,53 @@ def test_lu2021_example_on_real_srdb_at_a_coarse_setting(shared_data, tmp_path):
     rh = xr.open_dataset(tmp_path / "nc" / "fluxmap_annual_rh_2001.nc")
     assert rh.rh.attrs["standard_name"].endswith("due_to_heterotrophic_respiration") and "rh_members" in rh
     assert rh.landcover_majority.attrs["flag_meanings"].split()[1] == "evergreen_needleleaf_forest"
+    _evaluate_own_map_as_a_model(path, shared_data, tmp_path, totals)
+
+
+def _evaluate_own_map_as_a_model(config: Path, shared_data: str, tmp_path: Path, totals: pd.DataFrame) -> None:
+    """The run's own annual map rewritten as a model writes it (6 deg, noleap climatology with CF
+    ``climatology`` bounds, kg m-2 s-1, longitudes 0..360, ``sftlf``), evaluated as an external
+    product through the CLI: scored at the real sites beside fluxmap's nested predictions, its
+    totals within 1 % of the map's, inside the members' band, AR/SR and per-biome totals given, the
+    ILAMB export of the annual map readable as a product too."""
+    from fluxmap.testing import as_model_output
+
+    store = tmp_path / "run" / "predict" / "annual" / "annual.zarr"
+    product = as_model_output(store, tmp_path / "model.nc", {"sr": "rs", "rh": "rh"}, factor=2)
+    ilamb = subprocess.run(
+        [sys.executable, "-m", "fluxmap.cli", "export", "--config", str(config), "--format", "ilamb",
+         "--out", str(tmp_path / "ilamb"), "--param", f"SHARED_DATA={shared_data}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert ilamb.returncode == 0, ilamb.stdout[-3000:] + ilamb.stderr[-3000:]
+    exported = tmp_path / "ilamb" / "sr" / "fluxmap_sr_annual.nc"
+    assert exported.is_file() and (tmp_path / "ilamb" / "sr" / "fluxmap_sr_annual_sites.nc").is_file()
+    run = subprocess.run(
+        [sys.executable, "-m", "fluxmap.cli", "evaluate", "--config", str(config), "--param",
+         f"SHARED_DATA={shared_data}", "--product", f"model6deg={product}:sr=rs,rh=rh",
+         "--product", f"ilamb_export={exported}:sr=sr"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = tmp_path / "run" / "evaluate"
+    scores = pd.read_csv(out / "scores.csv")
+    overall = scores[scores.by == "all"].set_index(["target", "product"])
+    assert overall.loc[("sr:annual", "model6deg"), "n"] > 1000 and overall.loc[("rh:annual", "model6deg"), "n"] > 200
+    assert overall.loc[("sr:annual", "fluxmap (nested)"), "n"] > 1000
+    got = pd.read_csv(out / "totals.csv")
+    for var in ("sr", "rh"):
+        row = got[(got.variable == var) & (got["product"] == "model6deg")].iloc[0]
+        assert row.total_pg_c_yr == pytest.approx(totals.loc[var, "total_pg_c_yr"], rel=0.01)
+        assert row.fluxmap_low_pg_c_yr == pytest.approx(totals.loc[var, "ensemble_p05_pg_c_yr"])
+    exported_total = got[(got.variable == "sr") & (got["product"] == "ilamb_export")].total_pg_c_yr.iloc[0]
+    assert exported_total > totals.loc["sr", "total_pg_c_yr"]  # no land fraction: whole coastal cells count
+    part = pd.read_csv(out / "partition.csv").set_index("product")
+    assert part.loc["model6deg", "rh_over_sr"] == pytest.approx(part.loc["fluxmap map", "rh_over_sr"], rel=0.02)
+    assert (out / "totals_by_biome.csv").is_file() and (out / "difference_sr_model6deg.png").is_file()
+    assert (
+        "## Gridded products against the sites and this map"
+        in (out.parent / "predict" / "annual" / "report.md").read_text()
+    )
 
 
 def aggregate_members(ds: xr.Dataset, v: str, land: np.ndarray) -> np.ndarray:

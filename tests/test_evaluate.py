@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -206,22 +209,25 @@ def trainable_world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def evaluated(trainable_world, tmp_path_factory):
-    """The world's sites, training tables and SR and HR models, then its three ecosystem models
-    with known faults evaluated against the observations."""
+    """The world's sites, training tables, SR and HR models and 8-day maps (the members' maps kept),
+    then its three ecosystem models with known faults evaluated against the observations and the
+    maps."""
     from fluxmap.demo import demo_sources
     from fluxmap.demo.ecosystem_models import write_ecosystem_models
     from fluxmap.stages.evaluate import evaluate_stage
     from fluxmap.stages.extract import extract_stage
     from fluxmap.stages.models import model_stage
     from fluxmap.stages.sites import sites_stage
-    from fluxmap.testing import small_run_config
+    from fluxmap.testing import predict_and_report, small_run_config
 
     work = tmp_path_factory.mktemp("evaluate")
     root = trainable_world.root
     cfg = small_run_config(work, root, targets=["sr:8day", "rh:8day"], backward_elimination=False)
+    cfg = dataclasses.replace(cfg, predict=dataclasses.replace(cfg.predict, member_maps=True))
     log: list[str] = []
     tables = extract_stage(cfg, sites_stage(cfg, demo_sources(root), log=log.append), log=log.append)
     model_stage(cfg, tables, log=log.append)
+    predict_and_report(cfg, log=log.append)
     products = write_ecosystem_models(root, work / "products")
     scores = evaluate_stage(cfg, products, log=log.append)
     return cfg, scores, products, log
@@ -363,3 +369,167 @@ def test_the_totals_and_profile_of_a_product_follow_its_grid_days_and_land_fract
     assert half.loc[2019, "total_pg_c_yr"] == pytest.approx(want / 2, rel=1e-5)
     prof = product_profile(ds.rh)
     assert prof.index[0] < prof.index[-1] and np.all(np.diff(prof.to_numpy()) > 0)  # rises with latitude index
+
+
+def test_the_maps_totals_band_is_the_members_own_totals(evaluated):
+    """With ``predict.member_maps`` the 8-day store keeps every member's map; the totals give each
+    member's total's 5-95 % range (not the per-cell spread summed), and the evaluation sets every
+    product's total beside that band."""
+    from fluxmap.science.aggregate import member_totals
+
+    cfg, _, _, _ = evaluated
+    predict = Path(cfg.workdir) / "predict"
+    ds = xr.open_zarr(predict / "fluxmap.zarr")
+    per_member = member_totals(ds.sr_members, ds.land_fraction)
+    assert per_member.shape[1] == cfg.model.bootstrap_members
+    mapped = pd.read_csv(predict / "totals.csv", index_col=0)
+    np.testing.assert_allclose(mapped.sr_ensemble_p05, per_member.quantile(0.05, axis=1), rtol=1e-9)
+    np.testing.assert_allclose(mapped.sr_ensemble_p95, per_member.quantile(0.95, axis=1), rtol=1e-9)
+    # The members' per-cell SD summed only bounds the SD of the total.
+    assert (mapped.sr_ensemble_sd <= mapped.sr_sd_upper_bound * (1 + 1e-9)).all()
+    got = pd.read_csv(Path(cfg.workdir) / "evaluate" / "totals.csv")
+    sr = got[got.variable == "sr"].set_index(["product", "year"])
+    for (_, year), row in sr.iterrows():
+        assert row.fluxmap_low_pg_c_yr == pytest.approx(mapped.loc[year, "sr_ensemble_p05"])
+        assert row.fluxmap_map_pg_c_yr == pytest.approx(mapped.loc[year, "sr"])
+        assert row.within_band == (row.fluxmap_low_pg_c_yr <= row.total_pg_c_yr <= row.fluxmap_high_pg_c_yr)
+    # The Q10 fault (SR 17 % too high) lies outside the band; the map's own total inside it.
+    assert not sr.loc["q10_high"].within_band.astype(bool).any()
+
+
+def test_per_class_totals_add_up_and_the_hr_share_fault_shows_in_hr_over_sr(evaluated):
+    cfg, _, _, _ = evaluated
+    out = Path(cfg.workdir) / "evaluate"
+    totals = pd.read_csv(out / "totals.csv").set_index(["variable", "product", "year"])
+    biomes = pd.read_csv(out / "totals_by_biome.csv")
+    summed = biomes.groupby(["variable", "product", "year"]).total_pg_c_yr.sum()
+    for key, total in summed.items():
+        assert total == pytest.approx(totals.loc[key, "total_pg_c_yr"], rel=1e-6), key
+    assert {"croplands", "grasslands"} <= set(biomes.name)
+    part = pd.read_csv(out / "partition.csv").set_index(["product", "year"])
+    # The HR-share model moves 0.15 of SR from AR to HR (capped at 0.95): its HR/SR against the
+    # coarse model's (the truth's split) is about 0.15 higher, and AR + HR = SR everywhere.
+    shift = part.xs("hr_share_high").rh_over_sr - part.xs("coarse_noleap").rh_over_sr
+    assert ((shift > 0.12) & (shift < 0.16)).all(), shift
+    np.testing.assert_allclose(part.ra + part.rh, part.sr)
+    by_class = pd.read_csv(out / "partition_by_biome.csv")
+    assert set(by_class["product"]) >= {"fluxmap map", "hr_share_high"}
+
+
+def test_difference_maps_and_the_main_reports_section(evaluated):
+    from fluxmap.stages.evaluate import evaluate_stage
+
+    cfg, _, products, _ = evaluated
+    out = Path(cfg.workdir) / "evaluate"
+    assert {f"difference_{v}_{p.label}.png" for v in ("sr", "rh") for p in products} <= {x.name for x in out.iterdir()}
+    report = (out / "report.md").read_text()
+    assert "](totals.png)" in report and "## Difference maps" in report and "## AR = SR - HR" in report
+    main = Path(cfg.workdir) / "predict" / "report.md"
+    assert main.read_text().count("## Gridded products against the sites and this map") == 1
+    evaluate_stage(cfg, products, log=lambda m: None)  # again: the section is replaced, not repeated
+    text = main.read_text()
+    assert text.count("## Gridded products against the sites and this map") == 1 and "q10_high" in text
+
+
+def test_difference_field_and_classes_on_another_grid():
+    from fluxmap.science.evaluate import classes_on_grid, difference_field
+
+    lat, lon = np.arange(-59.5, 60), np.arange(-179.5, 180)
+    ref = xr.DataArray(np.add.outer(lat, lon) / 100.0, dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    # A product 0.5 higher everywhere, on a 3 deg grid (a 3 x 3 mean of the 1 deg field): +0.5 where
+    # the 1 deg cell's own value is the block mean's (the field is linear), so the mean offset is 0.5.
+    coarse = ref.coarsen(lat=3, lon=3).mean() + 0.5
+    diff = difference_field(coarse, ref)
+    assert diff.shape == ref.shape and float(diff.mean()) == pytest.approx(0.5, abs=1e-9)
+    # Classes: the western half class 10, the eastern class 4 with its land fraction 0.2 except one
+    # band: a 3 deg cell straddling nothing takes its block's class.
+    classes = xr.where(ref.lon < 0, 10, 4).astype("int16").broadcast_like(ref)
+    land = xr.where(ref.lon < 0, 1.0, 0.2).broadcast_like(ref)
+    on = classes_on_grid(classes, land, coarse.lat.values, coarse.lon.values, [4, 10])
+    assert (on.where(on.lon < 0) == 10).sum() == (on.lon < 0).sum() * on.sizes["lat"]
+    assert (on.sel(lon=slice(0, None)) == 4).all()
+    # A cell half of each class by area but with more of class 10's land takes class 10.
+    mid = classes_on_grid(classes, land, np.array([0.0]), np.array([0.0]), [4, 10])
+    assert int(mid.item()) == 10
+
+
+def test_a_climatological_product_is_compared_with_the_same_days_of_every_year(tmp_path):
+    from fluxmap.science.evaluate import repeat_climatology
+
+    # A monthly climatology labelled 1990: January 10, the rest 0.
+    start = pd.date_range("1990-01-01", periods=12, freq="MS").values
+    end = pd.date_range("1990-02-01", periods=12, freq="MS").values
+    values = np.where(np.arange(12) == 0, 10.0, 0.0)[None, :]
+    v, s, e = repeat_climatology(values, start, end, range(2018, 2021))
+    assert v.shape == (1, 36) and pd.Timestamp(s[12]) == pd.Timestamp("2019-01-01")
+    # A January 2019 record, and a two-year record (its mean: 31 days of 10 in each 365 or 366).
+    obs_start = np.array(["2019-01-05", "2019-01-01"], dtype="datetime64[ns]")
+    obs_end = np.array(["2019-01-13", "2021-01-01"], dtype="datetime64[ns]")
+    mean, cover = sample_at_rows(v, s, e, np.zeros(2, int), obs_start, obs_end, min_coverage=0.5)
+    assert mean[0] == pytest.approx(10.0) and mean[1] == pytest.approx(10.0 * 62 / 731) and (cover == 1).all()
+    path = _cmip_file(tmp_path / "clim.nc", months=12, since="1990-01-01")
+    flagged = open_product(dataclasses.replace(_spec(path), climatology=True))
+    assert flagged.attrs["climatology"] == "true" and open_product(_spec(path)).attrs["climatology"] == "false"
+    too_long = _cmip_file(tmp_path / "long.nc", months=14, since="1990-01-01")
+    with pytest.raises(ProductError, match="climatology must span one year"):
+        open_product(dataclasses.replace(_spec(too_long), climatology=True))
+
+
+def _ilamb_python() -> str:
+    """A Python with ilamb3 (and ILAMB 2.7): ilamb3 pins an older xarray than fluxmap's, so it lives
+    in a virtual environment of its own (``.ci/run`` makes one and sets ``FLUXMAP_ILAMB_PYTHON``)."""
+    python = os.environ.get("FLUXMAP_ILAMB_PYTHON", "")
+    if not python:
+        if os.environ.get("FLUXMAP_REQUIRE_ILAMB"):
+            pytest.fail("FLUXMAP_REQUIRE_ILAMB is set but FLUXMAP_ILAMB_PYTHON is not")
+        pytest.skip("FLUXMAP_ILAMB_PYTHON not set (a Python with `pip install ilamb3 ilamb mpich`)")
+    return python
+
+
+_ILAMB3_SCORES = """
+import sys, warnings
+import numpy as np, pandas as pd, xarray as xr
+from ilamb3.analysis import bias_analysis, rmse_analysis
+warnings.simplefilter("ignore")
+ref, com = xr.open_dataset(sys.argv[1]).load(), xr.open_dataset(sys.argv[2]).load()
+for name, analysis in (("Bias Score", bias_analysis), ("RMSE Score", rmse_analysis)):
+    df, _, _ = analysis("sr")(ref.copy(deep=True), com.copy(deep=True))
+    print(name, repr(float(df.loc[df["name"] == name, "value"].iloc[0])))
+"""
+
+
+def test_ilamb_bias_and_rmse_scores_equal_ilamb3s_on_the_same_inputs(tmp_path):
+    """Where ilamb3 installs: its site-data Bias Score (Collier et al. 2018, as ilamb3 computes it)
+    on six sites x 24 steps equals fluxmap's per-site score averaged over the sites. The steps are
+    30 days each, so ilamb3's time weights (each step's days) are equal, as fluxmap's pairs are.
+    Its RMSE Score weights the steps by centred differences of mid-month stamps on a noleap
+    calendar (28 to 31 days), fluxmap's equally: the two agree to 0.1 % here (1e-4), not exactly."""
+    python = _ilamb_python()
+    rng = np.random.default_rng(7)
+    n_site, n_t = 6, 24
+    obs = (
+        3
+        + rng.uniform(0, 2, n_site)
+        + np.sin(np.arange(n_t) / 12 * 2 * np.pi)[:, None]
+        + rng.normal(0, 0.3, (n_t, n_site))
+    )
+    mod = obs + rng.normal(0, 0.5, (n_t, n_site)) + rng.uniform(-0.5, 0.5, n_site)
+    starts = np.datetime64("2000-01-01") + np.arange(n_t) * np.timedelta64(30, "D")
+    for name, values in (("ref", obs), ("com", mod)):
+        ds = xr.Dataset(
+            {"sr": (("time", "site"), values, {"units": "g m-2 d-1"}),
+             "time_bnds": (("time", "nb"), np.stack([starts, starts + np.timedelta64(30, "D")], axis=1))},
+            coords={"time": ("time", starts + np.timedelta64(15, "D"), {"bounds": "time_bnds"}),
+                    "lat": ("site", np.linspace(-50, 50, n_site)), "lon": ("site", np.linspace(-150, 150, n_site))},
+        )  # fmt: skip
+        units = {"units": "days since 2000-01-01"}
+        ds.to_netcdf(tmp_path / f"{name}.nc", encoding={"time": units, "time_bnds": units})
+    script = tmp_path / "scores.py"
+    script.write_text(_ILAMB3_SCORES)
+    run = subprocess.run([python, str(script), str(tmp_path / "ref.nc"), str(tmp_path / "com.nc")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    theirs = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in run.stdout.strip().splitlines()}
+    ours = pair_scores(obs.ravel(), mod.ravel(), np.tile(np.arange(n_site), n_t))
+    assert ours["score_bias"] == pytest.approx(theirs["Bias Score"], rel=1e-9)
+    assert ours["score_rmse"] == pytest.approx(theirs["RMSE Score"], rel=1e-3)

@@ -184,8 +184,8 @@ def _add_export(sub: Any) -> None:
     e = _parser(sub, "export")
     e.add_argument(
         "--format", default="netcdf", choices=["netcdf", "ilamb"],
-        help="netcdf: CF-1.10 files per flux and year; ilamb: each 8-day map and its site observations as ILAMB "
-        "reference data (export/ilamb/<var>/); default: %(default)s",
+        help="netcdf: CF-1.10 files per flux and year; ilamb: each 8-day and annual map and its site observations "
+        "as ILAMB reference data (export/ilamb/<var>/); default: %(default)s",
     )  # fmt: skip
     e.add_argument("--out", help="output folder (default: WORKDIR/export)")
     e.add_argument("--variable", action="append", metavar="NAME", help="only this flux (repeatable), e.g. sr")

@@ -490,6 +490,13 @@ class PredictConfig:
     map: its totals, the zone-minus-unified map and (demo) its error against the truth, i.e. the
     zone-vs-unified comparison where there are no sites. One model more per block (the ensemble's
     members are ten)."""
+    member_maps: bool | None = None
+    """Also keep every bootstrap member's 8-day map in the store (``<target>_members``: member x
+    time x lat x lon, as the annual maps always do): the totals then give each member's total and
+    their 5-95 % range (``totals.csv``), the reference band ``fluxmap evaluate`` sets products'
+    totals beside. Costs the members' storage (``model.bootstrap_members`` maps per target: at
+    500 m, ten times the map's); without it the totals give only an upper bound on their SD (the
+    members' per-cell SD summed). None (default): on for the demo world, off otherwise."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ class ProductConfig:
     """fluxmap's name -> factor, e.g. ``{nee: -1}`` for a product's ``nbp`` (uptake positive)."""
     units: tuple[tuple[str, str], ...] = ()
     """fluxmap's name -> units, for variables whose file gives none."""
+    climatology: bool = False
+    """The product is one climatological year (its year label arbitrary): each observation is
+    compared with the same days of that year (also when the file says so: a CF ``climatology``
+    attribute, or fluxmap's annual map from climatologies)."""
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,11 @@ def _pairs(value: Any, where: str, kind: type) -> tuple[tuple[str, Any], ...]:
 
 def product_from_mapping(entry: Any, where: str) -> ProductConfig:
     """One ``evaluate.products`` entry."""
-    keys = {"label", "path", "variables", "signs", "units"}
+    keys = {"label", "path", "variables", "signs", "units", "climatology"}
     if not isinstance(entry, dict) or not {"label", "path", "variables"} <= set(entry) or set(entry) - keys:
         raise ValueError(
-            f"{where} = {entry!r}: expected a mapping with label, path, variables and optional signs, units"
+            f"{where} = {entry!r}: expected a mapping with label, path, variables and optional signs, units, "
+            "climatology"
         )
     if not isinstance(entry["label"], str) or not isinstance(entry["path"], str):
         raise ValueError(f"{where}: label and path must be strings")
@@ -78,7 +83,14 @@ def product_from_mapping(entry: Any, where: str) -> ProductConfig:
         variables=variables,
         signs=_pairs(entry.get("signs"), f"{where}: signs", float),
         units=_pairs(entry.get("units"), f"{where}: units", str),
+        climatology=_flag(entry.get("climatology", False), f"{where}: climatology"),
     )
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where} = {value!r}: expected true or false")
+    return value
 
 
 def evaluate_config_from_mapping(data: dict[str, Any], where: str) -> dict[str, Any]:

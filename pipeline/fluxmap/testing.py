@@ -12,6 +12,7 @@ from fluxmap.config import DemoConfig
 
 __all__ = [
     "CountingScheduler",
+    "as_model_output",
     "europe_demo_config",
     "import_prediction_modules",
     "raise_if_dask_computes",
@@ -174,3 +175,55 @@ def cf_errors(path: str | Path, report_dir: str | Path) -> list[str]:
                                   output_format="json")  # fmt: skip
     result = json.loads(report.read_text())["cf:1.10"]
     return [f"{c['name']}: {m}" for c in result["high_priorities"] for m in c["msgs"]]
+
+
+def as_model_output(
+    store: str | Path, out: str | Path, variables: dict[str, str], *, factor: int = 2, calendar: str = "noleap"
+) -> Path:
+    """fluxmap's map ``store`` (8-day or annual Zarr) rewritten as an ecosystem model would write it,
+    for evaluating it as an external product: ``variables`` (fluxmap name -> name in the file, e.g.
+    ``{"sr": "rs"}``) in kg m-2 s-1 on a grid ``factor`` times coarser (each coarse cell the mean of
+    its land, weighted by cell area x land fraction; ``sftlf`` in %), longitudes 0..360, times as
+    days in ``calendar`` with bounds, named ``climatology`` (CF 7.4) when the map is one
+    climatological year."""
+    import cftime
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from fluxmap.science.grids import cell_area
+
+    ds = xr.open_zarr(store, consolidated=True).sortby("lat")
+    area = xr.DataArray(cell_area(ds.lat.values, float(abs(ds.lat[1] - ds.lat[0])), float(abs(ds.lon[1] - ds.lon[0]))),
+                        dims="lat", coords={"lat": ds.lat})  # fmt: skip
+    w = area * ds["land_fraction"].fillna(0.0)
+    blocks = {"lat": factor, "lon": factor}
+    land_w = w.coarsen(blocks, boundary="trim").sum()
+    out_vars: dict[str, xr.DataArray] = {}
+    for name, as_name in variables.items():
+        mean = (ds[name].fillna(0.0) * w).coarsen(blocks, boundary="trim").sum() / land_w.where(land_w > 0)
+        out_vars[as_name] = (mean / 86400.0e3).astype("float32").assign_attrs(units="kg m-2 s-1")
+    cell = area.coarsen(lat=factor, boundary="trim").sum() * factor  # the coarse cells' areas (m2)
+    out_vars["sftlf"] = (100.0 * land_w / cell).astype("float32").assign_attrs(units="%")
+    res = xr.Dataset(out_vars)
+    res = res.drop_vars([c for c in res.coords if c not in ("lat", "lon")])
+    res = res.assign_coords(lon=res.lon % 360.0).sortby("lon")
+    start = pd.DatetimeIndex(ds["time_bnds"].values[:, 0])
+    end = pd.DatetimeIndex(ds["time_bnds"].values[:, 1])
+    units = f"days since {start[0].year}-01-01"
+    kind = cftime.DatetimeNoLeap if calendar == "noleap" else cftime.DatetimeProlepticGregorian
+
+    def days(t: pd.DatetimeIndex) -> np.ndarray:
+        return np.asarray(cftime.date2num([kind(d.year, d.month, min(d.day, 28) if d.month == 2 else d.day) for d in t],
+                                          units, calendar=calendar), dtype="float64")  # fmt: skip
+
+    bounds = np.stack([days(start), days(end)], axis=1)
+    climatological = ds.attrs.get("fluxmap_climatological_year") == "true"
+    name = "climatology_bnds" if climatological else "time_bnds"
+    time_attrs = {"units": units, "calendar": calendar, ("climatology" if climatological else "bounds"): name}
+    res = res.assign_coords(time=xr.Variable("time", bounds.mean(axis=1), time_attrs))
+    res[name] = xr.Variable(("time", "bnds"), bounds)
+    res.attrs = {"source": f"fluxmap map {store}, rewritten by fluxmap.testing.as_model_output"}
+    out = Path(out)
+    res.to_netcdf(out)
+    return out

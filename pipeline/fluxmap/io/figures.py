@@ -14,7 +14,15 @@ import xarray as xr
 from fluxmap.io.provenance import atomic_path
 from fluxmap.science.validate import metrics
 
-__all__ = ["map_figure", "plot_frontier", "plot_obs_pred", "plot_taylor", "plot_zone_map", "profile_figure"]
+__all__ = [
+    "map_figure",
+    "plot_frontier",
+    "plot_obs_pred",
+    "plot_product_totals",
+    "plot_taylor",
+    "plot_zone_map",
+    "profile_figure",
+]
 
 _MAX_DRAWN = 4_000_000  # cells: display_field's largest view is 1,500 x 1,500 = 2.25 M
 _DENSE = 1_000  # records above which observed vs predicted is drawn as density (hexbin)
@@ -257,6 +265,33 @@ def plot_taylor(scores: pd.DataFrame, path: str | Path, *, title: str = "") -> P
         ax.set_xlabel("standard deviation / observations'", fontsize=8)
         if k == len(targets) - 1:
             ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.45, 1.1))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
+
+
+def plot_product_totals(totals: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """Per variable (a panel each): every product's global total (Pg C yr-1, mean over its years;
+    rows of ``totals``: ``variable``, ``product``, ``total_pg_c_yr``) as a point, fluxmap's map's
+    total (``fluxmap_map_pg_c_yr``) as a line and its ensemble band (``fluxmap_low_pg_c_yr`` to
+    ``fluxmap_high_pg_c_yr``) shaded behind them."""
+    plt = _plt()
+    variables = list(dict.fromkeys(totals.variable))
+    fig, axes = plt.subplots(1, len(variables), figsize=(3.6 * len(variables), 3.8), squeeze=False)
+    for ax, var in zip(axes[0], variables):
+        part = totals[totals.variable == var].groupby("product", sort=False).mean(numeric_only=True)
+        x = np.arange(len(part))
+        ref = float(part.fluxmap_map_pg_c_yr.mean())
+        low, high = float(part.fluxmap_low_pg_c_yr.mean()), float(part.fluxmap_high_pg_c_yr.mean())
+        if np.isfinite(low) and np.isfinite(high):
+            ax.axhspan(low, high, color="0.85", label="fluxmap ensemble band")
+        if np.isfinite(ref):
+            ax.axhline(ref, color="k", lw=1, label="fluxmap map")
+        ax.plot(x, part.total_pg_c_yr, "o", color="C3", label="products")
+        ax.set_xticks(x, [str(p) for p in part.index], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"{var} global total (Pg C yr-1)")
+        ax.set_title(var, fontsize=10)
+    axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)

@@ -55,6 +55,10 @@ class ProductSpec:
     """(fluxmap name, factor): ``(("nee", -1.0),)`` when the file holds ``nbp`` (uptake positive)."""
     units: tuple[tuple[str, str], ...] = ()
     """(fluxmap name, units) declared for variables whose file gives none."""
+    climatology: bool = False
+    """The product is one climatological year (its year label arbitrary): each observation is
+    compared with the same days of that year. Also when the file says so (a CF ``climatology``
+    attribute on its time axis; fluxmap's annual store from climatologies)."""
 
 
 _LAT = ("lat", "latitude")
@@ -151,7 +155,9 @@ def _steps(ds: xr.Dataset, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise ProductError(f"{where}: variable 'time' has no units (e.g. 'days since 1850-01-01')")
     cal = str(time.attrs.get("calendar", "standard"))
     tw = f"{where}: variable 'time'"
-    bounds = time.attrs.get("bounds") or next((b for b in _BOUNDS if b in ds.variables), None)
+    # A CF climatology names its bounds ``climatology`` (CF-1.10 sect. 7.4).
+    bounds = time.attrs.get("bounds") or time.attrs.get("climatology")
+    bounds = bounds or next((b for b in _BOUNDS if b in ds.variables), None)
     if bounds is not None and bounds in ds.variables:
         b = ds[bounds].values
         if b.shape != (ds.sizes["time"], 2):
@@ -218,4 +224,16 @@ def open_product(spec: ProductSpec) -> xr.Dataset:
         raise ProductError(
             f"{where}: variables must be (time, lat, lon); {odd} (select a level or sum the layers first)"
         )
-    return ds.transpose("time", "lat", "lon", ...).assign_attrs(label=spec.label, source=str(path))
+    climatology = (
+        spec.climatology
+        or "climatology" in raw["time"].attrs
+        or str(raw.attrs.get("fluxmap_climatological_year", "")).lower() == "true"
+    )
+    if climatology and (end.max() - start.min()) > np.timedelta64(366, "D"):
+        raise ProductError(
+            f"{where}: a climatology must span one year; its steps run from {pd.Timestamp(start.min()):%Y-%m-%d} "
+            f"to {pd.Timestamp(end.max()):%Y-%m-%d}"
+        )
+    return ds.transpose("time", "lat", "lon", ...).assign_attrs(
+        label=spec.label, source=str(path), climatology=str(climatology).lower()
+    )

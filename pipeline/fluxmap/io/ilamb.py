@@ -3,10 +3,10 @@
 ILAMB (Collier et al. 2018) reads one variable per netCDF file, CF conventions, with ``units`` and a
 ``calendar`` on the time axis and time bounds (ILAMB v2 ``ilamblib.GetTime`` refuses a time without
 them; ``doc/format_data.rst``). Each mapped flux is written as ``<var>/fluxmap_<var>.nc``: the 8-day
-mean map in kg m-2 s-1 (CMIP's units, which ILAMB converts from), ``time_bnds``, ``lat_bnds``,
+mean map (an annual map: ``<var>/fluxmap_<var>_annual.nc``) in kg m-2 s-1 (CMIP's units, which ILAMB converts from), ``time_bnds``, ``lat_bnds``,
 ``lon_bnds``. The site observations of the same flux are written as ILAMB's site data,
 ``<var>/fluxmap_<var>_sites.nc``: the variable on ``(time, data)``, one ``data`` entry per place
-with ``lat(data)`` and ``lon(data)``, the 8-day periods the observations were aligned to as time
+with ``lat(data)`` and ``lon(data)``, the periods (8-day or years) the observations were aligned to as time
 and time bounds, missing values as ``_FillValue``.
 """
 
@@ -32,8 +32,10 @@ def _time_attrs() -> dict[str, str]:
     return {"standard_name": "time", "axis": "T", "bounds": "time_bnds"}
 
 
-def ilamb_map(store: xr.Dataset, var: str, title: str) -> xr.Dataset:
-    """The map of ``var`` (g m-2 d-1, 8-day periods with ``time_bnds``) as an ILAMB reference (lazy)."""
+def ilamb_map(store: xr.Dataset, var: str, title: str, what: str = "8-day means") -> xr.Dataset:
+    """The map of ``var`` (g m-2 d-1, 8-day periods or years with ``time_bnds``) as an ILAMB reference
+    (lazy); an annual map from climatologies keeps ``fluxmap_climatological_year`` (its year label is
+    arbitrary: ``fluxmap evaluate`` compares it with the same days of any year)."""
     da = (store[var] * np.float32(KG_M2_S_PER_G_M2_D)).astype("float32")
     keep = {k: v for k, v in store[var].attrs.items() if k in ("standard_name", "long_name", "cell_methods")}
     da.attrs = {**keep, "units": "kg m-2 s-1"}
@@ -41,11 +43,13 @@ def ilamb_map(store: xr.Dataset, var: str, title: str) -> xr.Dataset:
     ds["time"].attrs = _time_attrs()
     for c in ("lat", "lon"):
         ds[c].attrs = {k: v for k, v in store[c].attrs.items() if k in ("standard_name", "units", "axis", "bounds")}
-    ds.attrs = {"title": title, "Conventions": "CF-1.10", "source": "fluxmap", "comment": "8-day means of the map"}
+    ds.attrs = {"title": title, "Conventions": "CF-1.10", "source": "fluxmap", "comment": f"{what} of the map"}
+    if "fluxmap_climatological_year" in store.attrs:
+        ds.attrs["fluxmap_climatological_year"] = store.attrs["fluxmap_climatological_year"]
     return ds
 
 
-def ilamb_sites(obs: pd.DataFrame, var: str, title: str) -> xr.Dataset:
+def ilamb_sites(obs: pd.DataFrame, var: str, title: str, what: str = "8-day means") -> xr.Dataset:
     """Site observations (rows: ``location``, ``lat``, ``lon``, ``start``, ``end``, ``value`` in
     g m-2 d-1) as ILAMB site data: ``var(time, data)`` in kg m-2 s-1, several records of one place
     and period averaged."""
@@ -63,7 +67,7 @@ def ilamb_sites(obs: pd.DataFrame, var: str, title: str) -> xr.Dataset:
                 {
                     "units": "kg m-2 s-1",
                     "coordinates": "lat lon",
-                    "long_name": f"{var} observed at the sites, 8-day means",
+                    "long_name": f"{var} observed at the sites, {what}",
                 },
             ),  # fmt: skip
             "lat": (

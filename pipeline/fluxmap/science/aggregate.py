@@ -20,6 +20,7 @@ __all__ = [
     "cell_land_area",
     "display_field",
     "latitudinal_profile",
+    "member_band",
     "member_region_totals",
     "member_totals",
     "many_annual_totals",
@@ -246,6 +247,21 @@ def member_totals(members: xr.DataArray, land_fraction: xr.DataArray) -> pd.Data
     year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])
     values = grams.transpose("year", "member").values / 1e15 / (n_days / year_days)[:, None]
     return pd.DataFrame(values, index=pd.Index(years, name="year"), columns=grams["member"].values)
+
+
+def member_band(members: xr.DataArray, land_fraction: xr.DataArray) -> pd.DataFrame:
+    """Per calendar year: the number of ensemble members and the SD and 5-95 % range of their
+    totals (each member's own map summed, :func:`member_totals`): the spread of the total, which
+    the members' per-cell spread summed over the cells only bounds."""
+    per_member = member_totals(members, land_fraction)
+    return pd.DataFrame(
+        {
+            "ensemble_members": per_member.shape[1],
+            "ensemble_sd_pg_c_yr": per_member.std(axis=1, ddof=1),
+            "ensemble_p05_pg_c_yr": per_member.quantile(0.05, axis=1),
+            "ensemble_p95_pg_c_yr": per_member.quantile(0.95, axis=1),
+        }
+    )
 
 
 def member_region_totals(

@@ -18,7 +18,19 @@ import xarray as xr
 from fluxmap.science.aggregate import cell_land_area
 from fluxmap.science.validate import metrics
 
-__all__ = ["pair_scores", "product_profile", "product_totals", "sample_at_rows", "scores_by"]
+__all__ = [
+    "classes_on_grid",
+    "difference_field",
+    "repeat_climatology",
+    "pair_scores",
+    "partition",
+    "product_profile",
+    "product_totals",
+    "product_totals_by_class",
+    "sample_at_rows",
+    "scores_by",
+    "time_mean",
+]
 
 _DAY = np.timedelta64(1, "D")
 
@@ -75,6 +87,21 @@ def sample_at_rows(
         mean[rows] = np.where(covered > 0, total / np.where(covered > 0, covered, 1.0), np.nan)
     mean[cover < min_coverage] = np.nan
     return mean, cover
+
+
+def repeat_climatology(
+    values: np.ndarray, start: np.ndarray, end: np.ndarray, years: range
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A climatology's steps (``values``: (site, step); steps ``[start, end)`` within one year, its
+    label arbitrary) repeated in each of ``years``, so that an observation of any period, several
+    years long too, is compared with the climatology over the same days."""
+    first = pd.Timestamp(np.min(start)).year
+    starts, ends = [], []
+    for y in years:
+        shift = pd.DateOffset(years=y - first)
+        starts.append((pd.DatetimeIndex(start) + shift).values)
+        ends.append((pd.DatetimeIndex(end) + shift).values)
+    return np.tile(values, (1, len(years))), np.concatenate(starts), np.concatenate(ends)
 
 
 def _site_scores(o: np.ndarray, m: np.ndarray, site: np.ndarray) -> tuple[float, float, float]:
@@ -195,15 +222,11 @@ def _land_area(flux: xr.DataArray, land: xr.DataArray | None) -> xr.DataArray:
     return cell_land_area(flux, land if land is not None else xr.DataArray(1.0))
 
 
-def product_totals(flux: xr.DataArray, land: xr.DataArray | None = None) -> pd.DataFrame:
-    """Per calendar year of the steps' starts: the product's total (Pg C) over the cells with values,
-    the days its steps cover, and the total annualized (``total_pg_c_yr`` = total x days of the year
-    / days covered). ``flux``: (time, lat, lon) in g C m-2 d-1 with ``start``/``end`` along time;
-    ``land``: each cell's land fraction (a model's ``sftlf``), else whole cells count."""
-    days = (flux["end"] - flux["start"]) / np.timedelta64(1, "D")
-    grams = (flux.fillna(0.0) * _land_area(flux, land)).sum(("lat", "lon")) * days
-    year = pd.DatetimeIndex(flux["start"].values).year
-    t = pd.DataFrame({"year": year, "grams": np.asarray(grams.values, dtype="float64"), "days": days.values})
+def _annualized(grams: np.ndarray, start: np.ndarray, days: np.ndarray) -> pd.DataFrame:
+    """Per calendar year of the steps' ``start``: the total (Pg C) of ``grams`` per step, the days the
+    steps cover, and the total annualized (``total_pg_c_yr`` = total x days of the year / days
+    covered)."""
+    t = pd.DataFrame({"year": pd.DatetimeIndex(start).year, "grams": np.asarray(grams, "float64"), "days": days})
     g = t.groupby("year").sum()
     in_year = np.array([366.0 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365.0 for y in g.index])
     return pd.DataFrame(
@@ -212,12 +235,101 @@ def product_totals(flux: xr.DataArray, land: xr.DataArray | None = None) -> pd.D
     )
 
 
+def _days(flux: xr.DataArray) -> xr.DataArray:
+    return (flux["end"] - flux["start"]) / _DAY
+
+
+def product_totals(flux: xr.DataArray, land: xr.DataArray | None = None) -> pd.DataFrame:
+    """Per calendar year of the steps' starts: the product's total (Pg C) over the cells with values,
+    the days its steps cover, and the total annualized (``total_pg_c_yr`` = total x days of the year
+    / days covered). ``flux``: (time, lat, lon) in g C m-2 d-1 with ``start``/``end`` along time;
+    ``land``: each cell's land fraction (a model's ``sftlf``), else whole cells count."""
+    days = _days(flux)
+    grams = (flux.fillna(0.0) * _land_area(flux, land)).sum(("lat", "lon")) * days
+    return _annualized(np.asarray(grams.values), flux["start"].values, days.values)
+
+
+def product_totals_by_class(
+    flux: xr.DataArray, land: xr.DataArray | None, classes: xr.DataArray, names: dict[int, str]
+) -> pd.DataFrame:
+    """:func:`product_totals` per class of ``classes`` (the product's grid, e.g. the IGBP class from
+    :func:`classes_on_grid`): year, class, name, land_km2, total_pg_c_yr; cells of no listed
+    class as ``unclassified`` (class -1), so the classes add up to the product's total. One
+    computation for all classes."""
+    import dask
+
+    days = _days(flux)
+    w = _land_area(flux, land)
+    codes = [int(c) for c in names]
+    masks = [classes == c for c in codes] + [~classes.isin(codes)]
+    values = dask.compute(
+        *[(flux.fillna(0.0) * w.where(m, 0.0)).sum(("lat", "lon")) for m in masks],
+        *[w.where(m, 0.0).where(flux.notnull().any("time"), 0.0).sum() for m in masks],
+    )
+    rows = []
+    for i, (code, name) in enumerate(zip([*codes, -1], [*(names[c] for c in codes), "unclassified"])):
+        area = float(values[len(masks) + i]) / 1e6
+        if area <= 0:
+            continue
+        t = _annualized(np.asarray(values[i]) * days.values, flux["start"].values, days.values)
+        rows.append(t.reset_index().assign(**{"class": code, "name": name, "land_km2": area}))
+    out = pd.concat(rows, ignore_index=True)
+    return out[["year", "class", "name", "land_km2", "total_pg_c_yr"]]
+
+
+def classes_on_grid(
+    classes: xr.DataArray, land: xr.DataArray, lat: np.ndarray, lon: np.ndarray, codes: list[int]
+) -> xr.DataArray:
+    """A class map (lat x lon, e.g. fluxmap's IGBP land cover) on another regular grid (``lat`` x
+    ``lon``, e.g. a 1.5 deg model's): each cell the class covering most of its land, by the land
+    area each source cell shares with it on the sphere (first-order conservative shares of each
+    class's land); 0 where it overlaps no land of a listed class."""
+    from fluxmap.science.features import regrid_conservative
+    from fluxmap.science.grids import majority_class
+
+    land = land.fillna(0.0).astype("float64").broadcast_like(classes).transpose("lat", "lon")
+    shares = np.stack(
+        [np.nan_to_num(regrid_conservative(land.where(classes == c, 0.0), lat, lon).values) for c in codes]
+    )
+    major = majority_class(shares, np.asarray(codes, dtype="int16"), fill=0)
+    return xr.DataArray(major, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="class")
+
+
+def time_mean(flux: xr.DataArray) -> xr.DataArray:
+    """Each cell's mean over the product's steps, each weighted by its days (g C m-2 d-1); NaN
+    where the product has no value."""
+    days = _days(flux)
+    covered = days.where(flux.notnull()).sum("time")
+    return (flux * days).sum("time", min_count=1) / covered.where(covered > 0)
+
+
+def difference_field(product_mean: xr.DataArray, reference_mean: xr.DataArray) -> xr.DataArray:
+    """``product_mean`` (its own grid) brought conservatively onto ``reference_mean``'s grid (fluxmap's
+    map) minus the reference: positive where the product is higher; NaN where either has no value."""
+    from fluxmap.science.features import regrid_conservative
+
+    on = regrid_conservative(product_mean, reference_mean.lat.values, reference_mean.lon.values)
+    return (on - reference_mean).rename("difference")
+
+
+def partition(totals: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """AR = SR - HR (or the product's own ``ra``) and HR/SR, AR/SR per ``keys`` (e.g. product and
+    year, or product, year and class) from a long table of totals (``variable``,
+    ``total_pg_c_yr``); only where both SR and HR (or SR and RA) are given."""
+    wide = totals.pivot_table(index=keys, columns="variable", values="total_pg_c_yr", aggfunc="first")
+    if "sr" not in wide or not ({"rh", "ra"} & set(wide.columns)):
+        return pd.DataFrame(columns=[*keys, "sr", "rh", "ra", "rh_over_sr", "ar_over_sr"])
+    rh = wide["rh"] if "rh" in wide else wide["sr"] - wide["ra"]
+    ra = wide["ra"] if "ra" in wide else wide["sr"] - wide["rh"]
+    out = pd.DataFrame({"sr": wide["sr"], "rh": rh, "ra": ra})
+    out["rh_over_sr"], out["ar_over_sr"] = out.rh / out.sr, out.ra / out.sr
+    return out.dropna(subset=["sr", "rh"]).reset_index()
+
+
 def product_profile(flux: xr.DataArray, land: xr.DataArray | None = None) -> pd.Series:
     """The land-area-weighted mean flux (g C m-2 d-1) of each latitude row over all the product's
     steps (day-weighted), as fluxmap's own ``latitudinal_profile_*.csv`` has it."""
-    days = (flux["end"] - flux["start"]) / np.timedelta64(1, "D")
-    covered = days.where(flux.notnull()).sum("time")
-    mean = (flux * days).sum("time", min_count=1) / covered.where(covered > 0)
+    mean = time_mean(flux)
     w = _land_area(flux, land).broadcast_like(mean).where(mean.notnull(), 0.0)
     row = (mean.fillna(0.0) * w).sum("lon") / w.sum("lon").where(w.sum("lon") > 0)
     return pd.Series(np.asarray(row.values, dtype="float64"), index=pd.Index(flux.lat.values, name="lat"))

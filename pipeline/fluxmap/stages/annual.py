@@ -229,11 +229,7 @@ def annual_tables(ds: xr.Dataset, names: list[str]) -> dict[str, pd.DataFrame]:
             t["unified_total_pg_c_yr"] = aggregate.annual_totals(ds[f"{v}_unified"], land).total_pg_c_yr
         if f"{v}_members" in ds:
             # Each ensemble member's own map summed: the spread of the totals (not of the cells).
-            per_member = aggregate.member_totals(ds[f"{v}_members"], land)
-            t["ensemble_members"] = per_member.shape[1]
-            t["ensemble_sd_pg_c_yr"] = per_member.std(axis=1, ddof=1)
-            t["ensemble_p05_pg_c_yr"] = per_member.quantile(0.05, axis=1)
-            t["ensemble_p95_pg_c_yr"] = per_member.quantile(0.95, axis=1)
+            t = t.join(aggregate.member_band(ds[f"{v}_members"], land))
         rows.append(t.assign(target=v).reset_index().set_index(["target", "year"]))
         profiles.append(aggregate.latitudinal_profile(ds[v], land).add_prefix(f"{v}_"))
         bands[v] = {

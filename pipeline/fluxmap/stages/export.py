@@ -10,6 +10,7 @@ import xarray as xr
 
 from fluxmap.config import RunConfig
 from fluxmap.io.cf import export_groups, export_netcdf
+from fluxmap.science import products
 from fluxmap.stages.common import Log
 
 __all__ = ["FORMATS", "export_stage"]
@@ -54,29 +55,35 @@ def export_stage(
 
 
 def _ilamb(cfg: RunConfig, out: Path, variables: list[str] | None, log: Log) -> list[Path]:
-    """Each 8-day map and its site observations as ILAMB reference files (:mod:`fluxmap.io.ilamb`)."""
+    """Each map (8-day: ``<var>/fluxmap_<var>.nc``; annual: ``<var>/fluxmap_<var>_annual.nc``) and the
+    site observations it was trained on (``..._sites.nc``) as ILAMB reference files
+    (:mod:`fluxmap.io.ilamb`)."""
     import pandas as pd
 
     from fluxmap.io.ilamb import ilamb_map, ilamb_sites, write_ilamb
 
-    store_path = Path(cfg.workdir) / "predict" / "fluxmap.zarr"
-    if not store_path.is_dir():
-        raise FileNotFoundError(f"export: no 8-day maps in {store_path} (run `fluxmap run` or `fluxmap predict` first)")
-    store = xr.open_zarr(store_path, consolidated=True)
-    mapped = sorted(export_groups(store))
-    unknown = sorted(set(variables or []) - set(mapped))
+    predict, extract = Path(cfg.workdir) / "predict", Path(cfg.workdir) / "extract"
+    kinds = [(step, path) for step, path in (("8day", predict / "fluxmap.zarr"),
+                                             ("annual", predict / "annual" / "annual.zarr")) if path.is_dir()]  # fmt: skip
+    if not kinds:
+        raise FileNotFoundError(f"export: no maps in {predict} (run `fluxmap run` or `fluxmap predict` first)")
+    stores = {step: xr.open_zarr(path, consolidated=True) for step, path in kinds}
+    # Fluxes only: a ratio (rh_sr_ratio) has no kg m-2 s-1 for ILAMB.
+    mapped = {step: sorted(v for v in export_groups(ds) if v in products.VARIABLES) for step, ds in stores.items()}
+    unknown = sorted(set(variables or []) - {v for vs in mapped.values() for v in vs})
     if unknown:
-        raise ValueError(f"export: no 8-day map of {unknown} in {store_path}; it holds {mapped}")
-    table = Path(cfg.workdir) / "extract" / "training_8day.parquet"
-    obs = pd.read_parquet(table) if table.is_file() else None
+        raise ValueError(f"export: no map of {unknown} in {predict}; the stores hold {mapped}")
     written: list[Path] = []
-    for var in [v for v in mapped if not variables or v in variables]:
-        written.append(
-            write_ilamb(ilamb_map(store, var, f"fluxmap {var}, 8-day means"), out / var / f"fluxmap_{var}.nc")
-        )
-        rows = obs[obs.variable == var] if obs is not None else None
-        if rows is not None and len(rows):
-            sites = ilamb_sites(rows, var, f"fluxmap {var} site observations, 8-day periods")
-            written.append(write_ilamb(sites, out / var / f"fluxmap_{var}_sites.nc"))
+    for step, store in stores.items():
+        what, suffix = ("8-day means", "") if step == "8day" else ("annual means", "_annual")
+        table = extract / f"training_{step}.parquet"
+        obs = pd.read_parquet(table) if table.is_file() else None
+        for var in [v for v in mapped[step] if not variables or v in variables]:
+            title = f"fluxmap {var}, {what}"
+            written.append(write_ilamb(ilamb_map(store, var, title, what), out / var / f"fluxmap_{var}{suffix}.nc"))
+            rows = obs[obs.variable == var] if obs is not None else None
+            if rows is not None and len(rows):
+                sites = ilamb_sites(rows, var, f"fluxmap {var} site observations, {what}", what)
+                written.append(write_ilamb(sites, out / var / f"fluxmap_{var}{suffix}_sites.nc"))
     log(f"export: {len(written)} ILAMB reference files in {out}")
     return written

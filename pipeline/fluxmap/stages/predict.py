@@ -160,6 +160,12 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
     }
 
 
+def _member_maps(cfg: RunConfig) -> bool:
+    """Whether the store keeps the members' maps (``predict.member_maps``; unset: on the demo world)."""
+    keep = cfg.predict.member_maps if cfg.predict.member_maps is not None else cfg.demo is not None
+    return cfg.predict.ensemble and keep
+
+
 @dataclasses.dataclass
 class _Prepared:
     """What the 8-day maps are made from, on either grid: the lazy prediction, the zone map, the
@@ -200,7 +206,10 @@ def _modis_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path,
         f"predict: 8-day sub-period sources {'reused (same inputs)' if reuse else 'ready'}; zone map "
         f"{'reused (same inputs and zones)' if zone_reused else 'ready'} ({zone_store}); {seconds:.1f} s"
     )
-    refs = model_sources(targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified)
+    refs = model_sources(
+        targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified,
+        member_maps=_member_maps(cfg),
+    )  # fmt: skip
     pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
     return _Prepared(cat, inputs, pred, zone, chunks, land_fraction, land_fraction > 0.5,
                      {"zone_map": data_fingerprint(zone_store)}, seconds, zone_store)  # fmt: skip
@@ -222,7 +231,10 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
         period_mean_stores(cubes, out, inputs)
     lat, lon, grid = prediction_grid(cfg, cubes)
     chunk = cfg.predict.annual_chunk
-    refs = model_sources(targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified)
+    refs = model_sources(
+        targets, models_dir, ensemble=cfg.predict.ensemble, unified_map=cfg.predict.unified,
+        member_maps=_member_maps(cfg),
+    )  # fmt: skip
     zones_file = models_dir / "zones.json"
     cubes = needed_entries(cubes, [f for r in refs for f in r.load().features], load_zones(zones_file).factors)
     starts = mapped_starts(cfg, years)

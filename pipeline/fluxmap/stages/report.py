@@ -24,7 +24,7 @@ from fluxmap.science import aggregate, products
 from fluxmap.science.validate import map_errors, map_errors_by_zone
 from fluxmap.stages.common import Log, open_catalog
 
-__all__ = ["report_stage"]
+__all__ = ["biome_classes", "report_stage"]
 
 
 def _maps(ds: xr.Dataset, v: str, out: Path, land: xr.DataArray | None) -> dict[str, str]:
@@ -159,23 +159,28 @@ def _totals_table(
     return table
 
 
+def biome_classes(cat: FluxCatalog, ds: xr.Dataset) -> xr.DataArray | None:
+    """The IGBP class of each cell of the 8-day store ``ds``: the catalog's land cover (the
+    ``static`` entry's ``landcover``, on the store's grid) or, on a regular grid with sub-grid land
+    cover, the majority class of each cell's mapped land; None without one."""
+    if "landcover_majority" in ds:  # a regular grid with sub-grid land cover: the cell's majority class
+        return ds["landcover_majority"].fillna(0).astype("int16")
+    if "static" not in cat.entries:
+        return None
+    static = cat.open("static")
+    if "landcover" not in static or static["landcover"].shape != (ds.sizes["lat"], ds.sizes["lon"]):
+        return None
+    return static["landcover"].transpose("lat", "lon").drop_vars(["lat", "lon"]).assign_coords(lat=ds.lat, lon=ds.lon)
+
+
 def _totals_by_biome(
     cat: FluxCatalog, ds: xr.Dataset, land_fraction: xr.DataArray, names: list[str]
 ) -> pd.DataFrame | None:
-    """``totals_by_biome.csv``: per target, year and IGBP class of the catalog's land cover (the
-    ``static`` entry's ``landcover``, on the store's grid; on a regular grid with sub-grid land cover,
-    the majority class of each cell's mapped land), its land area and total; None without one."""
-    if "landcover_majority" in ds:  # a regular grid with sub-grid land cover: the cell's majority class
-        classes = ds["landcover_majority"].astype("int16")
-    else:
-        if "static" not in cat.entries:
-            return None
-        static = cat.open("static")
-        if "landcover" not in static or static["landcover"].shape != (ds.sizes["lat"], ds.sizes["lon"]):
-            return None
-        classes = (
-            static["landcover"].transpose("lat", "lon").drop_vars(["lat", "lon"]).assign_coords(lat=ds.lat, lon=ds.lon)
-        )
+    """``totals_by_biome.csv``: per target, year and IGBP class (:func:`biome_classes`), its land
+    area and total; None without a class map."""
+    classes = biome_classes(cat, ds)
+    if classes is None:
+        return None
     parts = [
         aggregate.totals_by_class(ds[v], land_fraction, classes, products.IGBP_CLASSES).assign(target=v) for v in names
     ]
@@ -252,6 +257,12 @@ def report_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -
     table = _totals_table(totals, names, outside)
     for column, values in sorted(extra.items()):
         table[column] = values
+    for v in names:  # predict.member_maps: each member's total, the spread of the total itself
+        if f"{v}_members" in ds:
+            with dask_progress(f"report: {v} members' totals", log):
+                band = aggregate.member_band(ds[f"{v}_members"], land_fraction)
+            for column in band:
+                table[f"{v}_{column.removesuffix('_pg_c_yr')}"] = band[column]
     write_table(table, out / "totals.csv")
     part = aggregate.partition(totals["sr"], totals["rh"]) if {"sr", "rh"} <= set(names) else None
     if part is not None:
