@@ -180,7 +180,7 @@ def cf_errors(path: str | Path, report_dir: str | Path) -> list[str]:
 def as_model_output(
     store: str | Path, out: str | Path, variables: dict[str, str], *, factor: int = 2, calendar: str = "noleap"
 ) -> Path:
-    """fluxmap's map ``store`` (8-day or annual Zarr) rewritten as an ecosystem model would write it,
+    """fluxmap's map ``store`` (8-day or annual Zarr; read whole) rewritten as an ecosystem model would write it,
     for evaluating it as an external product: ``variables`` (fluxmap name -> name in the file, e.g.
     ``{"sr": "rs"}``) in kg m-2 s-1 on a grid ``factor`` times coarser (each coarse cell the mean of
     its land, weighted by cell area x land fraction; ``sftlf`` in %), longitudes 0..360, times as
@@ -191,20 +191,16 @@ def as_model_output(
     import pandas as pd
     import xarray as xr
 
-    from fluxmap.science.grids import cell_area
+    from fluxmap.science.features import regrid_land_mean
 
     ds = xr.open_zarr(store, consolidated=True).sortby("lat")
-    area = xr.DataArray(cell_area(ds.lat.values, float(abs(ds.lat[1] - ds.lat[0])), float(abs(ds.lon[1] - ds.lon[0]))),
-                        dims="lat", coords={"lat": ds.lat})  # fmt: skip
-    w = area * ds["land_fraction"].fillna(0.0)
-    blocks = {"lat": factor, "lon": factor}
-    land_w = w.coarsen(blocks, boundary="trim").sum()
+    lat = ds.lat.coarsen(lat=factor, boundary="trim").mean().values
+    lon = ds.lon.coarsen(lon=factor, boundary="trim").mean().values
     out_vars: dict[str, xr.DataArray] = {}
     for name, as_name in variables.items():
-        mean = (ds[name].fillna(0.0) * w).coarsen(blocks, boundary="trim").sum() / land_w.where(land_w > 0)
+        mean, land = regrid_land_mean(ds[name].load(), ds["land_fraction"].load(), lat, lon)
         out_vars[as_name] = (mean / 86400.0e3).astype("float32").assign_attrs(units="kg m-2 s-1")
-    cell = area.coarsen(lat=factor, boundary="trim").sum() * factor  # the coarse cells' areas (m2)
-    out_vars["sftlf"] = (100.0 * land_w / cell).astype("float32").assign_attrs(units="%")
+    out_vars["sftlf"] = (100.0 * land).astype("float32").assign_attrs(units="%")
     res = xr.Dataset(out_vars)
     res = res.drop_vars([c for c in res.coords if c not in ("lat", "lon")])
     res = res.assign_coords(lon=res.lon % 360.0).sortby("lon")

@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxmap.config_evaluate import ProductConfig
-from fluxmap.science.grids import cell_area
+from fluxmap.science.features import regrid_land_mean
 from fluxmap.science.periods import period_bounds
 
 __all__ = ["COARSE_DEG", "Q10_FACTOR", "SHARE_SHIFT", "ecosystem_models", "write_ecosystem_models"]
@@ -77,12 +77,9 @@ def _monthly(values: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, pd.Dat
     return mean.reshape(len(months), *values.shape[1:]), months
 
 
-def _overlap(centres: np.ndarray, step: float, edges: np.ndarray) -> np.ndarray:
-    """(fine cells, coarse cells): the fraction of each fine cell (``centres`` +- ``step``/2) inside
-    each coarse cell (``edges``): the weights of a conservative (area-preserving) aggregation."""
-    lo, hi = centres - step / 2.0, centres + step / 2.0
-    inside = np.minimum(hi[:, None], edges[None, 1:]) - np.maximum(lo[:, None], edges[None, :-1])
-    return np.clip(inside, 0.0, None) / step
+_VERSION = 2
+"""How the files are made (with the world's hash, the key of the cached files): 2, aggregated by
+``science.features.regrid_land_mean``."""
 
 
 def _coarse(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, land: np.ndarray) -> tuple:
@@ -90,19 +87,17 @@ def _coarse(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, land: np.ndarr
     land its fine cells with values hold (each fine cell split by the area it shares with it), the
     coarse cell's fraction of that land, and the coarse centres."""
     dlat, dlon = abs(float(lat[1] - lat[0])), abs(float(lon[1] - lon[0]))
-    edges = []
+    centres = []
     for c, d in ((lat, dlat), (lon, dlon)):
         first = np.floor((c.min() - d / 2.0) / COARSE_DEG) * COARSE_DEG
         last = np.ceil((c.max() + d / 2.0) / COARSE_DEG) * COARSE_DEG
-        edges.append(np.arange(first, last + COARSE_DEG / 2.0, COARSE_DEG))
-    wlat, wlon = _overlap(lat, dlat, edges[0]), _overlap(lon, dlon, edges[1])
-    clat, clon = (edges[0][:-1] + edges[0][1:]) / 2.0, (edges[1][:-1] + edges[1][1:]) / 2.0
-    area = cell_area(lat, dlat, dlon)[:, None] * np.where(np.isfinite(values[0]), land, 0.0)  # m2 of land
-    den = wlat.T @ area @ wlon
-    out = np.stack([(wlat.T @ (np.nan_to_num(v) * area) @ wlon) for v in values])
-    mean = np.where(den > 0, out / np.where(den > 0, den, 1.0), np.nan)
-    frac = den / (cell_area(clat, COARSE_DEG)[:, None] * np.ones(len(clon)))
-    return mean, np.clip(frac, 0.0, 1.0), (clat, clon)
+        edges = np.arange(first, last + COARSE_DEG / 2.0, COARSE_DEG)
+        centres.append((edges[:-1] + edges[1:]) / 2.0)
+    clat, clon = centres
+    da = xr.DataArray(values, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
+    mean, frac = regrid_land_mean(da, xr.DataArray(land, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}),
+                                  clat, clon)  # fmt: skip
+    return mean.values, frac.values, (clat, clon)
 
 
 def _write(path: Path, fields: dict[str, np.ndarray], land: np.ndarray, lat: np.ndarray, lon: np.ndarray,
@@ -188,11 +183,12 @@ def ecosystem_models(root: str | Path) -> tuple[ProductConfig, ...]:
     world = hashlib.sha256((root / "world.json").read_bytes()).hexdigest()
     record = out / "made_from.json"
     names = ("q10_high", "hr_share_high", "coarse_noleap")
-    if record.is_file() and json.loads(record.read_text()).get("world_sha256") == world:
+    made_from = {"world_sha256": world, "version": _VERSION}
+    if record.is_file() and json.loads(record.read_text()) == made_from:
         if all((out / f"{n}.nc").is_file() for n in names):
             return _configs(out)
     made = write_ecosystem_models(root, out)
-    record.write_text(json.dumps({"world_sha256": world}))
+    record.write_text(json.dumps(made_from))
     return made
 
 

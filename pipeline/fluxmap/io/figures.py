@@ -262,9 +262,13 @@ def plot_taylor(scores: pd.DataFrame, path: str | Path, *, title: str = "") -> P
                     color=colours(labels.index(row["product"]) % 10), label=str(row["product"]))  # fmt: skip
         ax.set_title(f"{target}", fontsize=10)
         ax.text(np.radians(45), top * 1.12, "correlation", fontsize=8, ha="center")
-        ax.set_xlabel("standard deviation / observations'", fontsize=8)
-        if k == len(targets) - 1:
-            ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.45, 1.1))
+        ax.set_xlabel("standard deviation / observations'", fontsize=8, labelpad=14)
+    # One legend for every panel: a product scored for one target only is listed too.
+    handles: dict[str, Any] = {}
+    for ax in fig.axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="upper right")
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)

@@ -25,6 +25,7 @@ __all__ = [
     "period_weights",
     "cell_edges",
     "regrid_conservative",
+    "regrid_land_mean",
     "regrid_nearest",
 ]
 
@@ -249,6 +250,25 @@ def regrid_conservative(
     return _per_output_block(
         _conservative_block, da, lat, lon, tlat, tlon, chunks=chunks, dtype=dtype, slat=slat, slon=slon
     )
+
+
+def regrid_land_mean(
+    da: xr.DataArray, land: xr.DataArray, lat: np.ndarray, lon: np.ndarray
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """A flux per m2 of land (``da``: ..., lat, lon) and its land fraction (``land``: lat, lon)
+    brought onto the cells centred at ``lat`` x ``lon`` so that totals are kept: each target cell's
+    mean over the land of the source cells with values it overlaps (weights: the area shared on
+    the sphere x the land fraction), and the target cell's fraction of that land (source cells with a
+    value at any step). As a model's grid holds a flux with its ``sftlf``."""
+    land = land.fillna(0.0)
+    valid = da.notnull()
+    num = regrid_conservative((da * land).where(valid), lat, lon)
+    den = regrid_conservative(land.where(valid).transpose(*da.dims), lat, lon)
+    mean = num / den.where(den > 0)
+    steps = [d for d in valid.dims if d not in ("lat", "lon")]
+    anywhere = valid.any(steps) if steps else valid
+    fraction = regrid_conservative(land.where(anywhere, 0.0).transpose("lat", "lon"), lat, lon).clip(0.0, 1.0)
+    return mean.transpose(*da.dims), fraction
 
 
 def grid_zone_factors(cubes: dict[str, xr.Dataset], factors: tuple[str, ...] | None = None) -> xr.Dataset:
