@@ -138,6 +138,17 @@ def figures(result: dict) -> list[dict]:
                 result["above_baseline_ratio"] <= 1.2,
             ),
             _row(f"  total peak ({c['peak_mb']} -> {f['peak_mb']} MB), ratio", result["peak_ratio"]),
+            *(
+                [
+                    _row(
+                        f"  most land cells in one block ({c['max_land_cells_per_block']} -> "
+                        f"{f['max_land_cells_per_block']}), ratio",
+                        result["max_land_cells_per_block_ratio"],
+                    )
+                ]
+                if "max_land_cells_per_block_ratio" in result
+                else []
+            ),
         ]
     if kind == "zarr_write":
         return [

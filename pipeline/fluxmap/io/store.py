@@ -257,6 +257,10 @@ def fill_regions(
     if client is not None:
         _fill_streaming(client, todo, region_graphs(path, result, todo), batch, record)
         return written
+    threads = _local_threads()
+    if threads:
+        _fill_threads(threads, todo, region_graphs(path, result, todo), batch, record)
+        return written
     targets = _open_targets(path, result, set(todo[0]))
     for i in range(0, len(todo), batch):
         part = todo[i : i + batch]
@@ -281,6 +285,48 @@ def _distributed_client():
         return None
     owner = getattr(get_scheduler(), "__self__", None)
     return owner if isinstance(owner, Client) else None
+
+
+def _local_threads() -> int:
+    """Threads of the local scheduler dask computes on now (the threaded scheduler's
+    ``num_workers``, else the CPUs; 1 for the synchronous one), or 0 for another (processes)."""
+    import os
+
+    import dask
+    import dask.local
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    scheduler = get_scheduler()
+    if scheduler is dask.local.get_sync:
+        return 1
+    if scheduler is dask.threaded.get:
+        return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+    return 0
+
+
+def _fill_threads(threads: int, todo, graphs: list[_RegionGraph], batch, record) -> None:
+    """On the local threaded (or synchronous) scheduler: each region's graph run by one of
+    ``threads`` threads (:func:`_write_region`), in the order given (largest first), recorded as
+    done as regions finish (in groups of ``batch``). The graph is optimized once for all regions
+    (:func:`region_graphs`) instead of once per batch of regions: on 48 regions that was ~3 s of a
+    60 s stage. An input two regions share is read by both."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="fluxmap-region")
+    try:
+        futures = {pool.submit(_write_region, g): r for g, r in zip(graphs, todo)}
+        pending, finished = set(futures), []
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # a failed region raises here, before anything more is marked done
+                finished.append(futures[future])
+            if len(finished) >= batch or (finished and not pending):
+                record(finished)
+                finished = []
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fill_streaming(client, todo, graphs: list[_RegionGraph], batch, record) -> None:

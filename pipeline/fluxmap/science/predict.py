@@ -266,23 +266,43 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
     }
 
     land = (zone2d > 0) & ~np.isin(zone2d, list(models.masked_zones))
-    built: dict[tuple[str, ...], np.ndarray] = {}
+    # The land cells in zone-major order: each zone's cells (ascending) one after the other, so that
+    # one matrix of all land rows holds every zone's rows as a contiguous slice (time x the zone's
+    # cells). The zone models, the unified map, the members and the area of applicability then read
+    # one matrix per predictor list, built once, without gathering rows per zone.
+    zones = [int(z) for z in np.unique(zone2d[land])]
+    order = [np.flatnonzero(land & (zone2d == z)) for z in zones]
+    starts = np.cumsum([0, *(shape[0] * o.size for o in order)])
+    built: dict[tuple[str, ...], tuple[np.ndarray, set[int]]] = {}
 
-    def land_rows(features: list[str]) -> np.ndarray:
-        """:func:`_rows` of every land cell, built once per predictor list: the ensemble members,
-        the unified model and the area of applicability mostly share them (the models only read
-        them). Keyed by the list alone: the mask is always ``land``."""
+    def land_rows(features: list[str], segments: range | None = None) -> np.ndarray:
+        """Every land cell's rows in zone-major order (zone by zone: time x the zone's cells), one
+        matrix per predictor list, each zone's slice ``segments`` filled on first use (a zone model
+        with a list of its own fills its own zone only): the models only read them."""
         key = tuple(features)
         if key not in built:
-            built[key] = _rows(land, features)
-        return built[key]
+            # np.empty: the pages of zones never filled are never touched.
+            built[key] = (np.empty((int(starts[-1]), len(features)), dtype="float32"), set())
+        x, filled = built[key]
+        for k in range(len(order)) if segments is None else segments:
+            if k not in filled:
+                _rows_into(x[starts[k] : starts[k + 1]], order[k], features)
+                filled.add(k)
+        return x
 
-    def _rows(cells: np.ndarray, features: list[str]) -> np.ndarray:
-        """The float32 matrix (time x cells, features) of the cells ``cells`` (a lat x lon mask),
-        filled straight from the block one period at a time (each period's rows stay in cache;
-        about twice as fast as whole columns): no broadcast copies, one cast."""
-        flat = np.flatnonzero(cells)
-        x = np.empty((shape[0], flat.size, len(features)), dtype="float32")
+    def scatter(values: np.ndarray, dtype: str, fill: float) -> np.ndarray:
+        """Per-row values in zone-major order back onto the (time, lat, lon) block."""
+        arr = np.full(shape, fill, dtype=dtype)
+        flat = arr.reshape(shape[0], -1)
+        for k, cells in enumerate(order):
+            flat[:, cells] = values[starts[k] : starts[k + 1]].reshape(shape[0], -1)
+        return arr
+
+    def _rows_into(x: np.ndarray, flat: np.ndarray, features: list[str]) -> None:
+        """Fill ``x`` (time x cells, features) with the cells ``flat`` (flat lat x lon indices),
+        straight from the block one period at a time (each period's rows stay in cache; about
+        twice as fast as whole columns): no broadcast copies, one cast."""
+        x = x.reshape(shape[0], flat.size, len(features))
         columns = []
         for f in features:
             v, dims = arrays[f]
@@ -297,7 +317,6 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
                 x[period, :, j] = (
                     np.take(v[period], flat) if kind == "cells" else (v if kind == "static" else v[period])
                 )
-        return x.reshape(-1, len(features))
 
     fractions = (
         np.asarray(block["class_fraction"].transpose("igbp", "lat", "lon").values)
@@ -306,14 +325,14 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
     )
 
     def predicted(model: Predictor, cells: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """(time, cells) of ``model`` on the rows ``x`` of ``cells``. With the block's class
-        fractions and a model using ``landcover``: per cell, the fraction-weighted mean over the
-        classes present of the prediction with that class (sub-grid land cover), per m2 of the
-        classes given (water and permanent snow/ice are not)."""
+        """(time, cells) of ``model`` on the rows ``x`` of ``cells`` (flat lat x lon indices, in the
+        rows' order). With the block's class fractions and a model using ``landcover``: per cell,
+        the fraction-weighted mean over the classes present of the prediction with that class
+        (sub-grid land cover), per m2 of the classes given (water and permanent snow/ice are not)."""
         if fractions is None or "landcover" not in model.features:
             return model.predict(x).reshape(shape[0], -1)
         j = model.features.index("landcover")
-        fr = fractions[:, cells]  # (class, cells)
+        fr = fractions.reshape(fractions.shape[0], -1)[:, cells]  # (class, cells)
         xs = x.reshape(shape[0], -1, x.shape[1])
         num = np.zeros((shape[0], fr.shape[1]))
         for c, f in zip(block["igbp"].values, fr):
@@ -326,33 +345,36 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
         total = fr.sum(axis=0)
         return np.where(total > 0, num / np.where(total > 0, total, 1.0), np.nan)
 
-    for z in np.unique(zone2d[land]):
-        model = models.zone_models.get(int(z), models.unified)
-        cells = zone2d == z
-        x = _rows(cells, model.features)
-        out[:, cells] = predicted(model, cells, x)
+    out_flat, missing_flat = out.reshape(shape[0], -1), missing.reshape(shape[0], -1)
+    for k, z in enumerate(zones):
+        model = models.zone_models.get(z, models.unified)
+        x = land_rows(model.features, range(k, k + 1))[starts[k] : starts[k + 1]]
+        out_flat[:, order[k]] = predicted(model, order[k], x)
         # A row sum is NaN or infinite when any predictor is (a matrix-vector product: ~6x faster
         # than isnan().any() on the whole matrix).
         ones = np.ones(x.shape[1], dtype="float32")
-        missing[:, cells] = ~np.isfinite(x @ ones).reshape(shape[0], -1)
+        missing_flat[:, order[k]] = ~np.isfinite(x @ ones).reshape(shape[0], -1)
     data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
         t: (("time", "lat", "lon"), out),
         f"{t}_missing_predictors": (("time", "lat", "lon"), missing),
     }
+
+    def on_land(model: Predictor) -> np.ndarray:
+        """``model``'s prediction of every land row (zone-major order), zone by zone: the
+        rows of a zone are (time, its cells), as :func:`predicted` reads them."""
+        x = land_rows(model.features)
+        parts = [predicted(model, order[k], x[starts[k] : starts[k + 1]]).ravel() for k in range(len(order))]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     if models.unified_map:
-        unified = np.full(shape, np.nan, dtype="float32")
-        unified[:, land] = predicted(models.unified, land, land_rows(models.unified.features))
-        data[f"{t}_unified"] = (("time", "lat", "lon"), unified)
+        data[f"{t}_unified"] = (("time", "lat", "lon"), scatter(on_land(models.unified), "float32", np.nan))
     if models.applicability is not None:
         aoa = models.applicability
-        di = np.full(shape, np.nan, dtype="float32")
-        di[:, land] = aoa.dissimilarity(land_rows(aoa.features)).reshape(shape[0], -1)
-        flag = np.full(shape, 255, dtype="uint8")
-        flag[:, land] = aoa.inside(di[:, land].ravel()).reshape(shape[0], -1)
-        data[f"{t}_di"] = (("time", "lat", "lon"), di)
-        data[f"{t}_aoa"] = (("time", "lat", "lon"), flag)
+        di_rows = aoa.dissimilarity(land_rows(aoa.features))
+        data[f"{t}_di"] = (("time", "lat", "lon"), scatter(di_rows, "float32", np.nan))
+        data[f"{t}_aoa"] = (("time", "lat", "lon"), scatter(aoa.inside(di_rows.astype("float32")), "uint8", 255))
     if models.ensemble:
-        preds = np.stack([predicted(m, land, land_rows(m.features)).ravel() for m in models.ensemble])
+        preds = np.stack([on_land(m) for m in models.ensemble])
         p05, p95 = np.percentile(preds, [5, 95], axis=0)  # one partial sort for both
         stats = [("sd", preds.std(axis=0, ddof=1)), ("p05", p05), ("p95", p95)]
         if models.member_maps:
@@ -361,13 +383,10 @@ def predict_block(block: xr.Dataset, models: ModelSet | ModelSource) -> xr.Datas
                 ("mad", np.median(np.abs(preds - np.median(preds, axis=0)), axis=0)),
                 ("cv", np.where(np.abs(mean) > 1e-9, preds.std(axis=0, ddof=1) / np.abs(mean), np.nan)),
             ]
-            members = np.full((len(preds), *shape), np.nan, dtype="float32")
-            members[:, :, land] = preds.reshape(len(preds), shape[0], -1)
+            members = np.stack([scatter(p, "float32", np.nan) for p in preds])
             data[f"{t}_members"] = (("member", "time", "lat", "lon"), members)
         for name, values in stats:
-            arr = np.full(shape, np.nan, dtype="float32")
-            arr[:, land] = values.reshape(shape[0], -1)
-            data[f"{t}_{name}"] = (("time", "lat", "lon"), arr)
+            data[f"{t}_{name}"] = (("time", "lat", "lon"), scatter(values, "float32", np.nan))
     coords = {c: block[c] for c in ("time", "lat", "lon")}
     if f"{t}_members" in data:
         coords["member"] = xr.DataArray(np.arange(len(models.ensemble)), dims="member")
