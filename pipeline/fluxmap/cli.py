@@ -62,10 +62,15 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "calendars noleap, 360_day, proleptic_gregorian, monthly, 8-day or annual steps, longitudes 0..360 or "
         "-180..180), sample it at every site observation's grid cell over the observation's own period, and "
         "score it beside fluxmap's nested predictions: n, r, RMSE, bias, centred RMSE, SD ratio and ILAMB's "
-        "bias, RMSE, spatial-distribution and overall scores, overall and per IGBP class and zone. Writes "
-        "evaluate/scores.csv, samples_<target>.parquet, taylor.png and report.md, all or nothing. Products come "
-        "from the config's evaluate.products and --product; with the demo world, also its three ecosystem "
-        "models with known faults. Run after the models stage (fluxmap run does it).",
+        "bias, RMSE, spatial-distribution and overall scores, overall and per IGBP class and zone. Where "
+        "fluxmap has mapped the variable, set each product beside the map: global totals against the map's "
+        "ensemble band, totals per IGBP class, AR = SR - HR and HR/SR, latitudinal profiles and difference "
+        "maps; a summary goes into the maps' report.md. A one-year climatology (climatology: true, or a CF "
+        "climatology attribute) is compared over the same days of every year. Writes evaluate/scores.csv, "
+        "samples_<target>.parquet, taylor.png, totals.csv, totals_by_biome.csv, partition.csv, the figures and "
+        "report.md, all or nothing. Products come from the config's evaluate.products and --product; with the "
+        "demo world, also its three ecosystem models with known faults. Run after the models stage, and after "
+        "the maps for the comparison with them (fluxmap run does it).",
     ),
     "score": (
         "apply a finished run's models to new site records and score them",
