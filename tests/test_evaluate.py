@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from fluxmap.io.flux_products import ProductError, ProductSpec, open_product
+from fluxmap.io.flux_products import ProductError, open_product
 from fluxmap.science.evaluate import pair_scores, sample_at_rows, scores_by
 
 KG_M2_S_PER_G_M2_D = 1.0 / 86400.0e3
@@ -62,13 +62,14 @@ def _cmip_file(
     return path
 
 
-def _spec(path: Path, **kw) -> ProductSpec:
-    return ProductSpec("cmip", str(path), (("rh", "rh"),), **kw)
+def _spec(path: Path, **kw) -> dict:
+    """:func:`open_product`'s arguments for the CMIP-like file's ``rh``."""
+    return {"label": "cmip", "path": str(path), "variables": (("rh", "rh"),), **kw}
 
 
 @pytest.mark.parametrize("calendar", ["noleap", "360_day", "proleptic_gregorian"])
 def test_a_cmip_file_opens_in_fluxmaps_units_grid_and_real_months(tmp_path, calendar):
-    ds = open_product(_spec(_cmip_file(tmp_path / "rh.nc", calendar=calendar)))
+    ds = open_product(**_spec(_cmip_file(tmp_path / "rh.nc", calendar=calendar)))
     assert ds.rh.attrs["units"] == "g m-2 d-1" and ds.rh.attrs["source_units"] == "kg m-2 s-1"
     assert ds.lon.min() < 0 < ds.lon.max() <= 180 and np.all(np.diff(ds.lon) > 0)
     # kg m-2 s-1 back to g C m-2 d-1: the value written, whatever the calendar.
@@ -81,7 +82,7 @@ def test_a_cmip_file_opens_in_fluxmaps_units_grid_and_real_months(tmp_path, cale
 
 
 def test_a_file_without_bounds_gets_its_months_from_the_times(tmp_path):
-    ds = open_product(_spec(_cmip_file(tmp_path / "rh.nc", bounds=False)))
+    ds = open_product(**_spec(_cmip_file(tmp_path / "rh.nc", bounds=False)))
     assert pd.Timestamp(ds.start.values[0]) == pd.Timestamp("2019-01-01")
     assert pd.Timestamp(ds.end.values[11]) == pd.Timestamp("2020-01-01")
 
@@ -106,7 +107,7 @@ def test_bad_products_are_refused_naming_the_file_and_variable(tmp_path, make, s
     else:
         path = _cmip_file(tmp_path / "rh.nc", **make)
     with pytest.raises(ProductError) as e:
-        open_product(_spec(path, **spec_kw))
+        open_product(**_spec(path, **spec_kw))
     msg = str(e.value)
     assert "cmip" in msg and str(path) in msg
     for w in words:
@@ -115,17 +116,17 @@ def test_bad_products_are_refused_naming_the_file_and_variable(tmp_path, make, s
 
 def test_declared_units_a_missing_variable_and_a_missing_file(tmp_path):
     path = _cmip_file(tmp_path / "rh.nc", units=None)
-    ds = open_product(_spec(path, units=(("rh", "g m-2 d-1"),)))
+    ds = open_product(**_spec(path, units=(("rh", "g m-2 d-1"),)))
     assert float(ds.rh.isel(time=0, lat=0, lon=0)) == pytest.approx(1.0)
     with pytest.raises(ProductError, match="'resp'.*not in the file"):
-        open_product(ProductSpec("cmip", str(path), (("rh", "resp"),)))
+        open_product("cmip", str(path), (("rh", "resp"),))
     with pytest.raises(ProductError, match="no such file"):
-        open_product(_spec(tmp_path / "absent.nc"))
+        open_product(**_spec(tmp_path / "absent.nc"))
 
 
 def test_nbp_is_turned_into_nee_by_its_sign(tmp_path):
     path = _cmip_file(tmp_path / "nbp.nc")
-    ds = open_product(ProductSpec("m", str(path), (("nee", "rh"),), signs=(("nee", -1.0),)))
+    ds = open_product("m", str(path), (("nee", "rh"),), signs=(("nee", -1.0),))
     assert float(ds.nee.isel(time=0, lat=0, lon=0)) == pytest.approx(-1.0, rel=1e-6)
 
 
@@ -338,7 +339,7 @@ def test_common_cmip_layouts_cyclic_longitude_unnamed_bounds_and_land_fraction(t
     del cyclic["time"].attrs["bounds"]
     cyclic["sftlf"] = (("lat", "lon"), np.full((cyclic.sizes["lat"], cyclic.sizes["lon"]), 50.0), {"units": "%"})
     cyclic.to_netcdf(tmp_path / "cyclic.nc")
-    got = open_product(_spec(tmp_path / "cyclic.nc"))
+    got = open_product(**_spec(tmp_path / "cyclic.nc"))
     assert got.sizes["lon"] == 240 and np.all(np.diff(got.lon) > 0)
     assert pd.Timestamp(got.end.values[1]) == pd.Timestamp("2019-03-01")  # from time_bnds
     assert float(got.land_fraction.max()) == pytest.approx(0.5)
@@ -346,14 +347,14 @@ def test_common_cmip_layouts_cyclic_longitude_unnamed_bounds_and_land_fraction(t
     del one["time"].attrs["bounds"]
     one.to_netcdf(tmp_path / "one.nc")
     with pytest.raises(ProductError, match="one time step and no time bounds"):
-        open_product(_spec(tmp_path / "one.nc"))
+        open_product(**_spec(tmp_path / "one.nc"))
 
 
 def test_the_totals_and_profile_of_a_product_follow_its_grid_days_and_land_fraction(tmp_path):
     from fluxmap.science.evaluate import product_profile, product_totals
     from fluxmap.science.grids import cell_area
 
-    ds = open_product(_spec(_cmip_file(tmp_path / "rh.nc", calendar="noleap")))
+    ds = open_product(**_spec(_cmip_file(tmp_path / "rh.nc", calendar="noleap")))
     t = product_totals(ds.rh)
     rows = cell_area(ds.lat.values, 1.5, 1.5) * ds.sizes["lon"]
     # 2019: months 0-11 hold 1 + lat/100 + month; every month's real days.
@@ -468,11 +469,11 @@ def test_a_climatological_product_is_compared_with_the_same_days_of_every_year(t
     mean, cover = sample_at_rows(v, s, e, np.zeros(2, int), obs_start, obs_end, min_coverage=0.5)
     assert mean[0] == pytest.approx(10.0) and mean[1] == pytest.approx(10.0 * 62 / 731) and (cover == 1).all()
     path = _cmip_file(tmp_path / "clim.nc", months=12, since="1990-01-01")
-    flagged = open_product(dataclasses.replace(_spec(path), climatology=True))
-    assert flagged.attrs["climatology"] == "true" and open_product(_spec(path)).attrs["climatology"] == "false"
+    flagged = open_product(**_spec(path), climatology=True)
+    assert flagged.attrs["climatology"] == "true" and open_product(**_spec(path)).attrs["climatology"] == "false"
     too_long = _cmip_file(tmp_path / "long.nc", months=14, since="1990-01-01")
     with pytest.raises(ProductError, match="climatology must span one year"):
-        open_product(dataclasses.replace(_spec(too_long), climatology=True))
+        open_product(**_spec(too_long), climatology=True)
 
 
 def _ilamb_python() -> str:

@@ -23,7 +23,6 @@ cftime does not know, a time step it cannot tell) names the product, the file an
 from __future__ import annotations
 
 import calendar as _calendar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +34,11 @@ from fluxmap.io.catalog_schema import CatalogError
 from fluxmap.io.decoders import to_units
 from fluxmap.science.products import FLUX_UNITS
 
-__all__ = ["ProductError", "ProductSpec", "open_product"]
+__all__ = ["ProductError", "open_product"]
 
 
 class ProductError(ValueError):
     """A flux product that cannot be evaluated as given (the message names file and variable)."""
-
-
-@dataclass(frozen=True)
-class ProductSpec:
-    """One product to evaluate: a short label, where it is, and which of its variables are which
-    of fluxmap's targets."""
-
-    label: str
-    path: str
-    variables: tuple[tuple[str, str], ...]
-    """(fluxmap name, name in the file), e.g. ``(("rh", "rh"), ("sr", "rs"))``."""
-    signs: tuple[tuple[str, float], ...] = ()
-    """(fluxmap name, factor): ``(("nee", -1.0),)`` when the file holds ``nbp`` (uptake positive)."""
-    units: tuple[tuple[str, str], ...] = ()
-    """(fluxmap name, units) declared for variables whose file gives none."""
-    climatology: bool = False
-    """The product is one climatological year (its year label arbitrary): each observation is
-    compared with the same days of that year. Also when the file says so (a CF ``climatology``
-    attribute on its time axis; fluxmap's annual store from climatologies)."""
 
 
 _LAT = ("lat", "latitude")
@@ -186,16 +166,27 @@ def _land_fraction(raw: xr.Dataset, where: str) -> xr.DataArray | None:
     return (da.astype("float32") * np.float32(factor)).clip(0, 1)
 
 
-def open_product(spec: ProductSpec) -> xr.Dataset:
-    """The product's variables in fluxmap's names, units, grid and time conventions (lazy), with
-    ``start``/``end`` coordinates along ``time``, ``land_fraction`` (0..1) when the product carries
-    one (``sftlf``, ``landfrac``), and attributes ``label``, ``source``."""
-    path = Path(spec.path)
-    where = f"product {spec.label!r} ({path})"
+def open_product(
+    label: str,
+    path: str | Path,
+    variables: tuple[tuple[str, str], ...],
+    *,
+    signs: tuple[tuple[str, float], ...] = (),
+    units: tuple[tuple[str, str], ...] = (),
+    climatology: bool = False,
+) -> xr.Dataset:
+    """One product (the fields of a run config's ``evaluate.products`` entry,
+    :class:`fluxmap.config_evaluate.ProductConfig`: ``variables`` as (fluxmap name, name in the
+    file), ``signs`` and declared ``units`` per fluxmap name, ``climatology``) in fluxmap's names,
+    units, grid and time conventions (lazy), with ``start``/``end`` coordinates along ``time``,
+    ``land_fraction`` (0..1) when the product carries one (``sftlf``, ``landfrac``), and attributes
+    ``label``, ``source``, ``climatology``."""
+    path = Path(path)
+    where = f"product {label!r} ({path})"
     raw = _open(path, where)
-    declared, signs = dict(spec.units), dict(spec.signs)
+    declared, factors = dict(units), dict(signs)
     out = {}
-    for name, var in spec.variables:
+    for name, var in variables:
         if var not in raw.data_vars:
             have = sorted(map(str, raw.data_vars))
             raise ProductError(f"{where}: variable {var!r} (for {name}) not in the file; it has {have}")
@@ -210,13 +201,13 @@ def open_product(spec: ProductSpec) -> xr.Dataset:
             )
         except CatalogError as e:
             raise ProductError(str(e)) from e
-        out[name] = da * np.float32(signs.get(name, 1.0))
+        out[name] = da * np.float32(factors.get(name, 1.0))
         given = raw[var].attrs.get("units", declared.get(name))
         out[name].attrs = {"units": FLUX_UNITS, "source_variable": var, "source_units": str(given)}
     land = _land_fraction(raw, where)
     if land is not None:
         out["land_fraction"] = land
-    ds = _spatial(xr.Dataset(out, coords={c: raw[c] for c in raw[spec.variables[0][1]].coords}), where)
+    ds = _spatial(xr.Dataset(out, coords={c: raw[c] for c in raw[variables[0][1]].coords}), where)
     start, end = _steps(raw, where)
     ds = ds.assign_coords(time=("time", start), start=("time", start), end=("time", end))
     odd = {n: ds[n].dims for n in out if n != "land_fraction" and set(ds[n].dims) != {"time", "lat", "lon"}}
@@ -225,7 +216,7 @@ def open_product(spec: ProductSpec) -> xr.Dataset:
             f"{where}: variables must be (time, lat, lon); {odd} (select a level or sum the layers first)"
         )
     climatology = (
-        spec.climatology
+        climatology
         or "climatology" in raw["time"].attrs
         or str(raw.attrs.get("fluxmap_climatological_year", "")).lower() == "true"
     )
@@ -235,5 +226,5 @@ def open_product(spec: ProductSpec) -> xr.Dataset:
             f"to {pd.Timestamp(end.max()):%Y-%m-%d}"
         )
     return ds.transpose("time", "lat", "lon", ...).assign_attrs(
-        label=spec.label, source=str(path), climatology=str(climatology).lower()
+        label=label, source=str(path), climatology=str(climatology).lower()
     )

@@ -24,7 +24,7 @@ import xarray as xr
 from fluxmap.config import RunConfig
 from fluxmap.config_evaluate import ProductConfig
 from fluxmap.io.figures import map_figure, plot_product_totals, plot_taylor, profile_figure
-from fluxmap.io.flux_products import ProductError, ProductSpec, open_product
+from fluxmap.io.flux_products import ProductError, open_product
 from fluxmap.io.provenance import write_table, write_text
 from fluxmap.io.store import open_for_tables
 from fluxmap.science import aggregate
@@ -75,7 +75,7 @@ def _observations(workdir: Path, target: str) -> pd.DataFrame | None:
     return t
 
 
-def _sample(product: ProductSpec, ds: xr.Dataset, var: str, obs: pd.DataFrame, min_coverage: float) -> np.ndarray:
+def _sample(product: ProductConfig, ds: xr.Dataset, var: str, obs: pd.DataFrame, min_coverage: float) -> np.ndarray:
     """The product's ``var`` over each observation's site cell and period."""
     places = obs.drop_duplicates("location")[["location", "lat", "lon"]]
     where = locate_sites(ds, places.location.to_numpy(), places.lat.to_numpy(), places.lon.to_numpy())
@@ -119,8 +119,8 @@ def evaluate_stage(
     if not products:
         log("evaluate: no products configured (evaluate.products)")
         return None
-    specs = [ProductSpec(**dataclasses.asdict(p)) for p in products]
-    opened = {s.label: (s, open_product(s)) for s in specs}  # every product checked before any sampling
+    # Every product checked before any sampling.
+    opened = {p.label: (p, open_product(**dataclasses.asdict(p))) for p in products}
     targets = [t for t in cfg.model.targets if any(t.partition(":")[0] in dict(p.variables) for p in products)]
     tables, samples = [], {}
     for target in targets:
@@ -150,7 +150,7 @@ def evaluate_stage(
 
 
 def _target_scores(
-    cfg: RunConfig, target: str, obs: pd.DataFrame, opened: dict[str, tuple[ProductSpec, xr.Dataset]]
+    cfg: RunConfig, target: str, obs: pd.DataFrame, opened: dict[str, tuple[ProductConfig, xr.Dataset]]
 ) -> pd.DataFrame:
     """Every product holding ``target``'s variable sampled into ``obs`` (``prod_<label>``) and scored,
     beside fluxmap's nested predictions; on the demo world also against the truth of the same rows."""
@@ -263,7 +263,7 @@ class _Against:
 
 
 def _against_map(
-    maps: dict[str, FluxmapMap], opened: dict[str, tuple[ProductSpec, xr.Dataset]], variables: list[str]
+    maps: dict[str, FluxmapMap], opened: dict[str, tuple[ProductConfig, xr.Dataset]], variables: list[str]
 ) -> _Against:
     """Per variable, product and year the product's global total (Pg C yr-1, over its cells with
     values and its land fraction) beside fluxmap's map's total and ensemble band; per IGBP class
