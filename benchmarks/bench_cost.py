@@ -43,7 +43,7 @@ def _quiet(_: str) -> None:
 
 
 def run(*, tiny: bool = False, resolution: float = 0.1, members: int = 10, land_cells: float = LAND_CELLS_500M,
-        workdir: str | None = None) -> dict[str, Any]:  # fmt: skip
+        workdir: str | None = None, sizes: tuple[str, ...] | None = None) -> dict[str, Any]:  # fmt: skip
     import dask
 
     from fluxmap.demo import build_world, demo_sources
@@ -54,18 +54,23 @@ def run(*, tiny: bool = False, resolution: float = 0.1, members: int = 10, land_
     from fluxmap.testing import europe_demo_config, small_run_config, tiny_trainable_config
 
     demo = tiny_trainable_config(space_chunk=64) if tiny else europe_demo_config(resolution)
-    sizes = {
+    every = {
         "earlier_default": {"choice": "fixed", "kind": "xgboost", "params": {"n_estimators": 200}},
         "frontier": {"choice": "frontier", "params": {}},
         # What the frontier chooses on the real, noisy FLUXNET NEE (bench_models.py --fluxnet); on the
         # smooth demo world it chooses a larger model.
         "frontier_on_real_nee": {"choice": "fixed", "kind": "rf", "params": {"n_estimators": 10, "max_depth": 6}},
     }
+    if sizes is not None:
+        unknown = sorted(set(sizes) - set(every))
+        if unknown:
+            raise SystemExit(f"unknown model size(s) {unknown}; known: {sorted(every)}")
+    chosen = {k: v for k, v in every.items() if sizes is None or k in sizes}
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         world = build_world(Path(tmp) / "world", demo)
         tables = None
-        for name, model in sizes.items():
+        for name, model in chosen.items():
             cfg = small_run_config(
                 str(Path(tmp) / name), str(world.root), targets=["sr:8day"], k_candidates=[2], min_sites=3,
                 backward_elimination=False, bootstrap_members=members, outer_folds=3, **model,
@@ -102,11 +107,17 @@ def run(*, tiny: bool = False, resolution: float = 0.1, members: int = 10, land_
             "goal_core_h_per_target_period": GOAL_CORE_H_PER_TARGET_PERIOD,
         },
         **out,
-        "earlier_over_frontier_cost": round(
-            out["earlier_default"]["core_s_per_million_cell_periods"]
-            / out["frontier"]["core_s_per_million_cell_periods"],
-            2,
-        ),
+        **(
+            {
+                "earlier_over_frontier_cost": round(
+                    out["earlier_default"]["core_s_per_million_cell_periods"]
+                    / out["frontier"]["core_s_per_million_cell_periods"],
+                    2,
+                )
+            }
+            if {"earlier_default", "frontier"} <= set(out)
+            else {}
+        ),  # fmt: skip
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
 
@@ -117,8 +128,12 @@ def main() -> None:
     p.add_argument("--resolution", type=float, default=0.1, help="grid spacing in degrees (default 0.1)")
     p.add_argument("--members", type=int, default=10, help="bootstrap ensemble members (default 10)")
     p.add_argument("--land-cells", type=float, default=LAND_CELLS_500M, help="land cells of the target grid")
+    p.add_argument("--sizes", help="comma-separated model sizes to run (default all: earlier_default,frontier,"
+                   "frontier_on_real_nee)")  # fmt: skip
     a = p.parse_args()
-    print(json.dumps(run(tiny=a.tiny, resolution=a.resolution, members=a.members, land_cells=a.land_cells)))
+    sizes = tuple(a.sizes.split(",")) if a.sizes else None
+    print(json.dumps(run(tiny=a.tiny, resolution=a.resolution, members=a.members, land_cells=a.land_cells,
+                         sizes=sizes)))  # fmt: skip
 
 
 if __name__ == "__main__":

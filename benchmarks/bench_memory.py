@@ -11,6 +11,7 @@ shape covers less ocean on the finer grid, and a block's rows grow with its land
 
     python benchmarks/bench_memory.py                      # Europe at 0.2 and 0.1 deg
     python benchmarks/bench_memory.py --resolution 0.1     # 0.1 and 0.05 deg
+    python benchmarks/bench_memory.py --bbox 50,48,90,62   # an inland domain: every block all land
     python benchmarks/bench_memory.py --tiny
 """
 
@@ -60,9 +61,13 @@ def _max_land_cells_per_block(store: Path) -> int:
                    for j in range(0, zone.shape[1], nx)))  # fmt: skip
 
 
-def run(resolution: float | None = None, tiny: bool = False, workdir: str | None = None) -> dict:
+def run(resolution: float | None = None, tiny: bool = False, workdir: str | None = None,
+        bbox: tuple[float, float, float, float] | None = None) -> dict:  # fmt: skip
     def demo(res: float):
-        return tiny_trainable_config(resolution=res, space_chunk=16) if tiny else europe_demo_config(res)
+        extra = {"bbox": bbox} if bbox else {}
+        return (
+            tiny_trainable_config(resolution=res, space_chunk=16, **extra) if tiny else europe_demo_config(res, **extra)
+        )
 
     coarse = resolution or (1.0 if tiny else 0.2)
     fine = coarse / 2
@@ -95,6 +100,7 @@ def run(resolution: float | None = None, tiny: bool = False, workdir: str | None
         "benchmark": "worker_memory",
         "tiny": tiny,
         "chunk": [23, 16, 16] if tiny else [46, 128, 128],
+        "bbox": list(bbox) if bbox else "default (tiny world, or Europe 10 W-40 E, 35-70 N)",
         "coarse": {"resolution": coarse, **a},
         "fine": {"resolution": fine, **b},
         "cells_ratio": round(b["grid_cells"] / a["grid_cells"], 2),
@@ -103,6 +109,11 @@ def run(resolution: float | None = None, tiny: bool = False, workdir: str | None
         # The same chunk shape holds more land on the finer grid (its blocks cover less ocean): a
         # block's rows, predictions and flags grow with its land cells, not with the grid.
         "max_land_cells_per_block_ratio": round(land_ratio, 3),
+        # Growth above the baseline per land cell of the fullest block: 1.0 when a worker's memory
+        # follows its block's land rows alone.
+        "above_baseline_per_land_cell_ratio": round(
+            (b["peak_mb"] - b["baseline_mb"]) / (a["peak_mb"] - a["baseline_mb"]) / land_ratio, 3
+        ),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
 
@@ -111,8 +122,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--resolution", type=float, help="coarse grid spacing (default 0.2, tiny 1.0); the fine one is half")
     p.add_argument("--tiny", action="store_true")
+    p.add_argument("--bbox", help="west,south,east,north of the domain (default: Europe)")
     a = p.parse_args()
-    print(json.dumps(run(a.resolution, tiny=a.tiny)))
+    bbox = tuple(float(v) for v in a.bbox.split(",")) if a.bbox else None
+    print(json.dumps(run(a.resolution, tiny=a.tiny, bbox=bbox)))
 
 
 if __name__ == "__main__":

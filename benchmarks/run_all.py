@@ -149,6 +149,16 @@ def figures(result: dict) -> list[dict]:
                 if "max_land_cells_per_block_ratio" in result
                 else []
             ),
+            *(
+                [
+                    _row(
+                        "  growth above the baseline per land cell of the fullest block, ratio",
+                        result["above_baseline_per_land_cell_ratio"],
+                    )
+                ]  # fmt: skip
+                if "above_baseline_per_land_cell_ratio" in result
+                else []
+            ),
         ]
     if kind == "zarr_write":
         return [

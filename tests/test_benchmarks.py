@@ -51,6 +51,8 @@ def test_bench_cost_tiny(tmp_path):
         per_period = r["core_s_per_million_cell_periods"] * 1.1e9 / 1e6 / 3600
         assert r["core_h_per_target_period_global_500m"] == pytest.approx(per_period, rel=0.01, abs=0.002)
     assert result["earlier_default"]["model"].startswith("xgboost")
+    with pytest.raises(SystemExit, match="unknown model size"):
+        _load("bench_cost").run(tiny=True, sizes=("huge",), workdir=str(tmp_path))
 
 
 def test_full_500m_graph_builds_without_computing_in_bounded_memory():

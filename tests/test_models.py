@@ -157,6 +157,15 @@ def test_models_reload_and_reproduce_exactly(kind, tmp_path):
     np.testing.assert_array_equal(m.predict(t), m2.predict(t))  # deterministic given the seed
 
 
+def test_member_percentiles_equal_numpys():
+    from fluxmap.science.predict import _member_percentiles
+
+    preds = np.random.default_rng(0).normal(size=(10, 5000))
+    preds[3, 7] = np.nan
+    for got, want in zip(_member_percentiles(preds, (5.0, 95.0)), np.percentile(preds, [5, 95], axis=0)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+
+
 def test_quantiles_do_not_cross():
     t = _table()
     m = fit("qrf", t, t.value, features=["x1", "x2"], params={"n_estimators": 30})
