@@ -608,7 +608,7 @@ SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "cosore_halfhourly": (frozenset({"summary"}), frozenset({"dataset", "encoding"})),
     "fluxnet": (
         frozenset({"site_info"}),
-        frozenset({"min_qc", "max_qc_hh", "utc_offset_hours", "variables", "encoding"}),
+        frozenset({"min_qc", "max_qc_hh", "utc_offset_hours", "variables", "micromet", "encoding"}),
     ),
     "fluxnet_monthly": (frozenset(), frozenset({"encoding"})),
     "csv": (frozenset({"mapping"}), frozenset({"source", "encoding"})),
@@ -642,6 +642,13 @@ def _source_options(kind: str, options: dict[str, Any], where: str) -> None:
             codecs.lookup(encoding)
         except LookupError:
             raise ConfigError(f"{where}: options: encoding = {encoding!r}: not a known text encoding") from None
+    if "micromet" in options:
+        names = options["micromet"]
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(
+                f"{where}: options: micromet = {names!r}: expected a list of FULLSET variable names (TA_F, VPD_F, ...)"
+            )
+        options["micromet"] = tuple(names)
     if kind == "csv":
         mapping = options["mapping"]
         if not isinstance(mapping, dict):

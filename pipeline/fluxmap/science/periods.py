@@ -86,7 +86,12 @@ def period_from_number(number: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aggregate_to_periods(
-    obs: pd.DataFrame, *, keys: list[str], value_cols: list[str], min_coverage: float = 0.5
+    obs: pd.DataFrame,
+    *,
+    keys: list[str],
+    value_cols: list[str],
+    min_coverage: float = 0.5,
+    coverage_of: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Time-weighted means of interval observations over the 8-day periods they overlap.
 
@@ -105,6 +110,9 @@ def aggregate_to_periods(
         Columns that identify one series (e.g. site_id, variable, source).
     value_cols
         Columns averaged (NaN-aware: a missing covariate does not drop the flux).
+    coverage_of
+        Value columns that also get their own coverage, ``<col>_coverage``: the fraction of the
+        period their mean stands for (a covariate can be missing where the flux is not).
     """
     start = obs["start"].values.astype("datetime64[ns]")
     end = obs["end"].values.astype("datetime64[ns]")
@@ -137,6 +145,8 @@ def aggregate_to_periods(
     for c in value_cols:
         w = g[f"_w_{c}"].values
         out[c] = np.where(w > 0, g[f"_wv_{c}"].values / np.where(w > 0, w, 1.0), np.nan)
+    for c in coverage_of:
+        out[f"{c}_coverage"] = g[f"_w_{c}"].values / ((pe - ps) / np.timedelta64(1, "s"))
     out["n_obs"] = g["n_obs"].values
     low = out["coverage"] < min_coverage
     return out[~low].reset_index(drop=True), out[low].reset_index(drop=True)

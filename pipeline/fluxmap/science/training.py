@@ -47,8 +47,13 @@ def split_modes(obs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def align_to_periods(short_obs: pd.DataFrame, *, min_coverage: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Observations shorter than a year as 8-day period means (time-weighted, with coverage), and
-    the periods observed for less than ``min_coverage`` of their length with the reason."""
-    periods_ok, low = aggregate_to_periods(short_obs, keys=_KEYS, value_cols=_VALUES, min_coverage=min_coverage)
+    the periods observed for less than ``min_coverage`` of their length with the reason. A tower's
+    micrometeorology (``tower_*`` columns) is averaged beside the flux, each with its own coverage
+    (``tower_*_coverage``)."""
+    tower = tuple(c for c in short_obs.columns if str(c).startswith("tower_"))
+    periods_ok, low = aggregate_to_periods(
+        short_obs, keys=_KEYS, value_cols=_VALUES + list(tower), min_coverage=min_coverage, coverage_of=tower
+    )
     low = low.assign(
         reason=f"coverage below {min_coverage:g} of the 8-day period",
         detail="coverage=" + low.coverage.round(3).astype(str),

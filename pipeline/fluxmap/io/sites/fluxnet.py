@@ -16,7 +16,7 @@ from fluxmap.io.sites.parse import _dates, _mark, _numeric, _read, _reasons
 from fluxmap.io.sites.table import SiteFileError, SiteTable, _file_check, _finish
 from fluxmap.science.products import UMOL_CO2_M2_S_TO_G_C_M2_D
 
-__all__ = ["read_fluxnet", "read_fluxnet_monthly_table", "read_fluxnet_site_info"]
+__all__ = ["MICROMET_UNITS", "read_fluxnet", "read_fluxnet_monthly_table", "read_fluxnet_site_info", "tower_column"]
 
 # --- FLUXNET2015 -------------------------------------------------------------------------
 
@@ -25,6 +25,78 @@ _FLX_NAME = re.compile(
     r"(?P<y0>\d{4})-(?P<y1>\d{4})_(?P<ver>[\d-]+)\.csv$"
 )
 _FLX_VARS = {"NEE_VUT_REF": "nee", "GPP_NT_VUT_REF": "gpp", "RECO_NT_VUT_REF": "reco"}
+
+MICROMET_UNITS = {
+    "TA_F": "degC",
+    "SW_IN_F": "W m-2",
+    "LW_IN_F": "W m-2",
+    "VPD_F": "hPa",
+    "P_F": "mm d-1",
+    "WS_F": "m s-1",
+    "PA_F": "kPa",
+    "NETRAD": "W m-2",
+    "G_F_MDS": "W m-2",
+    "LE_F_MDS": "W m-2",
+    "H_F_MDS": "W m-2",
+    "SWC_F_MDS_1": "%",
+    "TS_F_MDS_1": "degC",
+}
+"""The FULLSET micrometeorological variables issue 29 names, with the units fluxmap keeps them in:
+FLUXNET2015's own (Pastorello et al. 2020, table 3 / the FULLSET variable list), each a mean over the
+record, except precipitation, a sum per record in the files (mm per half-hour, hour, day; mm d-1 at
+WW/MM; mm yr-1 at YY), made a rate in mm d-1 so that records of any step average alike."""
+
+_PRECIPITATION = ("P", "P_F", "P_ERA")
+
+
+def tower_column(name: str) -> str:
+    """The observation-table column of the FULLSET variable ``name`` (``TA_F`` -> ``tower_ta_f``)."""
+    return "tower_" + name.lower()
+
+
+def _micromet(
+    df: pd.DataFrame,
+    name: str,
+    res: str,
+    length: pd.Series,
+    ids: pd.Series,
+    site: str,
+    lines: pd.Series,
+    *,
+    min_qc: float,
+    max_qc_hh: int,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """One micrometeorological variable of every row (NaN where rejected) and its rejected values,
+    each with the reason (the flux's rules: a cell that is no number, -9999, the QC rule of the
+    resolution), for the quarantine. A rejected value leaves the row's flux as it is."""
+    reason, detail = _reasons(len(df))
+    raw = _numeric(df[name], column=name, what="micrometeorological value", reason=reason, detail=detail)
+    qc = _numeric(df[f"{name}_QC"], column=f"{name}_QC", what="quality flag", reason=reason, detail=detail)
+    reason[((raw == -9999) & reason.isna()).to_numpy()] = "missing value (-9999)"
+    reason[(raw.isna() & reason.isna()).to_numpy()] = "missing value (empty cell)"
+    if res in ("HH", "HR"):
+        bad, rule = qc > max_qc_hh, f"failed filter: {name}_QC > {max_qc_hh}"
+    else:
+        bad, rule = qc < min_qc, f"failed filter: {name}_QC < {min_qc}"
+    hit = reason.isna() & bad.fillna(False)
+    reason[hit.to_numpy()] = rule
+    detail[hit.to_numpy()] = (f"{name}_QC=" + qc[hit].astype(str)).to_numpy()
+    value = raw.where(reason.isna())
+    if name in _PRECIPITATION:  # a sum per record -> mm d-1
+        per_day = {"HH": 48.0, "HR": 24.0}.get(res)
+        value = value * per_day if per_day else (value / length.dt.days if res == "YY" else value)
+    rejected = reason.notna()
+    quarantine = pd.DataFrame(
+        {
+            "row": lines[rejected],
+            "record_id": ids[rejected] + f"/{name}",
+            "site_id": f"FLX-{site}",
+            "variable": name,
+            "reason": reason[rejected],
+            "detail": detail[rejected],
+        }
+    )
+    return value, quarantine
 
 
 def _flx_periods(df: pd.DataFrame, res: str, reason: pd.Series, detail: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -91,10 +163,18 @@ def read_fluxnet(
     max_qc_hh: int = 1,
     utc_offset_hours: float | None = None,
     variables: tuple[str, ...] = ("NEE_VUT_REF",),
+    micromet: tuple[str, ...] = (),
     encoding: str = "utf-8",
     plausible: PlausibleRanges | None = None,
 ) -> SiteTable:
     """Read one FLUXNET2015 FULLSET/SUBSET file (any resolution) into observations.
+
+    ``micromet`` names the tower's micrometeorological variables to carry beside each flux record
+    (``TA_F``, ``SW_IN_F``, ``VPD_F``, ``LE_F_MDS``, ...: :data:`MICROMET_UNITS`), as columns
+    ``tower_<name>`` (:func:`tower_column`). Each needs its ``_QC`` column and goes through the
+    flux's rules; a value that fails them is quarantined on its own (variable = its name) and is
+    NaN in the table, and the flux record stays. A requested variable or QC column the file lacks
+    raises :class:`SiteFileError` naming both.
 
     ``site_info`` gives each site's location: columns ``sitename``, ``lat``, ``lon``,
     optional ``classid`` (IGBP) and ``utc_offset`` (hours; FLUXNET timestamps are
@@ -121,7 +201,8 @@ def read_fluxnet(
         raise ValueError(f"{path.name}: site {site} is {'not' if rows.empty else 'more than once'} in the site table")
     si = rows.iloc[0]
     stamps = ("TIMESTAMP_START", "TIMESTAMP_END") if res in ("HH", "HR", "WW") else ("TIMESTAMP",)
-    wanted = {*stamps, *variables, *(f"{c}_QC" for c in variables), "TA_F"}
+    wanted = {*stamps, *variables, *(f"{c}_QC" for c in (*variables, *micromet)), *micromet, "TA_F"}
+    _check_micromet_columns(path, micromet, encoding)
     sf = _read(
         path,
         required=(*stamps, *variables),
@@ -175,6 +256,17 @@ def read_fluxnet(
         # Half-hours and days are local standard time: shifted to UTC. Months and years stay
         # calendar periods: shifted, a UTC+1 site's year would start on 31 December of the year before.
         start, end = start - pd.Timedelta(hours=offset), end - pd.Timedelta(hours=offset)
+    record = f"{site}/{res}/" + start.astype(str)
+    tower, tower_quarantine, tower_report = {}, [], {}
+    for name in micromet:
+        value, q = _micromet(df, name, res, end - start, record, site, sf.line, min_qc=min_qc, max_qc_hh=max_qc_hh)
+        tower[tower_column(name)] = value
+        tower_quarantine.append(q)
+        tower_report[name] = {
+            "units": MICROMET_UNITS.get(name, "as in the file"),
+            "kept": int(value.notna().sum()),
+            "quarantined_by_reason": {str(k): int(v) for k, v in q.reason.value_counts().items()},
+        }
     frames = []
     for col in variables:
         raw, qc = raws[col], qcs[col]
@@ -193,8 +285,9 @@ def read_fluxnet(
                     "ecosystem": si.get("classid", ""),
                     "method": f"eddy covariance {col}",
                     "source": f"fluxnet_{res}",
-                    "record_id": f"{site}/{res}/" + start.astype(str) + f"/{col}",
+                    "record_id": record + f"/{col}",
                     "tair_c": tair.where(tair != -9999),
+                    **tower,
                     "reason": reason,
                     "detail": row_detail,
                     "row": sf.line,
@@ -202,15 +295,35 @@ def read_fluxnet(
             )
         )
     cand = pd.concat(frames, ignore_index=True)
-    return _finish(
+    table = _finish(
         cand,
         source=f"fluxnet:{site}:{res}",
         file=str(sf.path),
         rows_in=sf.rows_in,
         bad_lines=sf.bad,
+        extra_quarantine=pd.concat(tower_quarantine, ignore_index=True) if tower_quarantine else None,
         filters={"min_qc": min_qc, "max_qc_hh": max_qc_hh, "utc_offset_hours": offset},
         plausible=plausible,
     )
+    if micromet:
+        table.report[f"fluxnet:{site}:{res}"]["micromet"] = tower_report
+    return table
+
+
+def _check_micromet_columns(path: Path, micromet: tuple[str, ...], encoding: str) -> None:
+    """Every requested micrometeorological variable and its QC column in the file's header."""
+    if not micromet:
+        return
+    with open(path, encoding=encoding, errors="replace", newline="") as f:
+        header = f.readline().replace("\r", "\n").split("\n")[0]
+    columns = {c.strip() for c in header.split(",")}
+    for name in micromet:
+        if name not in columns:
+            raise SiteFileError(path, f"micrometeorological variable {name!r} was requested but is not in the file")
+        if f"{name}_QC" not in columns:
+            raise SiteFileError(
+                path, f"quality column {name + '_QC'!r} of the requested variable {name!r} is not in the file"
+            )
 
 
 def read_fluxnet_monthly_table(

@@ -171,7 +171,9 @@ def _finish(
     reject(dup, "duplicate", "same site, variable, method and period as an earlier row")
 
     cand["lat"], cand["lon"], cand["value"] = lat, np.where(lon > 180, lon - 360, lon), value
-    kept = cand.loc[ok, OBS_COLUMNS].astype({k: v for k, v in _OBS_DTYPES.items()}).reset_index(drop=True)
+    # Covariates a reader carries beside the flux (a tower's micrometeorology: ``tower_*``) stay.
+    columns = OBS_COLUMNS + [c for c in cand.columns if str(c).startswith("tower_")]
+    kept = cand.loc[ok, columns].astype({k: v for k, v in _OBS_DTYPES.items()}).reset_index(drop=True)
     q = cand.loc[~ok].copy()
     q["source"], q["file"] = source, file
     quarantine = q.reindex(columns=QUARANTINE_COLUMNS)
