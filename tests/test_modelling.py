@@ -126,8 +126,21 @@ def test_model_stage_on_the_demo(tiny_world, tmp_path):
             "outer_folds.csv",
             "selection_stability.csv",
             "zones_without_model.json",
+            "drivers.csv",
+            "interactions.csv",
+            "partial_dependence.csv",
+            "drivers.png",
+            "partial_dependence.png",
         ):
             assert (d / f).is_file(), f"{target}/{f}"
+        drivers = pd.read_csv(d / "drivers.csv")
+        assert {"all", "zone", "zone model"} <= set(drivers.grouping)
+        for _, g in drivers.groupby(["grouping", "group", "level"]):
+            # A model that predicts one value everywhere (a zone of a few sites) has no shares.
+            assert g.share.isna().all() or g.share.sum() == pytest.approx(1.0)
+            assert list(g["rank"]) == list(range(1, len(g) + 1))
+        assert drivers[drivers.grouping == "all"].share.notna().all()
+        assert "## What governs the flux: driver attribution" in (d / "report.md").read_text()
         model = load_model(d / "model_unified.ubj")
         assert model.metadata["zone"] == "unified" and model.features
         preds = pd.read_parquet(d / "loso_predictions.parquet")

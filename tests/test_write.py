@@ -66,7 +66,10 @@ def test_killed_write_resumes_to_a_byte_identical_store(tmp_path, fmt):
     assert _digest(killed) != _digest(clean)
     assert _run(killed, fmt, "none") == 0
     assert len(done_regions(killed)) == 8
-    assert _digest(killed) == _digest(clean)
+    a, b = _digest(killed), _digest(clean)
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    # Named with the root attributes' text, should it ever differ again (seen once under load).
+    assert not differ, (differ, [(p / ".zattrs").read_text() for p in (killed, clean) if (p / ".zattrs").exists()])
     ds = xr.open_zarr(killed, consolidated=True)
     assert ds.sr.attrs["units"] == "g m-2 d-1" and float(ds.sr.isel(time=3, lat=7, lon=7)) == 1 + 1 + 1 + 1
     np.testing.assert_array_equal(ds.sr.values, xr.open_zarr(clean, consolidated=True).sr.values)

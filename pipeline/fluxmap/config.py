@@ -320,6 +320,11 @@ class ModelConfig:
     """Model settings (over the defaults of fluxmap.science.train)."""
     bootstrap_members: int = 10
     """Bootstrap ensemble size (0 to skip)."""
+    attribution: bool = True
+    """Driver attribution of each target's final models (exact tree SHAP values per ecosystem type,
+    zone and season, interactions, partial dependence; ``models/<target>/drivers.csv``)."""
+    attribution_rows: int = 5000
+    """Training rows (a seeded sample) the attribution explains."""
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
     """Quantiles of the quantile regression forest."""
     distributed_rows: int = 200_000

@@ -299,3 +299,53 @@ def plot_product_totals(totals: pd.DataFrame, path: str | Path, *, title: str = 
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)
+
+
+def plot_drivers(drivers: pd.DataFrame, path: str | Path, *, title: str = "", top: int = 6) -> Path:
+    """Driver attribution (:func:`fluxmap.science.attribution.summarize` rows at the driver level):
+    one panel per grouping (all rows, ecosystem type, zone model, season, ...), each group a
+    horizontal stack of its ``top`` drivers' shares of mean |SHAP|; the rest as ``other``."""
+    plt = _plt()
+    level = drivers[drivers.level == "driver"]
+    groupings = list(dict.fromkeys(level.grouping))
+    names = list(level.groupby("name").mean_abs_shap.sum().sort_values(ascending=False).index[:top])
+    colours = dict(zip(names, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(len(groupings), 1, figsize=(7.5, 0.9 + 0.34 * len(level.group.unique()) + 0.6 * len(groupings)),
+                             squeeze=False)  # fmt: skip
+    for ax, grouping in zip(axes[:, 0], groupings):
+        part = level[level.grouping == grouping]
+        groups = sorted(part.group.unique(), key=lambda g: (len(g), g))
+        for y, group in enumerate(groups):
+            share = part[part.group == group].set_index("name").share
+            left = 0.0
+            for n in names:
+                v = float(share.get(n, 0.0))
+                ax.barh(y, v, left=left, color=colours[n], label=n if y == 0 else None)
+                left += v
+            ax.barh(y, max(0.0, 1.0 - left), left=left, color="0.85", label="other" if y == 0 else None)
+        ax.set_yticks(range(len(groups)), [f"{g} (n {int(part[part.group == g].rows.iloc[0])})" for g in groups],
+                      fontsize=7)  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_title(grouping, fontsize=8, loc="left")
+    axes[-1, 0].set_xlabel("share of mean |SHAP| (a driver: its predictors' SHAP values summed)")
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="lower left", bbox_to_anchor=(0, 1.15))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
+
+
+def plot_partial_dependence(pdp: pd.DataFrame, path: str | Path, *, title: str = "",
+                            units: str = "g C m-2 d-1") -> Path:  # fmt: skip
+    """Partial dependence curves (:func:`fluxmap.science.attribution.partial_dependence`), one
+    panel per predictor."""
+    plt = _plt()
+    features = list(dict.fromkeys(pdp.feature))
+    fig, axes = plt.subplots(1, max(1, len(features)), figsize=(3.6 * max(1, len(features)), 3.3), squeeze=False)
+    for ax, f in zip(axes[0], features):
+        part = pdp[pdp.feature == f]
+        ax.plot(part.value, part.mean_prediction, color="tab:blue", marker=".")
+        ax.set_xlabel(f)
+        ax.set_ylabel(f"mean prediction ({units})")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)

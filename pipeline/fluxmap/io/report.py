@@ -356,8 +356,45 @@ def target_report(name: str, summary: dict[str, Any], pieces: dict[str, Any], *,
         ]
     if "frontier" in pieces:
         md += _frontier_lines(summary, pieces["frontier"], cfg)
+    if "attribution" in pieces:
+        md += _attribution_lines(pieces["attribution"])
     md += _protocol_lines(summary, cfg)
     return "\n".join(md) + "\n"
+
+
+def _attribution_lines(a: dict[str, Any]) -> list[str]:
+    """What governs the flux: the ranked drivers per grouping, the strongest interactions, the
+    partial dependence of the top predictors (:mod:`fluxmap.stages.attribution`)."""
+    drivers = a["drivers"]
+    level = drivers[(drivers.level == "driver") & (drivers["rank"] <= 3)]
+    ranked = (
+        level.assign(entry=level.name + " " + level.share.map(lambda v: f"{v:.0%}" if pd.notna(v) else "(no spread)"))
+        .pivot_table(index=["grouping", "group", "rows"], columns="rank", values="entry", aggfunc="first")
+        .rename(columns=lambda r: f"driver {r}")
+        .reset_index()
+    )
+    inter = a["interactions"].head(5).round(4)
+    return [
+        "",
+        "## What governs the flux: driver attribution",
+        "",
+        f"Exact tree SHAP values of the final models on {a['rows']} training rows (SHAP + bias = the prediction to "
+        f"{a['additivity']:.1e}). A driver's value is the sum of its predictors' (`drivers.csv` has every predictor); "
+        "shares are of the group's mean |SHAP|. `all`, `ecosystem`, `zone`, `season` (by hemisphere) and `true zone` "
+        "explain the unified model; `zone model` each zone's own model on its rows.",
+        "",
+        ranked.to_markdown(index=False),
+        "",
+        "![drivers](drivers.png)",
+        "",
+        "Strongest pairwise interactions of the unified model (mean |SHAP interaction value|, g C m-2 d-1):",
+        "",
+        inter.to_markdown(index=False),
+        "",
+        f"Partial dependence of the unified model on its top predictors ({', '.join(a['top'])}):",
+        "",
+        "![partial dependence](partial_dependence.png)",
+    ]
 
 
 def _frontier_lines(summary: dict[str, Any], frontier: pd.DataFrame, cfg: dict[str, Any]) -> list[str]:

@@ -60,6 +60,7 @@ from fluxmap.science.training import ratio_table, truth_at_rows
 from fluxmap.science.uncertainty import bootstrap_samples, ensemble_summary, fit_member, igbp_strata
 from fluxmap.science.validate import metrics, physical_sites
 from fluxmap.science.zones import ZonesNotFound, fit_zones, site_zones, zone_profiles
+from fluxmap.stages.attribution import attribute_target
 from fluxmap.stages.common import Log, catalog_inputs, open_catalog, zone_map_store
 
 __all__ = ["model_stage", "model_target"]
@@ -429,7 +430,9 @@ def model_target(
         out / "obs_vs_pred.png",
         title=f"{name}: nested cross-validation, whole physical sites held out",
     )
-    unified = _final_models(cfg, family, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out)
+    unified, zone_models = _final_models(
+        cfg, family, d, selected, fallback, {"target": name, "zones": summary["zones"]}, out
+    )
     # Where the unified model may be trusted: its predictors' distance to the training rows, measured
     # against the other outer folds (Meyer & Pebesma 2021); the predict stage maps it.
     aoa = fit_applicability(
@@ -440,6 +443,12 @@ def model_target(
     if cfg.bootstrap_members and shares is not None and d.site_group.nunique() >= 5:
         with Progress(cfg.bootstrap_members, f"{name}: bootstrap ensemble members", log) as bar:
             summary.update(_ensemble(cfg, family, d, selected, shares, out, progress=lambda i, _: bar(i)))
+    if cfg.attribution and unified.kind in ("xgboost", "rf"):
+        pieces["attribution"] = attribute_target(name, unified, zone_models, d, out, rows=cfg.attribution_rows,
+                                                 seed=cfg.seed, log=log)  # fmt: skip
+        summary["top_driver"] = (
+            pieces["attribution"]["drivers"].query("grouping == 'all' and level == 'driver'")["name"].iloc[0]
+        )
     write_text(out / "report.md", report.target_report(name, summary, pieces, cfg=dataclasses.asdict(cfg)))
     keep = [c for c in d.columns if c in _KEEP or c.startswith("pred_") or c in ("q_lo", "q_hi")]
     write_table(d[keep], out / "loso_predictions.parquet")
@@ -515,18 +524,20 @@ def _final_models(
     fallback: list[int],
     meta: dict[str, Any],
     out: Path,
-) -> FittedModel:
+) -> tuple[FittedModel, dict[int, FittedModel]]:
     """The unified model and the model of each zone with enough physical sites, on every row, saved
     with ``meta`` and their nested scores; ``zones_without_model.json`` names the other zones and
-    what maps them (the unified model, or nothing). Returns the unified model."""
+    what maps them (the unified model, or nothing). Returns the unified model and the zone models."""
     unified_meta = {**meta, "zone": "unified", "nested_cv": metrics(d.value.to_numpy(), d.pred_unified.to_numpy())}
     unified = _final_fit(cfg, family, d, selected, unified_meta)
     save_model(unified, out / "model_unified")
+    zone_models = {}
     for z, part in d.groupby("zone"):
         if int(z) in fallback:
             continue
         zone_meta = {**meta, "zone": int(z), "nested_cv": metrics(part.value.to_numpy(), part.pred_zone.to_numpy())}
-        save_model(_final_fit(cfg, family, part, selected, zone_meta), out / f"model_zone_{z}")
+        zone_models[int(z)] = _final_fit(cfg, family, part, selected, zone_meta)
+        save_model(zone_models[int(z)], out / f"model_zone_{z}")
     sites = d.groupby("zone").site_group.nunique()
     save_zones_without_model(
         out,
@@ -537,7 +548,7 @@ def _final_models(
             "mapped_with": cfg.unvalidated_zones,
         },
     )
-    return unified
+    return unified, zone_models
 
 
 def _member(d: pd.DataFrame, rows: Any, held: Any, i: int, family: tuple[str, dict], seed: int, features: list[str],
