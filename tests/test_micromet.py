@@ -120,3 +120,42 @@ def test_config_micromet_must_be_a_list_of_names():
         config("TA_F")
     (spec,) = config(["TA_F", "VPD_F"]).sites.sources
     assert spec.kwargs()["micromet"] == ("TA_F", "VPD_F")
+
+
+def test_site_covariate_experiments_score_three_models_per_ecosystem():
+    """Remote sensing only, with the tower's micrometeorology, and the micrometeorology only: a flux
+    the tower's air temperature drives, which the remote-sensing predictor only echoes, is
+    predicted best by the models that see the tower."""
+    from fluxmap.science.experiments import covariate_predictions, experiment_scores, site_covariates
+    from fluxmap.science.train import FitSpec
+
+    rng = np.random.default_rng(0)
+    n_sites, n = 12, 40
+    site = np.repeat(np.arange(n_sites), n)
+    ta = rng.normal(12, 6, n_sites * n)
+    d = pd.DataFrame(
+        {
+            "site_group": site,
+            "ecosystem": np.where(site % 2, "ENF", "GRA"),
+            "lst_day": ta + rng.normal(0, 6, len(ta)),  # a noisy echo of the tower's temperature
+            "tower_ta_f": ta,
+            "tower_ta_f_coverage": 1.0,
+            "tower_swc_f_mds_1": np.where(site < 2, 30.0, np.nan),  # two towers only: left out
+        }
+    )
+    d["value"] = 0.3 * np.exp(0.08 * ta) + rng.normal(0, 0.05, len(ta))
+    d.loc[d.index[:5], "tower_ta_f"] = np.nan  # a quarantined value: those rows are not scored
+    assert site_covariates(d, ("tsoil_c",)) == ["tower_ta_f"]
+    spec = FitSpec("xgboost", {"n_estimators": 60}, group="site_group")
+    for held in range(n_sites):
+        test = d.site_group == held
+        preds = covariate_predictions(spec, d[~test], d[test], ["lst_day"], site_covariates(d[~test], ()))
+        for col, values in preds.items():
+            d.loc[test, col] = values
+    assert d.loc[d.index[:5], "pred_rs_meteo"].isna().all() and d.pred_rs_meteo.iloc[5:].notna().all()
+    table, sites = experiment_scores(d, group="site_group")
+    assert sites == n_sites and set(table.group) == {"all", "ENF", "GRA"}
+    r2 = table[table.group == "all"].set_index("experiment").r2
+    assert r2["site meteorology only"] > 0.9 and r2["remote sensing + site meteorology"] > 0.8
+    assert r2["remote sensing only"] < r2["site meteorology only"] - 0.2
+    assert (table[table.group == "ENF"].physical_sites == 6).all()

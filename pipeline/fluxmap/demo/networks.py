@@ -406,6 +406,7 @@ def _write_fluxnet(out: Path, cfg: DemoConfig, daily: DailySeries, rng: np.rando
                 "TIMESTAMP": days.strftime("%Y%m%d"),
                 "TA_F": np.round(tair, 3),
                 "P_F": np.round(precip, 3),
+                **_tower_micromet(series["moisture"][i, pod], tair, np.random.default_rng([cfg.seed, 29, j])),
                 "NEE_VUT_REF": np.where(missing, -9999, np.round(nee, 5)),
                 "NEE_VUT_REF_QC": np.where(missing, -9999, qc),
                 "RECO_NT_VUT_REF": np.where(missing, -9999, np.round(reco, 5)),
@@ -425,6 +426,33 @@ def _write_fluxnet(out: Path, cfg: DemoConfig, daily: DailySeries, rng: np.rando
             }
         )
     pd.DataFrame(info).to_csv(out / "siteinfo_demo.csv", index=False)
+
+
+def _tower_micromet(moisture: np.ndarray, tair: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A tower's own daily micrometeorology beside TA_F and P_F, FULLSET-style with QC columns
+    (fraction of good data): soil water content (%) from the site's soil moisture, vapour-pressure
+    deficit (hPa) from its air temperature (Tetens) and a relative humidity that rises with soil
+    moisture. A soil-water sensor gap (-9999) and a few poorly gap-filled days (QC < 0.5) give the
+    reader's rules something to reject. Drawn from their own generator (``rng``), so the world's
+    other values stay as they were."""
+    n = len(tair)
+    swc = 100 * (0.08 + 0.35 * moisture) + rng.normal(0, 1.5, n)
+    rh = np.clip(0.35 + 0.55 * moisture + rng.normal(0, 0.05, n), 0.1, 1.0)
+    vpd = 6.1078 * np.exp(17.27 * tair / (tair + 237.3)) * (1 - rh)
+    gap = np.zeros(n, bool)
+    g0 = int(rng.integers(0, max(1, n - 25)))
+    gap[g0 : g0 + 20] = True
+    qc = {k: np.round(np.clip(rng.beta(9, 1, n), 0, 1), 3) for k in ("TA_F", "P_F", "SWC_F_MDS_1", "VPD_F")}
+    for k in ("SWC_F_MDS_1", "VPD_F"):
+        qc[k][rng.random(n) < 0.02] = 0.2
+    return {
+        "TA_F_QC": qc["TA_F"],
+        "P_F_QC": qc["P_F"],
+        "SWC_F_MDS_1": np.where(gap, -9999, np.round(swc, 2)),
+        "SWC_F_MDS_1_QC": np.where(gap, -9999, qc["SWC_F_MDS_1"]),
+        "VPD_F": np.round(vpd, 3),
+        "VPD_F_QC": qc["VPD_F"],
+    }
 
 
 def _write_fluxnet_halfhourly(

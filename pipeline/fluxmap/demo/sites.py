@@ -21,6 +21,9 @@ from fluxmap.demo.physics import _Surface
 from fluxmap.science import products
 from fluxmap.science.grids import LatLonGrid
 
+DEMO_MICROMET = ("TA_F", "P_F", "SWC_F_MDS_1", "VPD_F")
+"""The micrometeorology the demo towers' FULLSET files carry with QC columns, read beside NEE."""
+
 
 def demo_sources(root: str | Path) -> tuple[SourceSpec, ...]:
     """The demo world's site files as stage inputs.
@@ -37,7 +40,8 @@ def demo_sources(root: str | Path) -> tuple[SourceSpec, ...]:
     -------
     tuple of fluxmap.config.SourceSpec
         The SRDB file, the COSORE daily file (with its dataset summary) and the
-        FLUXNET DD files (with their site information), in that order.
+        FLUXNET DD files (with their site information and the towers' micrometeorology,
+        :data:`DEMO_MICROMET`), in that order.
     """
     s = Path(root) / "sites"
     return (
@@ -50,7 +54,7 @@ def demo_sources(root: str | Path) -> tuple[SourceSpec, ...]:
         SourceSpec(
             "fluxnet",
             str(s / "fluxnet" / "FLX_*_FULLSET_DD_*.csv"),
-            (("site_info", str(s / "fluxnet" / "siteinfo_demo.csv")),),
+            (("micromet", DEMO_MICROMET), ("site_info", str(s / "fluxnet" / "siteinfo_demo.csv"))),
         ),
     )
 

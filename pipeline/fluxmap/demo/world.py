@@ -46,7 +46,7 @@ from fluxmap.io.provenance import sha256
 from fluxmap.science import periods, products
 from fluxmap.science.grids import IGBP, LatLonGrid, landcover_on_grid
 
-WORLD_FORMAT = 1
+WORLD_FORMAT = 2
 """Version of what :func:`build_world` writes, recorded in ``world.json``. Raise it with any
 change to the generator that changes the world (fields, truth, sites): a cached world of
 another format is then rebuilt instead of silently reused (:func:`world_is_current`)."""

@@ -349,3 +349,24 @@ def plot_partial_dependence(pdp: pd.DataFrame, path: str | Path, *, title: str =
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)
+
+
+def plot_experiments(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """Nested R2 of the site-meteorology experiments (:func:`fluxmap.science.experiments.
+    experiment_scores`): grouped bars per group (all rows, each IGBP class), one bar per experiment."""
+    plt = _plt()
+    groups = list(dict.fromkeys(table.group))
+    names = list(dict.fromkeys(table.experiment))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) + 2.5), 3.8))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        part = table[table.experiment == name].set_index("group").reindex(groups)
+        ax.bar(np.arange(len(groups)) + (i - (len(names) - 1) / 2) * width, part.r2.clip(lower=-1), width, label=name)
+    ax.axhline(0, color="k", lw=0.6)
+    labels = [f"{g}\n({int(table[table.group == g].physical_sites.iloc[0])} sites)" for g in groups]
+    ax.set_xticks(range(len(groups)), labels, fontsize=7)
+    ax.set_ylabel("nested R2 (below -1 drawn at -1)")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(plt, fig, path)

@@ -334,11 +334,19 @@ def target_report(name: str, summary: dict[str, Any], pieces: dict[str, Any], *,
         md += _truth_lines(summary, pieces["truth"])
     if "meteo" in pieces:
         table, sites = pieces["meteo"]
+        wide = table.pivot_table(index=["group", "physical_sites"], columns="experiment", values="r2", sort=False)
         md += [
             "",
-            f"Remote sensing only vs with site meteorology ({sites} physical sites):",
+            f"## Site meteorology: remote sensing only, with the site's meteorology, the site's meteorology only "
+            f"({sites} physical sites)",
             "",
-            table.round(3).to_markdown(index=False),
+            "Nested R2 of each experiment on the held-out rows all three predicted (the site covariates: "
+            f"{', '.join(pieces.get('meteo_covariates', [])) or 'the configured ones'}), overall and per IGBP class "
+            "(`experiments.csv` has RMSE, bias and n):",
+            "",
+            wide.reset_index().round(3).to_markdown(index=False),
+            "",
+            "![experiments](experiments.png)",
         ]
     md += [
         "",

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fluxmap.science.baselines import fit_reference
+from fluxmap.science.experiments import covariate_predictions, experiment_scores, site_covariates
 from fluxmap.science.frontier import Candidate, inner_scores, one_se_choice, prediction_rates
 from fluxmap.science.selection import backward_elimination, correlation_filter, exhaustive_search
 from fluxmap.science.train import FitSpec, fit
@@ -151,20 +152,6 @@ def _by_zone(
     return pred, fell_back
 
 
-def _meteo(p: Protocol, train: pd.DataFrame, test: pd.DataFrame, feats: list[str]) -> dict[str, np.ndarray]:
-    """Remote sensing only vs + site meteorology, both trained on the rows that carry all of it."""
-    have = [m for m in p.site_meteo if m in train and train[m].notna().any()]
-    if not have:
-        return {}
-    rows = train[train[have].notna().all(axis=1)]
-    ok = test[have].notna().all(axis=1).to_numpy()
-    out = {"pred_rs_only": np.full(len(test), np.nan), "pred_rs_meteo": np.full(len(test), np.nan)}
-    if rows[p.spec.group].nunique() >= 2 and ok.any():
-        out["pred_rs_only"][ok] = _fit_predict(p.spec, rows, test[ok], feats)
-        out["pred_rs_meteo"][ok] = _fit_predict(p.spec, rows, test[ok], feats + have)
-    return out
-
-
 def _quantiles(p: Protocol, train: pd.DataFrame, test: pd.DataFrame, feats: list[str]) -> dict[str, np.ndarray]:
     """The quantile forest's outer quantiles (missing predictors: the training rows' medians)."""
     use = [f for f in feats if train[f].notna().any()]
@@ -223,7 +210,7 @@ def _fold_models(
         out["pred_reference"] = fit_reference(p.reference, train, climate=p.climate)(test)
     if truth:
         out["pred_true_zones"] = _by_zone(p, train, test, train.true_zone, test.true_zone, feats, uni)[0]
-    out.update(_meteo(p, train, test, feats))
+    out.update(covariate_predictions(p.spec, train, test, feats, site_covariates(train, p.site_meteo)))
     out.update(_quantiles(p, train, test, feats))
     return pd.DataFrame(out, index=test.index)
 
@@ -487,13 +474,14 @@ def summarize(d: pd.DataFrame, protocol: Protocol) -> tuple[dict[str, Any], dict
     if "truth" in d and "pred_true_zones" in d:
         truth_summary, pieces["truth"] = _truth_summary(d, p)
         summary.update(truth_summary)
-    if "pred_rs_meteo" in d and d.pred_rs_meteo.notna().any():
-        rows = d[d.pred_rs_meteo.notna() & d.pred_rs_only.notna()]
-        meteo = scores(rows, {"remote sensing": "pred_rs_only", "remote sensing + site meteorology": "pred_rs_meteo"})
-        summary.update(
-            {"r2_rs_only": meteo.r2.iloc[0], "r2_rs_plus_meteo": meteo.r2.iloc[1], "meteo_sites": rows[g].nunique()}
-        )
-        pieces["meteo"] = (meteo, int(rows[g].nunique()))
+    experiments, meteo_sites = experiment_scores(d, group=g)
+    if meteo_sites:
+        r2 = experiments[experiments.group == "all"].set_index("experiment").r2
+        summary.update({"r2_rs_only": float(r2["remote sensing only"]),
+                        "r2_rs_plus_meteo": float(r2["remote sensing + site meteorology"]),
+                        "r2_meteo_only": float(r2["site meteorology only"]), "meteo_sites": meteo_sites})  # fmt: skip
+        pieces["meteo"] = (experiments, meteo_sites)
+        pieces["meteo_covariates"] = site_covariates(d, p.site_meteo)
     summary.update({"qrf_interval": f"{p.quantiles[0]:g}-{p.quantiles[-1]:g}", "qrf_coverage": coverage(d)})
     return summary, pieces
 

@@ -19,7 +19,7 @@ import xarray as xr
 
 from fluxmap.config import ModelConfig, RunConfig
 from fluxmap.io import report
-from fluxmap.io.figures import plot_frontier, plot_obs_pred, plot_zone_map
+from fluxmap.io.figures import plot_experiments, plot_frontier, plot_obs_pred, plot_zone_map
 from fluxmap.io.landcover import global_class_shares
 from fluxmap.io.models import (
     load_model,
@@ -407,6 +407,9 @@ def model_target(
     write_table(pieces["metrics"], out / "loso_metrics.csv", index=False)
     write_table(pieces["comparison"], out / "zone_vs_unified.csv", index=False)
     write_table(pieces["references"]["table"], out / "references.csv", index=False)
+    if "meteo" in pieces:
+        write_table(pieces["meteo"][0], out / "experiments.csv", index=False)
+        plot_experiments(pieces["meteo"][0], out / "experiments.png", title=f"{name}: site meteorology experiments")
     fallback = zone_fallbacks(d, "zone", "site_group", cfg.min_zone_sites)
     summary: dict[str, Any] = {
         "target": name,
