@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -1111,3 +1112,45 @@ def test_ilambs_own_reader_opens_the_exported_reference(run_dir, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     temporal, spatial, ndata = run.stdout.split()
     assert temporal == spatial == "True" and int(ndata) == obs[obs.variable == "sr"].location.nunique()
+
+
+def test_projection_under_a_delta_flags_climates_no_site_has_seen(run_dir):
+    """The demo run's models under +2 K / -10 % precipitation and under +12 K: a store with the
+    baseline's variables and CF metadata and the scenario recorded; totals beside the baseline's;
+    every projected cell whose dissimilarity index exceeds the threshold flagged outside the area of
+    applicability, and far more of the land outside it under the far larger warming."""
+    import dataclasses
+
+    from fluxmap.config import ProjectConfig
+    from fluxmap.io.models import load_applicability
+    from fluxmap.stages.project import project_stage
+
+    cfg, result, _ = run_dir
+    base = xr.open_zarr(result["store"], consolidated=True)
+    shares = {}
+    for warming in (2.0, 12.0):
+        c = dataclasses.replace(
+            cfg, project=ProjectConfig(enabled=True, warming_k=warming, precipitation_factor=(0.9,))
+        )
+        out = project_stage(c, result, log=lambda m: None)
+        proj = xr.open_zarr(out["store"], consolidated=True)
+        assert set(base.data_vars) <= set(proj.data_vars)
+        for v in ("sr", "nee"):
+            assert proj[v].attrs["units"] == base[v].attrs["units"]
+        assert json.loads(proj.attrs["fluxmap_scenario"])["warming_k"] == warming
+        assert "era5/t2m" in json.loads(proj.attrs["fluxmap_scenario"])["warmed"]
+        totals = out["totals"].set_index("variable")
+        assert {"baseline_pg_c_yr", "projected_pg_c_yr", "projected_outside_aoa_area_fraction"} <= set(totals.columns)
+        assert totals.loc["sr", "difference_pg_c_yr"] == pytest.approx(
+            totals.loc["sr", "projected_pg_c_yr"] - totals.loc["sr", "baseline_pg_c_yr"]
+        )
+        threshold = load_applicability(Path(cfg.workdir) / "models" / "sr_8day").threshold
+        di, aoa = proj["sr_di"].values, proj["sr_aoa"].values
+        land = np.isfinite(di)
+        assert ((di[land] > threshold) == (aoa[land] == 0)).all()
+        shares[warming] = float(totals.loc["sr", "projected_outside_aoa_area_fraction"])
+        assert (Path(cfg.workdir) / "project" / "report.md").is_file()
+    baseline_share = float(totals.loc["sr", "baseline_outside_aoa_area_fraction"])
+    assert shares[12.0] > shares[2.0] >= baseline_share and shares[12.0] > baseline_share + 0.2, shares
+    report = (Path(result["store"]).parent / "report.md").read_text()
+    assert report.count("<!-- fluxmap project: begin -->") == 1 and "## Projection" in report

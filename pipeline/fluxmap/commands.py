@@ -191,6 +191,9 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
                 from fluxmap.stages.evaluate import evaluate_stage
 
                 evaluate_stage(cfg, demo)
+            from fluxmap.stages.project import project_stage
+
+            project_stage(cfg, written)
             eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
             yearly = [t for t in cfg.model.targets if t.endswith(":annual")]
             if yearly and not annual and not eight_day:
@@ -229,7 +232,8 @@ def _run(args: argparse.Namespace, cfg) -> int:
         f"fluxmap run: done in {time.perf_counter() - t:.1f} s; outputs in {cfg.workdir}/: sites/ and extract/ "
         "(Parquet tables, quarantine, provenance.json), models/ (zones, models, nested validation tables, "
         "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md; annual/: the annual targets' maps and tables), "
-        "evaluate/ (gridded products against the sites: scores.csv, taylor.png, report.md) when products were evaluated"
+        "evaluate/ (gridded products against the sites: scores.csv, taylor.png, report.md) when products were evaluated, "
+        "project/ (the maps under a delta-changed climate: fluxmap.zarr, totals.csv, report.md) when projected"
     )
     return 0
 

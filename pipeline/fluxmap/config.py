@@ -584,6 +584,31 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class ProjectConfig:
+    """A projection: the trained 8-day models applied to a delta-changed climate after the maps
+    (``project/``): every temperature + ``warming_k``, precipitation x ``precipitation_factor``."""
+
+    enabled: bool | None = None
+    """None: on for the demo world only (+2 K, precipitation x 0.9); true or false anywhere."""
+    warming_k: float = 2.0
+    """Warming added to every temperature predictor (K)."""
+    precipitation_factor: tuple[float, ...] = (0.9,)
+    """Precipitation factor: one, or twelve (January to December)."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.delta()
+        except ValueError as e:
+            raise ConfigError(f"project: {e}") from None
+
+    def delta(self) -> Any:
+        """The scenario as a :class:`fluxmap.science.projection.Delta`."""
+        from fluxmap.science.projection import Delta
+
+        return Delta(self.warming_k, tuple(self.precipitation_factor))
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole fluxmap run."""
 
@@ -605,6 +630,8 @@ class RunConfig:
     """The outputs' discovery metadata (ACDD): creator, licence, references."""
     evaluate: EvaluateConfig = dataclasses.field(default_factory=EvaluateConfig)
     """Gridded flux products scored against the sites and the maps (``fluxmap evaluate``)."""
+    project: ProjectConfig = dataclasses.field(default_factory=ProjectConfig)
+    """A projection under a delta-changed climate (``project/``)."""
 
 
 SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -718,7 +745,7 @@ def _grid_entry(entry: Any, where: str) -> tuple[str, tuple[tuple[str, Any], ...
 
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
-    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster", "metadata", "evaluate"}
+    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster", "metadata", "evaluate", "project"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -745,6 +772,7 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
     evaluate = evaluate_config_from_mapping(dict(data.get("evaluate") or {}), f"{where}: evaluate")
     return RunConfig(
         evaluate=from_mapping(EvaluateConfig, evaluate, where=f"{where}: evaluate"),
+        project=from_mapping(ProjectConfig, dict(data.get("project") or {}), where=f"{where}: project"),
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
         metadata=from_mapping(MetadataConfig, dict(data.get("metadata") or {}), where=f"{where}: metadata"),
         predict=from_mapping(PredictConfig, predict, where=f"{where}: predict"),

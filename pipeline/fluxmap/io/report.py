@@ -461,3 +461,12 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "`r2_unified_non_nested`. `skill_*`: 1 - SSE(model) / SSE(best reference), `best_reference` among the "
         "training mean and the target's published-form model.\n\n" + table.round(3).to_markdown(index=False) + "\n"
     )
+
+
+def replace_marked_section(path: Path, begin: str, end: str, section: str) -> None:
+    """Append ``section`` to the Markdown report ``path`` between the ``begin`` and ``end`` marker
+    lines, in place of an earlier section with the same markers (a rerun replaces, never repeats)."""
+    text = path.read_text()
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + text[text.index(end) + len(end) :].lstrip("\n")
+    write_text(path, text.rstrip("\n") + "\n\n" + "\n".join([begin, section.rstrip("\n"), end]) + "\n")

@@ -51,7 +51,8 @@ def attribute_target(
         groups["ecosystem"] = sample["ecosystem"].astype(str).replace({"": "unknown", "nan": "unknown"})
     if "zone" in sample:
         groups["zone"] = sample["zone"].astype(int).astype(str)
-    if {"start", "lat"} <= set(sample.columns):
+    sub_annual = "end" not in sample or bool(((sample["end"] - sample["start"]).dt.days < 360).all())
+    if {"start", "lat"} <= set(sample.columns) and sub_annual:  # a site-year has no season
         groups["season"] = season_of(sample["start"], sample["lat"])
     if "true_zone" in sample and sample["true_zone"].notna().any():
         groups["true zone"] = sample["true_zone"].fillna(0).astype(int).astype(str)

@@ -26,6 +26,7 @@ from fluxmap.config_evaluate import ProductConfig
 from fluxmap.io.figures import map_figure, plot_product_totals, plot_taylor, profile_figure
 from fluxmap.io.flux_products import ProductError, open_product
 from fluxmap.io.provenance import write_table, write_text
+from fluxmap.io.report import replace_marked_section
 from fluxmap.io.store import open_for_tables
 from fluxmap.science import aggregate
 from fluxmap.science import products as catalogue
@@ -475,12 +476,8 @@ def _into_main_reports(workdir: Path, scores: pd.DataFrame, against: _Against) -
         lines += ["Global totals (Pg C yr-1, mean over the years) beside this map's and its ensemble band:", "",
                   mean.reset_index().to_markdown(index=False, floatfmt=".2f"), ""]  # fmt: skip
     lines.append(_END)
-    section = "\n".join(lines)
+    section = "\n".join(lines[1:-1])
     for path in (workdir / "predict" / "report.md", workdir / "predict" / "annual" / "report.md"):
-        if not path.is_file():
-            continue
-        text = path.read_text()
-        if _BEGIN in text and _END in text:
-            text = text[: text.index(_BEGIN)] + text[text.index(_END) + len(_END) :].lstrip("\n")
-        rel = "../evaluate" if path.parent.name == "predict" else "../../evaluate"
-        write_text(path, text.rstrip("\n") + "\n\n" + section.replace("`evaluate/", f"`{rel}/") + "\n")
+        if path.is_file():
+            rel = "../evaluate" if path.parent.name == "predict" else "../../evaluate"
+            replace_marked_section(path, _BEGIN, _END, section.replace("`evaluate/", f"`{rel}/"))

@@ -30,6 +30,7 @@ from fluxmap.io.store import (
 )
 from fluxmap.science.features import annual_stats, doy_features
 from fluxmap.science.predict import period_cube, predict_cube, predictor_cube
+from fluxmap.science.projection import Delta, apply_delta
 from fluxmap.stages.common import (
     Log,
     catalog_inputs,
@@ -75,22 +76,27 @@ def _store_attrs(
     }
 
 
-def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
+def predict_stage(cfg: RunConfig, *, scenario: Delta | None = None, log: Log = print) -> dict[str, Any]:
     """The prediction itself: catalog -> predictors -> zones -> models -> the CF Zarr store (resumable).
+
+    With a ``scenario`` (a delta change, :mod:`fluxmap.science.projection`) the same models map the
+    changed climate into ``project/fluxmap.zarr``: the catalog's temperatures and precipitation are
+    changed before anything is derived from them, the zones are assigned again from the changed
+    long-term climate, and the store records the scenario (``fluxmap_scenario``).
 
     Returns the store path, the targets written, the land fraction, ``cells``: the land
     cell-periods of the grid, each predicted once per target, and ``seconds`` of the two phases
     (ERA5 8-day means + the zone map when the models stage's cannot be used; prediction + write),
     and ``zone_map``, the zone store used. An empty dict when there are no 8-day models.
     """
-    models_dir, out = Path(cfg.workdir) / "models", Path(cfg.workdir) / "predict"
+    models_dir, out = Path(cfg.workdir) / "models", Path(cfg.workdir) / ("project" if scenario else "predict")
     out.mkdir(parents=True, exist_ok=True)
     targets = modelled_targets(cfg, models_dir, "8day")
     if not targets:
         log(f"predict: skipped, no 8-day models in {models_dir} (targets {list(cfg.model.targets)})")
         return {}
     if cfg.predict.resolution:
-        prep = _regular_grid(cfg, targets, models_dir, out, log=log)
+        prep = _regular_grid(cfg, targets, models_dir, out, scenario, log=log)
     else:
         lacking = sorted(set(MODIS_GRID_ENTRIES) - set(cfg.extract.entries))
         if lacking:
@@ -98,7 +104,7 @@ def predict_stage(cfg: RunConfig, *, log: Log = print) -> dict[str, Any]:
                 f"(extract.entries: {list(cfg.extract.entries)}), or set predict.resolution for a regular grid; the "
                 f"8-day models and their validation are in {models_dir}")  # fmt: skip
             return {}
-        prep = _modis_grid(cfg, targets, models_dir, out, log=log)
+        prep = _modis_grid(cfg, targets, models_dir, out, scenario, log=log)
     cat, inputs, pred, zone, chunks = prep.cat, prep.inputs, prep.pred, prep.zone, prep.chunks
     land_fraction, land_mask = prep.land_fraction, prep.land_mask
     land_cells = block_counts(land_mask, chunks)  # per (lat, lon) block
@@ -187,15 +193,35 @@ class _Prepared:
     """On a regular grid: where its land came from (it is computed, and read back from the store)."""
 
 
-def _modis_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, *, log: Log) -> _Prepared:
-    """The MODIS-like grid (``mod11a2``): its predictor cube, the models stage's zone map, the static
-    entry's land fraction (cells over half land are predicted)."""
+def _under(
+    scenario: Delta | None, cubes: dict[str, xr.Dataset], inputs: dict[str, str], log: Log
+) -> tuple[dict[str, xr.Dataset], dict[str, str], dict[str, str]]:
+    """The cubes under ``scenario`` (as they are without one), the inputs that key every cache with
+    the scenario in them, and the store attributes that record it."""
+    if scenario is None:
+        return cubes, inputs, {}
+    cubes, changed = apply_delta(cubes, scenario)
+    log(f"project: {scenario.describe()}; warmed {changed['warmed']}, scaled {changed['scaled']}, held at the "
+        f"baseline {changed['held']}")  # fmt: skip
+    record = {**scenario.as_dict(), "method": "delta change", **changed}
+    attrs = {"fluxmap_scenario": json.dumps(record, sort_keys=True),
+             "comment": f"Projection: the trained models applied to a delta-changed climate ({scenario.describe()})"}  # fmt: skip
+    return cubes, {**inputs, "scenario": json.dumps(record, sort_keys=True)}, attrs
+
+
+def _modis_grid(
+    cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, scenario: Delta | None, *, log: Log
+) -> _Prepared:
+    """The MODIS-like grid (``mod11a2``): its predictor cube, the models stage's zone map (under a
+    scenario, zones assigned again from the changed climate), the static entry's land fraction
+    (cells over half land are predicted)."""
     cat = open_catalog(cfg)
-    cubes = {e: cat.open(e) for e in cfg.extract.entries}
-    inputs = catalog_inputs(cfg, cfg.extract.entries)
+    cubes, inputs, scenario_attrs = _under(
+        scenario, {e: cat.open(e) for e in cfg.extract.entries}, catalog_inputs(cfg, cfg.extract.entries), log
+    )
     t0 = time.perf_counter()
     with dask_progress("predict: ERA5 8-day means and the zone map", log):
-        zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out)
+        zone_store, zone_reused = zone_map_store(cfg, cubes, models_dir, out, reuse=scenario is None)
         reuse = period_mean_stores(cubes, out, inputs)
     predictors = predictor_cube(cubes)
     land_fraction = predictors["land_fraction"]  # lazy, on the MODIS grid: a 500 m global grid is never loaded whole
@@ -212,10 +238,12 @@ def _modis_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path,
     )  # fmt: skip
     pred = xr.merge([predict_cube(predictors, zone, ref) for ref in refs], combine_attrs="drop")
     return _Prepared(cat, inputs, pred, zone, chunks, land_fraction, land_fraction > 0.5,
-                     {"zone_map": data_fingerprint(zone_store)}, seconds, zone_store)  # fmt: skip
+                     {"zone_map": data_fingerprint(zone_store)}, seconds, zone_store, attrs=scenario_attrs)  # fmt: skip
 
 
-def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, *, log: Log) -> _Prepared:
+def _regular_grid(
+    cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, scenario: Delta | None, *, log: Log
+) -> _Prepared:
     """A regular lat/lon grid (``predict.resolution`` over ``predict.bbox``): every entry brought onto
     it by its declared method on the 8-day periods of the mapped years (a climatological year from
     climatologies), the same derived predictors as the training table, zones from the long-term
@@ -223,8 +251,12 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
     class-weighted mean of the per-class predictions) or the catalog's land fraction."""
     cat = open_catalog(cfg)
     span = mapped_span(cfg)
-    cubes = {e: cat.open(e, period=span) for e in cfg.extract.entries}
-    inputs = catalog_inputs(cfg, cfg.extract.entries)
+    cubes, inputs, scenario_attrs = _under(
+        scenario,
+        {e: cat.open(e, period=span) for e in cfg.extract.entries},
+        catalog_inputs(cfg, cfg.extract.entries),
+        log,
+    )
     t0 = time.perf_counter()
     years, climatological = map_years(cfg, cubes)
     with dask_progress("predict: 8-day means of sub-period sources", log):
@@ -266,7 +298,8 @@ def _regular_grid(cfg: RunConfig, targets: list[str], models_dir: Path, out: Pat
            "classes present (MCD12C1 2019), water and permanent snow/ice left out" if cfg.extract.landcover else "")
         + ".",
     }  # fmt: skip
-    return _Prepared(cat, inputs, pred, zone, chunks, land, mask, key_inputs, seconds, None, extra, attrs, land_from)
+    return _Prepared(cat, inputs, pred, zone, chunks, land, mask, key_inputs, seconds, None, extra,
+                     {**attrs, **scenario_attrs}, land_from)  # fmt: skip
 
 
 def _suspect_blocks(
