@@ -192,7 +192,9 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
 
                 evaluate_stage(cfg, demo)
             from fluxmap.stages.project import project_stage
+            from fluxmap.stages.variability import variability_stage
 
+            variability_stage(cfg, written)
             project_stage(cfg, written)
             eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
             yearly = [t for t in cfg.model.targets if t.endswith(":annual")]
@@ -233,6 +235,7 @@ def _run(args: argparse.Namespace, cfg) -> int:
         "(Parquet tables, quarantine, provenance.json), models/ (zones, models, nested validation tables, "
         "figures; summary.md), predict/ (fluxmap.zarr, totals, maps, report.md; annual/: the annual targets' maps and tables), "
         "evaluate/ (gridded products against the sites: scores.csv, taylor.png, report.md) when products were evaluated, "
+        "variability/ (regional and site annual anomalies) with two years or more, "
         "project/ (the maps under a delta-changed climate: fluxmap.zarr, totals.csv, report.md) when projected"
     )
     return 0

@@ -584,6 +584,18 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class VariabilityConfig:
+    """Year-to-year variability of the maps (``variability/``): regional anomalies per global,
+    latitude band and zone scope, and per region of a user mask."""
+
+    regions: str = ""
+    """A region mask file (NetCDF, integer codes on lat/lon; CF ``flag_values``/``flag_meanings``
+    name them), e.g. the TransCom 3 land regions or the IPCC AR6 land regions; empty: none."""
+    variable: str = "region"
+    """The mask's variable."""
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """A projection: the trained 8-day models applied to a delta-changed climate after the maps
     (``project/``): every temperature + ``warming_k``, precipitation x ``precipitation_factor``."""
@@ -632,6 +644,8 @@ class RunConfig:
     """Gridded flux products scored against the sites and the maps (``fluxmap evaluate``)."""
     project: ProjectConfig = dataclasses.field(default_factory=ProjectConfig)
     """A projection under a delta-changed climate (``project/``)."""
+    variability: VariabilityConfig = dataclasses.field(default_factory=VariabilityConfig)
+    """Year-to-year variability of the maps (``variability/``)."""
 
 
 SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -745,7 +759,19 @@ def _grid_entry(entry: Any, where: str) -> tuple[str, tuple[tuple[str, Any], ...
 
 def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> RunConfig:
     """Parse a run YAML mapping (``workdir``, ``demo``, ``sites``, ``extract``) into a RunConfig."""
-    known = {"workdir", "demo", "sites", "extract", "model", "predict", "cluster", "metadata", "evaluate", "project"}
+    known = {
+        "workdir",
+        "demo",
+        "sites",
+        "extract",
+        "model",
+        "predict",
+        "cluster",
+        "metadata",
+        "evaluate",
+        "project",
+        "variability",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -773,6 +799,7 @@ def run_config_from_mapping(data: dict[str, Any], *, where: str = "config") -> R
     return RunConfig(
         evaluate=from_mapping(EvaluateConfig, evaluate, where=f"{where}: evaluate"),
         project=from_mapping(ProjectConfig, dict(data.get("project") or {}), where=f"{where}: project"),
+        variability=from_mapping(VariabilityConfig, dict(data.get("variability") or {}), where=f"{where}: variability"),
         cluster=from_mapping(ClusterConfig, dict(data.get("cluster") or {}), where=f"{where}: cluster"),
         metadata=from_mapping(MetadataConfig, dict(data.get("metadata") or {}), where=f"{where}: metadata"),
         predict=from_mapping(PredictConfig, predict, where=f"{where}: predict"),

@@ -370,3 +370,32 @@ def plot_experiments(table: pd.DataFrame, path: str | Path, *, title: str = "") 
     if title:
         ax.set_title(title, fontsize=10)
     return _save(plt, fig, path)
+
+
+def plot_anomalies(regional: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """Annual anomalies (:mod:`fluxmap.science.variability`) per variable (panels) and region (bar
+    groups, one bar per year), with the ensemble's 5-95 % band as error bars where present."""
+    plt = _plt()
+    variables = list(dict.fromkeys(regional.variable))
+    fig, axes = plt.subplots(1, len(variables), figsize=(4.8 * len(variables), 3.8), squeeze=False)
+    for ax, v in zip(axes[0], variables):
+        part = regional[regional.variable == v]
+        regions = list(dict.fromkeys(part.name))
+        years = sorted(part.year.unique())
+        width = 0.8 / len(years)
+        for i, y in enumerate(years):
+            r = part[part.year == y].set_index("name").reindex(regions)
+            x = np.arange(len(regions)) + (i - (len(years) - 1) / 2) * width
+            err = None
+            if "anomaly_p05_pg_c_yr" in r and r.anomaly_p05_pg_c_yr.notna().any():
+                err = np.vstack([r.anomaly_pg_c_yr - r.anomaly_p05_pg_c_yr, r.anomaly_p95_pg_c_yr - r.anomaly_pg_c_yr])
+                err = np.clip(err, 0, None)
+            ax.bar(x, r.anomaly_pg_c_yr, width, yerr=err, capsize=2, label=str(y))
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xticks(range(len(regions)), regions, fontsize=7, rotation=30, ha="right")
+        ax.set_ylabel("anomaly (Pg C yr-1)")
+        ax.set_title(v, fontsize=9)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)

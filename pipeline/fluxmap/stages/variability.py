@@ -1,0 +1,164 @@
+"""Stage 6 (after the maps), variability: year-to-year variability of every 8-day flux map
+(:mod:`fluxmap.science.variability`), written to ``variability/``:
+
+- ``regional_anomalies.csv``: per flux, scope (global, latitude band, fitted zone, and the regions
+  of a user mask, ``variability.regions``), region and year the annual total, its anomaly against
+  the mean over the years and, where the store keeps the ensemble members' maps, the members' 5-95 %
+  band and SD of the anomaly;
+- ``site_anomalies.csv`` and ``site_anomaly_scores.csv``: the sites' observed annual anomalies
+  against the held-out (nested) predictions' (zone models), per flux;
+- ``anomalies.png``, ``report.md`` and a section of ``predict/report.md``.
+
+Needs two years or more of maps; skipped (with a line in the log) otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap.config import RunConfig, parse_ratio
+from fluxmap.io import figures
+from fluxmap.io.progress import dask_progress
+from fluxmap.io.provenance import write_table, write_text
+from fluxmap.io.report import replace_marked_section
+from fluxmap.io.store import open_for_tables
+from fluxmap.science import aggregate
+from fluxmap.science.variability import anomalies, member_anomaly_band, site_anomalies, site_anomaly_scores
+from fluxmap.stages.annual import LAT_BANDS
+from fluxmap.stages.common import Log
+
+__all__ = ["read_region_mask", "variability_stage"]
+
+_BEGIN, _END = "<!-- fluxmap variability: begin -->", "<!-- fluxmap variability: end -->"
+
+
+def read_region_mask(path: str | Path, variable: str, lat: xr.DataArray, lon: xr.DataArray) -> tuple[xr.DataArray, dict[int, str]]:  # fmt: skip
+    """A user's region mask (integer codes on a lat/lon grid; names from CF ``flag_values`` and
+    ``flag_meanings``, else ``region <code>``), taken at the nearest mask cell of every map cell.
+    Errors name the file and the variable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"variability.regions: region mask {path} not found")
+    ds = xr.open_dataset(path)
+    if variable not in ds:
+        raise ValueError(
+            f"{path}: region mask variable {variable!r} not found; it has {sorted(map(str, ds.data_vars))}"
+        )
+    da = ds[variable]
+    if not {"lat", "lon"} <= set(map(str, da.dims)):
+        raise ValueError(f"{path}: {variable!r} must be on lat/lon dimensions, it has {da.dims}")
+    lon_q = ((lon + 180) % 360) - 180 if float(da.lon.max()) <= 180 else lon % 360
+    mask = da.sel(lat=lat, lon=lon_q.values, method="nearest").assign_coords(lon=lon.values)
+    mask = mask.fillna(0).astype("int32")
+    values = np.atleast_1d(da.attrs.get("flag_values", []))
+    meanings = str(da.attrs.get("flag_meanings", "")).split()
+    names = {int(v): m.replace("_", " ") for v, m in zip(values, meanings)} if len(values) == len(meanings) else {}
+    codes = sorted(int(c) for c in np.unique(mask.values) if c > 0)
+    return mask, {c: names.get(c, f"region {c}") for c in codes}
+
+
+def _scopes(cfg: RunConfig, ds: xr.Dataset) -> dict[str, tuple[xr.DataArray, dict[int, str]]]:
+    land = ds["land_fraction"]
+    lat = ds["lat"].broadcast_like(land)
+    band = xr.zeros_like(land, dtype="int16")
+    for i, (lo, hi) in enumerate(LAT_BANDS.values(), start=1):
+        band = band.where(~((lat >= lo) & (lat < hi)), i)
+    zones = sorted(int(z) for z in np.unique(ds["zone"].fillna(0).values) if z > 0)
+    scopes = {
+        "global": (xr.ones_like(land, dtype="int16"), {1: "global"}),
+        "latitude band": (band, dict(enumerate(LAT_BANDS, start=1))),
+        "zone": (ds["zone"].fillna(0).astype("int16"), {z: f"zone {z}" for z in zones}),
+    }
+    if cfg.variability.regions:
+        scopes["regions"] = read_region_mask(cfg.variability.regions, cfg.variability.variable, ds["lat"], ds["lon"])
+    return scopes
+
+
+def variability_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -> dict[str, Any] | None:
+    """Regional and site-level annual anomalies of the 8-day maps of ``written``; None when there are
+    no maps or fewer than two years."""
+    if not written:
+        return None
+    ds = open_for_tables(written["store"])
+    years = sorted(set(pd.DatetimeIndex(ds["time"].values).year))
+    if len(years) < 2:
+        log(f"variability: skipped, the maps hold one year ({years[0]}): an anomaly needs two or more")
+        return None
+    out = Path(cfg.workdir) / "variability"
+    out.mkdir(parents=True, exist_ok=True)
+    land = ds["land_fraction"]
+    names = [t.split(":")[0] for t in written["targets"] if parse_ratio(t.split(":")[0]) is None]
+    scopes = _scopes(cfg, ds)
+    parts = []
+    with dask_progress("variability: regional totals per year", log):
+        for v in names:
+            for kind, (codes, region_names) in scopes.items():
+                t = anomalies(aggregate.region_totals(ds[v], land, codes, region_names), by=["name"])
+                if f"{v}_members" in ds:
+                    band = member_anomaly_band(aggregate.member_region_totals(ds[f"{v}_members"], land, codes,
+                                                                              region_names))  # fmt: skip
+                    t = t.join(band, on=["year", "name"])
+                parts.append(t.assign(variable=v, scope=kind))
+    regional = pd.concat(parts, ignore_index=True)
+    front = ["variable", "scope", "name", "year"]
+    regional = regional[front + [c for c in regional.columns if c not in front]]
+    sites, scores = [], []
+    for target in written["targets"]:
+        path = Path(cfg.workdir) / "models" / target.replace(":", "_") / "loso_predictions.parquet"
+        if not path.is_file():
+            continue
+        table = site_anomalies(pd.read_parquet(path), pred="pred_zone")
+        sites.append(table.assign(target=target))
+        scores.append({"target": target, **site_anomaly_scores(table)})
+    site_table = pd.concat(sites, ignore_index=True) if sites else pd.DataFrame()
+    score_table = pd.DataFrame(scores)
+    write_table(regional, out / "regional_anomalies.csv", index=False)
+    write_table(site_table, out / "site_anomalies.csv", index=False)
+    write_table(score_table, out / "site_anomaly_scores.csv", index=False)
+    figure = figures.plot_anomalies(regional[regional.scope.isin(["global", "latitude band"])], out / "anomalies.png")
+    write_text(out / "report.md", _report(regional, score_table, figure.name, years))
+    predict_report = Path(written["store"]).parent / "report.md"
+    if predict_report.is_file():
+        g = regional[regional.scope == "global"][["variable", "year", "total_pg_c_yr", "anomaly_pg_c_yr"]]
+        replace_marked_section(predict_report, _BEGIN, _END, "\n".join([
+            "## Year-to-year variability", "", "Global anomalies (Pg C yr-1; regions, the ensemble band and the "
+            "sites' held-out anomalies in `../variability/report.md`):", "",
+            g.to_markdown(index=False, floatfmt=".3f"), ""]))  # fmt: skip
+    glob = regional[regional.scope == "global"]
+    log("variability: " + "; ".join(f"{r.variable} {r.year} {r.anomaly_pg_c_yr:+.3f}" for r in glob.itertuples())
+        + f" Pg C yr-1 -> {out}")  # fmt: skip
+    return {"regional": regional, "sites": site_table, "scores": score_table, "report": out / "report.md"}
+
+
+def _report(regional: pd.DataFrame, scores: pd.DataFrame, figure: str, years: list[int]) -> str:
+    cols = [c for c in ("variable", "scope", "name", "year", "total_pg_c_yr", "anomaly_pg_c_yr",
+                        "anomaly_p05_pg_c_yr", "anomaly_p95_pg_c_yr") if c in regional]  # fmt: skip
+    lines = [
+        f"# Year-to-year variability, {years[0]}-{years[-1]}",
+        "",
+        "Annual totals of each 8-day map per region and their anomaly against the mean over the years "
+        f"({len(years)} years; the anomalies of a region sum to zero over them). The band is the 5-95 % range over "
+        "the bootstrap members of each member's own anomaly (where the store keeps the members' maps): it is the "
+        "spread of the models fitted to resampled sites, not of the climate.",
+        "",
+        regional[cols].to_markdown(index=False, floatfmt=".3f"),
+        "",
+        f"![anomalies]({figure})",
+        "",
+        "## At the sites: observed against held-out predicted annual anomalies",
+        "",
+        "Each site-year's mean over the 8-day periods with an observation and a held-out prediction (zone models, "
+        "nested: the site was left out of every choice made for it; a year needs 23 of the 46 periods), as an "
+        "anomaly against the site's own mean over its years. `annual_mean_r2` scores the annual means themselves: "
+        "the gap between the two is how much less of the year-to-year variation the models capture than of the "
+        "differences between sites.",
+        "",
+        scores.to_markdown(index=False, floatfmt=".3f") if len(scores) else "No site has two years of records.",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
