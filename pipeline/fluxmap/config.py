@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from fluxmap.config_analysis import ProjectConfig, VariabilityConfig
 from fluxmap.config_evaluate import EvaluateConfig, evaluate_config_from_mapping
 
 __all__ = [
@@ -24,9 +25,11 @@ __all__ = [
     "MetadataConfig",
     "ModelConfig",
     "PredictConfig",
+    "ProjectConfig",
     "RunConfig",
     "SitesConfig",
     "SourceSpec",
+    "VariabilityConfig",
     "from_mapping",
     "load_yaml",
     "run_config_from_mapping",
@@ -581,43 +584,6 @@ class ClusterConfig:
     """TLS: this client's private key."""
     dashboard: bool = False
     """Serve the dashboard (on 127.0.0.1 only for local clusters)."""
-
-
-@dataclass(frozen=True)
-class VariabilityConfig:
-    """Year-to-year variability of the maps (``variability/``): regional anomalies per global,
-    latitude band and zone scope, and per region of a user mask."""
-
-    regions: str = ""
-    """A region mask file (NetCDF, integer codes on lat/lon; CF ``flag_values``/``flag_meanings``
-    name them), e.g. the TransCom 3 land regions or the IPCC AR6 land regions; empty: none."""
-    variable: str = "region"
-    """The mask's variable."""
-
-
-@dataclass(frozen=True)
-class ProjectConfig:
-    """A projection: the trained 8-day models applied to a delta-changed climate after the maps
-    (``project/``): every temperature + ``warming_k``, precipitation x ``precipitation_factor``."""
-
-    enabled: bool | None = None
-    """None: on for the demo world only (+2 K, precipitation x 0.9); true or false anywhere."""
-    warming_k: float = 2.0
-    """Warming added to every temperature predictor (K)."""
-    precipitation_factor: tuple[float, ...] = (0.9,)
-    """Precipitation factor: one, or twelve (January to December)."""
-
-    def __post_init__(self) -> None:
-        try:
-            self.delta()
-        except ValueError as e:
-            raise ConfigError(f"project: {e}") from None
-
-    def delta(self) -> Any:
-        """The scenario as a :class:`fluxmap.science.projection.Delta`."""
-        from fluxmap.science.projection import Delta
-
-        return Delta(self.warming_k, tuple(self.precipitation_factor))
 
 
 @dataclass(frozen=True)

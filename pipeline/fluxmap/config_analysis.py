@@ -1,0 +1,46 @@
+"""The ``variability`` and ``project`` blocks of a run configuration: analyses of the finished 8-day
+maps (year-to-year variability; a projection under a delta-changed climate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ProjectConfig", "VariabilityConfig"]
+
+
+@dataclass(frozen=True)
+class VariabilityConfig:
+    """Year-to-year variability of the maps (``variability/``): regional anomalies per global,
+    latitude band and zone scope, and per region of a user mask."""
+
+    regions: str = ""
+    """A region mask file (NetCDF, integer codes on lat/lon; CF ``flag_values``/``flag_meanings``
+    name them), e.g. the TransCom 3 land regions or the IPCC AR6 land regions; empty: none."""
+    variable: str = "region"
+    """The mask's variable."""
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """A projection: the trained 8-day models applied to a delta-changed climate after the maps
+    (``project/``): every temperature + ``warming_k``, precipitation x ``precipitation_factor``."""
+
+    enabled: bool | None = None
+    """None: on for the demo world only (+2 K, precipitation x 0.9); true or false anywhere."""
+    warming_k: float = 2.0
+    """Warming added to every temperature predictor (K)."""
+    precipitation_factor: tuple[float, ...] = (0.9,)
+    """Precipitation factor: one, or twelve (January to December)."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.delta()
+        except ValueError as e:
+            raise ValueError(f"project: {e}") from None
+
+    def delta(self) -> Any:
+        """The scenario as a :class:`fluxmap.science.projection.Delta`."""
+        from fluxmap.science.projection import Delta
+
+        return Delta(self.warming_k, tuple(self.precipitation_factor))
