@@ -159,3 +159,18 @@ def test_site_covariate_experiments_score_three_models_per_ecosystem():
     assert r2["site meteorology only"] > 0.9 and r2["remote sensing + site meteorology"] > 0.8
     assert r2["remote sensing only"] < r2["site meteorology only"] - 0.2
     assert (table[table.group == "ENF"].physical_sites == 6).all()
+
+
+def test_the_204_site_monthly_table_carries_the_towers_et(shared_data):
+    """The 204-site table's ET (mm d-1, its latent-heat proxy) beside NEE: a missing ET is
+    quarantined on its own and its NEE month stays."""
+    path = shared_data / "fluxnet" / "fluxnet2015_monthly_GPP_NEE_ET_204sites.csv"
+    t = S.read_fluxnet_monthly_table(path, variables=("NEE",), micromet=("ET",))
+    _accounted(t)
+    raw = pd.read_csv(path)
+    o = t.observations
+    assert len(o) == raw.NEE.notna().sum() and o.tower_et.notna().sum() == raw.ET.notna().sum()
+    q = t.quarantine[t.quarantine.variable == "ET"]
+    assert len(q) == raw.ET.isna().sum() > 0 and set(q.reason) == {"missing value"}
+    with pytest.raises(S.SiteFileError, match="missing column"):
+        S.read_fluxnet_monthly_table(path, micromet=("LE_F_MDS",))

@@ -622,7 +622,7 @@ SOURCE_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"site_info"}),
         frozenset({"min_qc", "max_qc_hh", "utc_offset_hours", "variables", "micromet", "encoding"}),
     ),
-    "fluxnet_monthly": (frozenset(), frozenset({"encoding"})),
+    "fluxnet_monthly": (frozenset(), frozenset({"micromet", "encoding"})),
     "csv": (frozenset({"mapping"}), frozenset({"source", "encoding"})),
 }
 """Per site-source kind: the options it requires and those it may take (``encoding``: of the

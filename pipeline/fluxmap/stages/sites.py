@@ -45,7 +45,7 @@ def read_source(
         opts = {k: v for k, v in kw.items() if k not in ("site_info", "encoding")}
         return [sites.read_fluxnet(f, site_info=info, **opts, **common) for f in files]
     if spec.kind == "fluxnet_monthly":
-        return [sites.read_fluxnet_monthly_table(spec.path, **common)]
+        return [sites.read_fluxnet_monthly_table(spec.path, micromet=tuple(kw.get("micromet", ())), **common)]
     if spec.kind == "csv":
         return [sites.read_generic_csv(spec.path, kw["mapping"], source=kw.get("source", "csv"), **common)]
     raise ValueError(

@@ -330,21 +330,36 @@ def read_fluxnet_monthly_table(
     path: str | Path,
     *,
     variables: tuple[str, ...] = ("NEE", "GPP"),
+    micromet: tuple[str, ...] = (),
     encoding: str = "utf-8",
     plausible: PlausibleRanges | None = None,
 ) -> SiteTable:
     """Read the 204-site FLUXNET2015 monthly table (``site, Date=YYYYMM, GPP, NEE, ET, igbp, lat, lon``).
 
     A row with a cell that is no number or month (``Date``, coordinates, the fluxes) is
-    quarantined with the cell; malformed lines with their line."""
+    quarantined with the cell; malformed lines with their line. ``micromet`` names columns carried
+    beside each flux as tower covariates (``ET``, mm d-1, the table's latent-heat proxy: column
+    ``tower_et``); the table has no QC columns, so a value that is no number or missing is quarantined
+    on its own (variable = its name) and the flux stays; a named column the table lacks raises."""
     need = ("site", "Date", "lat", "lon", *variables)
-    sf = _read(path, required=need, what="a FLUXNET2015 monthly table", encoding=encoding)
+    sf = _read(path, required=(*need, *micromet), what="a FLUXNET2015 monthly table", encoding=encoding)
     df = sf.frame
     reason, detail = _reasons(len(df))
     start = _dates(df.Date, column="Date", format="%Y%m", reason=reason, detail=detail)
     lat = _numeric(df.lat, column="lat", what="latitude", reason=reason, detail=detail)
     lon = _numeric(df.lon, column="lon", what="longitude", reason=reason, detail=detail)
     values = {v: _numeric(df[v], column=v, what="flux", reason=reason, detail=detail) for v in variables}
+    tower, tower_quarantine = {}, []
+    for name in micromet:
+        r, d = _reasons(len(df))
+        raw = _numeric(df[name], column=name, what="micrometeorological value", reason=r, detail=d)
+        r[(raw.isna() & r.isna()).to_numpy()] = "missing value"
+        tower[tower_column(name)] = raw.where(r.isna())
+        bad = r.notna()
+        tower_quarantine.append(pd.DataFrame({"row": sf.line[bad], "record_id": df.site.astype(str)[bad] + "/"
+                                              + df.Date.astype(str)[bad] + f"/{name}", "site_id": "FLX-"
+                                              + df.site.astype(str)[bad], "variable": name, "reason": r[bad],
+                                              "detail": d[bad]}))  # fmt: skip
     frames = [
         pd.DataFrame(
             {
@@ -360,6 +375,7 @@ def read_fluxnet_monthly_table(
                 "method": "eddy covariance (monthly mean)",
                 "source": "fluxnet_monthly",
                 "record_id": df.site.astype(str) + "/" + df.Date.astype(str) + "/" + v,
+                **tower,
                 "reason": reason,
                 "detail": detail,
                 "row": sf.line,
@@ -373,5 +389,6 @@ def read_fluxnet_monthly_table(
         file=str(sf.path),
         rows_in=sf.rows_in,
         bad_lines=sf.bad,
+        extra_quarantine=pd.concat(tower_quarantine, ignore_index=True) if tower_quarantine else None,
         plausible=plausible,
     )
