@@ -66,6 +66,11 @@ def test_regional_anomalies_sum_to_zero_and_follow_the_growth(tmp_path):
     assert s.sites == 2 and s.site_years == 6 and s.anomaly_r > 0.9
     assert "## Year-to-year variability" in (tmp_path / "predict" / "report.md").read_text()
     assert (tmp_path / "variability" / "anomalies.png").is_file()
+    # A run without maps (site tables and models only): the sites' anomalies alone.
+    cfg = run_config_from_mapping({"workdir": str(tmp_path), "model": {"targets": ["sr:8day"]}})
+    alone = variability_stage(cfg, {}, log=lambda m: None)
+    assert alone["regional"].empty and alone["scores"].equals(out["scores"])
+    assert "No maps" in (tmp_path / "variability" / "report.md").read_text()
 
 
 def test_one_year_of_maps_is_skipped_with_a_reason(tmp_path):

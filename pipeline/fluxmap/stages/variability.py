@@ -80,16 +80,26 @@ def _scopes(cfg: RunConfig, ds: xr.Dataset) -> dict[str, tuple[xr.DataArray, dic
 
 
 def variability_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = print) -> dict[str, Any] | None:
-    """Regional and site-level annual anomalies of the 8-day maps of ``written``; None when there are
-    no maps or fewer than two years."""
+    """Regional and site-level annual anomalies of the 8-day maps of ``written``; without maps
+    (``written`` empty), the sites' anomalies alone; None when neither has two years."""
+    out = Path(cfg.workdir) / "variability"
     if not written:
-        return None
+        targets = [t for t in cfg.model.targets if t.endswith(":8day")]
+        sites, scores = _site_anomalies(cfg, targets)
+        if sites.empty:
+            return None
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(sites, out / "site_anomalies.csv", index=False)
+        write_table(scores, out / "site_anomaly_scores.csv", index=False)
+        write_text(out / "report.md", _report(pd.DataFrame(), scores, "", sorted(set(sites.year))))
+        log("variability (sites only, no maps): " + "; ".join(
+            f"{r.target} anomaly r {r.anomaly_r:.2f}, R2 {r.anomaly_r2:.2f} ({r.sites} sites)" for r in scores.itertuples()))  # fmt: skip
+        return {"regional": pd.DataFrame(), "sites": sites, "scores": scores, "report": out / "report.md"}
     ds = open_for_tables(written["store"])
     years = sorted(set(pd.DatetimeIndex(ds["time"].values).year))
     if len(years) < 2:
         log(f"variability: skipped, the maps hold one year ({years[0]}): an anomaly needs two or more")
         return None
-    out = Path(cfg.workdir) / "variability"
     out.mkdir(parents=True, exist_ok=True)
     land = ds["land_fraction"]
     names = [t.split(":")[0] for t in written["targets"] if parse_ratio(t.split(":")[0]) is None]
@@ -107,16 +117,7 @@ def variability_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = pri
     regional = pd.concat(parts, ignore_index=True)
     front = ["variable", "scope", "name", "year"]
     regional = regional[front + [c for c in regional.columns if c not in front]]
-    sites, scores = [], []
-    for target in written["targets"]:
-        path = Path(cfg.workdir) / "models" / target.replace(":", "_") / "loso_predictions.parquet"
-        if not path.is_file():
-            continue
-        table = site_anomalies(pd.read_parquet(path), pred="pred_zone")
-        sites.append(table.assign(target=target))
-        scores.append({"target": target, **site_anomaly_scores(table)})
-    site_table = pd.concat(sites, ignore_index=True) if sites else pd.DataFrame()
-    score_table = pd.DataFrame(scores)
+    site_table, score_table = _site_anomalies(cfg, written["targets"])
     write_table(regional, out / "regional_anomalies.csv", index=False)
     write_table(site_table, out / "site_anomalies.csv", index=False)
     write_table(score_table, out / "site_anomaly_scores.csv", index=False)
@@ -135,9 +136,29 @@ def variability_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = pri
     return {"regional": regional, "sites": site_table, "scores": score_table, "report": out / "report.md"}
 
 
+def _site_anomalies(cfg: RunConfig, targets: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sites' observed and held-out predicted annual anomalies of each 8-day target with a
+    models-stage folder, and their scores."""
+    sites, scores = [], []
+    for target in targets:
+        path = Path(cfg.workdir) / "models" / target.replace(":", "_") / "loso_predictions.parquet"
+        if not path.is_file():
+            continue
+        table = site_anomalies(pd.read_parquet(path), pred="pred_zone")
+        if table.empty:
+            continue
+        sites.append(table.assign(target=target))
+        scores.append({"target": target, **site_anomaly_scores(table)})
+    return (pd.concat(sites, ignore_index=True) if sites else pd.DataFrame()), pd.DataFrame(scores)
+
+
 def _report(regional: pd.DataFrame, scores: pd.DataFrame, figure: str, years: list[int]) -> str:
     cols = [c for c in ("variable", "scope", "name", "year", "total_pg_c_yr", "anomaly_pg_c_yr",
                         "anomaly_p05_pg_c_yr", "anomaly_p95_pg_c_yr") if c in regional]  # fmt: skip
+    if regional.empty:
+        regional_lines = ["No maps: the sites' anomalies only."]
+    else:
+        regional_lines = [regional[cols].to_markdown(index=False, floatfmt=".3f"), "", f"![anomalies]({figure})"]
     lines = [
         f"# Year-to-year variability, {years[0]}-{years[-1]}",
         "",
@@ -146,9 +167,7 @@ def _report(regional: pd.DataFrame, scores: pd.DataFrame, figure: str, years: li
         "the bootstrap members of each member's own anomaly (where the store keeps the members' maps): it is the "
         "spread of the models fitted to resampled sites, not of the climate.",
         "",
-        regional[cols].to_markdown(index=False, floatfmt=".3f"),
-        "",
-        f"![anomalies]({figure})",
+        *regional_lines,
         "",
         "## At the sites: observed against held-out predicted annual anomalies",
         "",
