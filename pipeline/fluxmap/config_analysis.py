@@ -3,7 +3,7 @@ maps (year-to-year variability; a projection under a delta-changed climate)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ProjectConfig", "VariabilityConfig"]
@@ -32,6 +32,20 @@ class ProjectConfig:
     """Warming added to every temperature predictor (K)."""
     precipitation_factor: tuple[float, ...] = (0.9,)
     """Precipitation factor: one, or twelve (January to December)."""
+    scenario_catalog: str = ""
+    """A catalog whose canonical entries (``t2m``, ``tp``: a CMIP file's ``tas`` and ``pr`` mapped to them,
+    units converted by the catalog) give a climate model's historical and future runs; set, it replaces
+    ``warming_k`` and ``precipitation_factor`` by their per-cell, per-month delta."""
+    scenario_params: dict[str, str] = field(default_factory=dict)
+    """The scenario catalog's user parameters (e.g. ``ROOT``)."""
+    historical_entry: str = "historical"
+    """The scenario catalog's entry of the historical run."""
+    future_entry: str = "future"
+    """The scenario catalog's entry of the future run (may be the same entry when one file spans both)."""
+    historical_years: tuple[int, int] = (1981, 2010)
+    """The historical period (calendar years, inclusive)."""
+    future_years: tuple[int, int] = (2041, 2070)
+    """The future period (calendar years, inclusive)."""
 
     def __post_init__(self) -> None:
         try:

@@ -30,7 +30,7 @@ from fluxmap.io.store import (
 )
 from fluxmap.science.features import annual_stats, doy_features
 from fluxmap.science.predict import period_cube, predict_cube, predictor_cube
-from fluxmap.science.projection import Delta, apply_delta
+from fluxmap.science.projection import Delta, FieldDelta, apply_delta
 from fluxmap.stages.common import (
     Log,
     catalog_inputs,
@@ -76,7 +76,7 @@ def _store_attrs(
     }
 
 
-def predict_stage(cfg: RunConfig, *, scenario: Delta | None = None, log: Log = print) -> dict[str, Any]:
+def predict_stage(cfg: RunConfig, *, scenario: Delta | FieldDelta | None = None, log: Log = print) -> dict[str, Any]:
     """The prediction itself: catalog -> predictors -> zones -> models -> the CF Zarr store (resumable).
 
     With a ``scenario`` (a delta change, :mod:`fluxmap.science.projection`) the same models map the
@@ -194,7 +194,7 @@ class _Prepared:
 
 
 def _under(
-    scenario: Delta | None, cubes: dict[str, xr.Dataset], inputs: dict[str, str], log: Log
+    scenario: Delta | FieldDelta | None, cubes: dict[str, xr.Dataset], inputs: dict[str, str], log: Log
 ) -> tuple[dict[str, xr.Dataset], dict[str, str], dict[str, str]]:
     """The cubes under ``scenario`` (as they are without one), the inputs that key every cache with
     the scenario in them, and the store attributes that record it."""
@@ -210,7 +210,7 @@ def _under(
 
 
 def _modis_grid(
-    cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, scenario: Delta | None, *, log: Log
+    cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, scenario: Delta | FieldDelta | None, *, log: Log
 ) -> _Prepared:
     """The MODIS-like grid (``mod11a2``): its predictor cube, the models stage's zone map (under a
     scenario, zones assigned again from the changed climate), the static entry's land fraction
@@ -242,7 +242,7 @@ def _modis_grid(
 
 
 def _regular_grid(
-    cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, scenario: Delta | None, *, log: Log
+    cfg: RunConfig, targets: list[str], models_dir: Path, out: Path, scenario: Delta | FieldDelta | None, *, log: Log
 ) -> _Prepared:
     """A regular lat/lon grid (``predict.resolution`` over ``predict.bbox``): every entry brought onto
     it by its declared method on the 8-day periods of the mapped years (a climatological year from

@@ -18,15 +18,17 @@ import xarray as xr
 
 from fluxmap.config import RunConfig, parse_ratio
 from fluxmap.io import figures
+from fluxmap.io.catalog import load_catalog
 from fluxmap.io.progress import dask_progress
 from fluxmap.io.provenance import write_table, write_text
 from fluxmap.io.report import replace_marked_section
 from fluxmap.io.store import open_for_tables
 from fluxmap.science import aggregate
+from fluxmap.science.projection import Delta, FieldDelta, monthly_deltas
 from fluxmap.stages.common import Log
 from fluxmap.stages.predict import predict_stage
 
-__all__ = ["project_stage", "projection_enabled"]
+__all__ = ["project_stage", "projection_enabled", "scenario_of"]
 
 _BEGIN, _END = "<!-- fluxmap project: begin -->", "<!-- fluxmap project: end -->"
 
@@ -38,13 +40,33 @@ def projection_enabled(cfg: RunConfig) -> bool:
     return cfg.demo is not None and not cfg.sites.sources
 
 
+def scenario_of(cfg: RunConfig) -> Delta | FieldDelta:
+    """The run's scenario: the uniform delta of ``project.warming_k`` and ``precipitation_factor``, or,
+    with ``project.scenario_catalog``, a climate model's per-cell, per-month delta between the future
+    and historical entries' periods. Errors name the catalog, the entry and what is wrong."""
+    p = cfg.project
+    if not p.scenario_catalog:
+        return p.delta()
+    cat = load_catalog(p.scenario_catalog, **p.scenario_params)
+    for entry in (p.historical_entry, p.future_entry):
+        if entry not in cat.entries:
+            raise ValueError(f"project: {p.scenario_catalog}: no entry {entry!r}; it has {cat.entries}")
+    fields = monthly_deltas(
+        cat.open(p.historical_entry), cat.open(p.future_entry), p.historical_years, p.future_years,
+        names=(f"{p.scenario_catalog}: {p.historical_entry}", f"{p.scenario_catalog}: {p.future_entry}"),
+    )  # fmt: skip
+    (h0, h1), (f0, f1) = p.historical_years, p.future_years
+    return FieldDelta(fields, f"{p.future_entry} {f0}-{f1} minus {p.historical_entry} {h0}-{h1} "
+                              f"({Path(p.scenario_catalog).name}), per model cell and month")  # fmt: skip
+
+
 def project_stage(cfg: RunConfig, baseline: dict[str, Any], *, log: Log = print) -> dict[str, Any] | None:
     """The projection of the 8-day maps of ``baseline`` (:func:`predict_stage`'s result) under
     ``cfg.project``; None when disabled or without baseline maps. Returns the store, the totals
     table and the report's path."""
     if not projection_enabled(cfg) or not baseline:
         return None
-    delta = cfg.project.delta()
+    delta = scenario_of(cfg)
     written = predict_stage(cfg, scenario=delta, log=log)
     out = Path(written["store"]).parent
     base, proj = open_for_tables(baseline["store"]), open_for_tables(written["store"])
