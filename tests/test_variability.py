@@ -119,3 +119,30 @@ def test_a_user_region_mask_is_read_by_name_or_refused_by_name(tmp_path):
         read_region_mask(path, "regions", codes.lat, codes.lon)
     with pytest.raises(FileNotFoundError, match="nowhere.nc"):
         read_region_mask(tmp_path / "nowhere.nc", "region", codes.lat, codes.lon)
+
+
+def test_two_years_of_demo_maps_give_regional_anomalies_and_their_drivers(tmp_path):
+    """The whole pipeline on a two-year tiny world: regional anomalies that sum to zero, and each
+    region's anomaly split by driver (SHAP of the anomaly), the drivers adding up to the unified
+    model's anomaly at the sampled cells."""
+    from fluxmap.demo import build_world, demo_sources
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.stages.models import model_stage
+    from fluxmap.stages.predict import predict_stage
+    from fluxmap.stages.sites import sites_stage
+    from fluxmap.testing import small_run_config, tiny_demo_config
+
+    world = build_world(tmp_path / "world", tiny_demo_config(years=(2019, 2020)))
+    cfg = small_run_config(str(tmp_path / "work"), str(world.root), targets=["nee:8day"], backward_elimination=False,
+                           bootstrap_members=0, params={"n_estimators": 40})  # fmt: skip
+    quiet = lambda m: None  # noqa: E731
+    model_stage(cfg, extract_stage(cfg, sites_stage(cfg, demo_sources(world.root), log=quiet), log=quiet), log=quiet)
+    out = variability_stage(cfg, predict_stage(cfg, log=quiet), log=quiet)
+    r = out["regional"]
+    np.testing.assert_allclose(r.groupby(["scope", "name"]).anomaly_pg_c_yr.sum(), 0.0, atol=1e-9)
+    drivers = pd.read_csv(tmp_path / "work" / "variability" / "anomaly_drivers.csv")
+    by = drivers.groupby(["scope", "region", "year"])
+    np.testing.assert_allclose(by.anomaly_pg_c_yr.sum(), by.model_anomaly_pg_c_yr.first(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(drivers.groupby(["scope", "region", "driver"]).anomaly.sum(), 0.0, atol=1e-9)
+    assert {"temperature", "season"} <= set(drivers.driver) and (drivers.cells > 100).all()
+    assert "## What drives the anomalies" in (tmp_path / "work" / "variability" / "report.md").read_text()

@@ -14,7 +14,7 @@ import pandas as pd
 
 from fluxmap.science.validate import metrics
 
-__all__ = ["anomalies", "member_anomaly_band", "site_anomalies", "site_anomaly_scores"]
+__all__ = ["anomalies", "driver_anomalies", "member_anomaly_band", "site_anomalies", "site_anomaly_scores"]
 
 
 def anomalies(totals: pd.DataFrame, *, by: list[str], value: str = "total_pg_c_yr") -> pd.DataFrame:
@@ -76,3 +76,23 @@ def site_anomaly_scores(table: pd.DataFrame) -> dict[str, float]:
         "predicted_anomaly_sd": float(table.predicted_anomaly.std(ddof=1)),
         "annual_mean_r2": float(m["r2"]),
     }
+
+
+def driver_anomalies(drivers: pd.DataFrame, weight: pd.Series, region: pd.Series, year: pd.Series) -> pd.DataFrame:
+    """Each region's annual anomaly split by driver (SHAP of the anomaly): ``drivers`` holds, per
+    sampled cell-period row, each driver's SHAP value (its predictors' summed); the weighted mean
+    per region and year of each driver's value, minus its mean over the years. Because SHAP values
+    add up to the prediction less a constant, the drivers' anomalies add up to the anomaly of the
+    model's weighted mean prediction over the sampled rows. Columns ``region, year, driver,
+    contribution, anomaly`` (the flux's units), ``rows``."""
+    w = weight.to_numpy(dtype="float64")
+    keys = pd.DataFrame({"region": region.to_numpy(), "year": year.to_numpy()})
+    weighted = drivers.mul(w, axis=0).assign(_w=w)
+    sums = weighted.groupby([keys.region, keys.year]).sum()
+    mean = sums[drivers.columns].div(sums["_w"], axis=0)
+    counts = keys.groupby(["region", "year"]).size()
+    long = mean.stack().rename("contribution").reset_index()
+    long.columns = ["region", "year", "driver", "contribution"]
+    long["anomaly"] = long.contribution - long.groupby(["region", "driver"]).contribution.transform("mean")
+    long["rows"] = [int(counts[(r, y)]) for r, y in zip(long.region, long.year)]
+    return long

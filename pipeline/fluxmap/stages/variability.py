@@ -23,14 +23,24 @@ import xarray as xr
 
 from fluxmap.config import RunConfig, parse_ratio
 from fluxmap.io import figures
+from fluxmap.io.models import load_model, model_files
 from fluxmap.io.progress import dask_progress
 from fluxmap.io.provenance import write_table, write_text
 from fluxmap.io.report import replace_marked_section
-from fluxmap.io.store import open_for_tables
+from fluxmap.io.store import open_for_tables, period_mean_stores
 from fluxmap.science import aggregate
-from fluxmap.science.variability import anomalies, member_anomaly_band, site_anomalies, site_anomaly_scores
+from fluxmap.science.aggregate import step_days
+from fluxmap.science.attribution import driver_of, shap_values
+from fluxmap.science.predict import predictor_cube
+from fluxmap.science.variability import (
+    anomalies,
+    driver_anomalies,
+    member_anomaly_band,
+    site_anomalies,
+    site_anomaly_scores,
+)
 from fluxmap.stages.annual import LAT_BANDS
-from fluxmap.stages.common import Log
+from fluxmap.stages.common import Log, catalog_inputs, open_catalog
 
 __all__ = ["read_region_mask", "variability_stage"]
 
@@ -118,11 +128,14 @@ def variability_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = pri
     front = ["variable", "scope", "name", "year"]
     regional = regional[front + [c for c in regional.columns if c not in front]]
     site_table, score_table = _site_anomalies(cfg, written["targets"])
+    drivers = _anomaly_drivers(cfg, written, ds, scopes, names, regional, log=log)
+    if len(drivers):
+        write_table(drivers, out / "anomaly_drivers.csv", index=False)
     write_table(regional, out / "regional_anomalies.csv", index=False)
     write_table(site_table, out / "site_anomalies.csv", index=False)
     write_table(score_table, out / "site_anomaly_scores.csv", index=False)
     figure = figures.plot_anomalies(regional[regional.scope.isin(["global", "latitude band"])], out / "anomalies.png")
-    write_text(out / "report.md", _report(regional, score_table, figure.name, years))
+    write_text(out / "report.md", _report(regional, score_table, figure.name, years, drivers))
     predict_report = Path(written["store"]).parent / "report.md"
     if predict_report.is_file():
         g = regional[regional.scope == "global"][["variable", "year", "total_pg_c_yr", "anomaly_pg_c_yr"]]
@@ -134,6 +147,79 @@ def variability_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = pri
     log("variability: " + "; ".join(f"{r.variable} {r.year} {r.anomaly_pg_c_yr:+.3f}" for r in glob.itertuples())
         + f" Pg C yr-1 -> {out}")  # fmt: skip
     return {"regional": regional, "sites": site_table, "scores": score_table, "report": out / "report.md"}
+
+
+_SAMPLED_CELLS = 1000
+"""Land cells whose every period the unified model's SHAP values are computed at for the anomalies' drivers."""
+
+
+def _anomaly_drivers(
+    cfg: RunConfig,
+    written: dict[str, Any],
+    ds: xr.Dataset,
+    scopes: dict[str, tuple[xr.DataArray, dict[int, str]]],
+    names: list[str],
+    regional: pd.DataFrame,
+    *,
+    log: Log,
+) -> pd.DataFrame:
+    """SHAP of each region's anomaly (:func:`fluxmap.science.variability.driver_anomalies`) for every
+    flux with a unified model, at ``_SAMPLED_CELLS`` land cells drawn at random (seeded) over the MODIS-like
+    grid; empty on a regular prediction grid (not built there yet)."""
+    if cfg.predict.resolution:
+        log("variability: the anomalies' drivers are built for the MODIS-like grid only; skipped on a regular grid")
+        return pd.DataFrame()
+    unified = {v: model_files(Path(cfg.workdir) / "models" / f"{v}_8day", "model_unified*") for v in names}
+    if not any(unified.values()):
+        return pd.DataFrame()
+    cat = open_catalog(cfg)
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    period_mean_stores(cubes, Path(written["store"]).parent, catalog_inputs(cfg, cfg.extract.entries))  # reused
+    cube = predictor_cube(cubes)
+    land = ds["land_fraction"]
+    rng = np.random.default_rng(cfg.model.seed)
+    ny, nx = land.sizes["lat"], land.sizes["lon"]
+    i, j = rng.integers(0, ny, 40 * _SAMPLED_CELLS), rng.integers(0, nx, 40 * _SAMPLED_CELLS)
+    at = {"lat": xr.DataArray(i, dims="cell"), "lon": xr.DataArray(j, dims="cell")}
+    on_land = np.asarray(land.isel(at).values) > 0.5
+    i, j = i[on_land][:_SAMPLED_CELLS], j[on_land][:_SAMPLED_CELLS]
+    if not len(i):
+        return pd.DataFrame()
+    at = {"lat": xr.DataArray(i, dims="cell"), "lon": xr.DataArray(j, dims="cell")}
+    area = aggregate.cell_land_area(land, land).isel(at).values
+    parts = []
+    for v in names:
+        found = unified[v]
+        if not found:
+            continue
+        model = load_model(found[0])
+        with dask_progress(f"variability: predictors at {len(i)} sampled cells ({v})", log):
+            x = cube[model.features].isel(at).compute()
+        rows = x.to_dataframe().reset_index()
+        rows = rows[rows[model.features].notna().any(axis=1)]
+        values, _ = shap_values(model, rows)
+        by_driver = values.T.groupby(pd.Series({f: driver_of(f) for f in values.columns})).sum().T
+        days = step_days(x["time"]).to_series().reindex(rows["time"]).to_numpy()
+        weight = pd.Series(area[rows["cell"].to_numpy()] * days, index=rows.index)
+        year = pd.Series(pd.DatetimeIndex(rows["time"]).year, index=rows.index)
+        for kind, (codes, region_names) in scopes.items():
+            code = np.asarray(codes.isel(at).values)[rows["cell"].to_numpy()]
+            keep = np.isin(code, list(region_names))
+            if not keep.any():
+                continue
+            region = pd.Series([region_names[int(c)] for c in code[keep]], index=rows.index[keep])
+            t = driver_anomalies(by_driver[keep], weight[keep], region, year[keep])
+            land_km2 = regional[(regional.variable == v) & (regional.scope == kind)].groupby("name").land_km2.first()
+            scale = t.region.map(land_km2).to_numpy() * 1e6 * 365.25 / 1e15  # g C m-2 d-1 -> Pg C yr-1
+            t = t.assign(variable=v, scope=kind, contribution_pg_c_yr=t.contribution * scale,
+                         anomaly_pg_c_yr=t.anomaly * scale)  # fmt: skip
+            t["model_anomaly_pg_c_yr"] = t.groupby(["region", "year"]).anomaly_pg_c_yr.transform("sum")
+            parts.append(t.assign(cells=len(i)))
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    front = ["variable", "scope", "region", "year", "driver", "anomaly_pg_c_yr", "model_anomaly_pg_c_yr"]
+    return out[front + [c for c in out.columns if c not in front]]
 
 
 def _site_anomalies(cfg: RunConfig, targets: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -152,7 +238,9 @@ def _site_anomalies(cfg: RunConfig, targets: list[str]) -> tuple[pd.DataFrame, p
     return (pd.concat(sites, ignore_index=True) if sites else pd.DataFrame()), pd.DataFrame(scores)
 
 
-def _report(regional: pd.DataFrame, scores: pd.DataFrame, figure: str, years: list[int]) -> str:
+def _report(
+    regional: pd.DataFrame, scores: pd.DataFrame, figure: str, years: list[int], drivers: pd.DataFrame | None = None
+) -> str:
     cols = [c for c in ("variable", "scope", "name", "year", "total_pg_c_yr", "anomaly_pg_c_yr",
                         "anomaly_p05_pg_c_yr", "anomaly_p95_pg_c_yr") if c in regional]  # fmt: skip
     if regional.empty:
@@ -180,4 +268,21 @@ def _report(regional: pd.DataFrame, scores: pd.DataFrame, figure: str, years: li
         scores.to_markdown(index=False, floatfmt=".3f") if len(scores) else "No site has two years of records.",
         "",
     ]
+    if drivers is not None and len(drivers):
+        top = drivers[drivers.scope.isin(["global", "latitude band"])]
+        top = top.assign(size=top.anomaly_pg_c_yr.abs()).sort_values("size", ascending=False)
+        top = top.groupby(["variable", "scope", "region", "year"], sort=False).head(3)
+        top = top[["variable", "scope", "region", "year", "driver", "anomaly_pg_c_yr", "model_anomaly_pg_c_yr"]]
+        lines += [
+            "## What drives the anomalies",
+            "",
+            f"SHAP of the anomaly: the unified model's SHAP values at {int(drivers.cells.iloc[0])} land cells sampled "
+            "at random (seeded) over every period, summed per driver, averaged per region and year weighted by land area "
+            "and days, minus their mean over the years, in Pg C yr-1 over the region's land. They add up to the "
+            "anomaly of the unified model at those cells (`model_anomaly_pg_c_yr`), which differs from the map's "
+            "(zone models, every cell). The three largest per region and year (`anomaly_drivers.csv` has all):",
+            "",
+            top.to_markdown(index=False, floatfmt=".3f"),
+            "",
+        ]
     return "\n".join(lines) + "\n"
