@@ -187,23 +187,22 @@ def _anomaly_drivers(
         return pd.DataFrame()
     at = {"lat": xr.DataArray(i, dims="cell"), "lon": xr.DataArray(j, dims="cell")}
     area = aggregate.cell_land_area(land, land).isel(at).values
+    models = {v: load_model(found[0]) for v, found in unified.items() if found}
+    features = sorted({f for m in models.values() for f in m.features})
+    with dask_progress(f"variability: predictors at {len(i)} sampled cells", log):
+        x = cube[features].isel(at).compute()  # once for every flux's model
+    table = x.to_dataframe().reset_index()
+    cell_codes = {kind: np.asarray(codes.isel(at).values) for kind, (codes, _) in scopes.items()}
     parts = []
-    for v in names:
-        found = unified[v]
-        if not found:
-            continue
-        model = load_model(found[0])
-        with dask_progress(f"variability: predictors at {len(i)} sampled cells ({v})", log):
-            x = cube[model.features].isel(at).compute()
-        rows = x.to_dataframe().reset_index()
-        rows = rows[rows[model.features].notna().any(axis=1)]
+    for v, model in models.items():
+        rows = table[table[model.features].notna().any(axis=1)]
         values, _ = shap_values(model, rows)
         by_driver = values.T.groupby(pd.Series({f: driver_of(f) for f in values.columns})).sum().T
         days = step_days(x["time"]).to_series().reindex(rows["time"]).to_numpy()
         weight = pd.Series(area[rows["cell"].to_numpy()] * days, index=rows.index)
         year = pd.Series(pd.DatetimeIndex(rows["time"]).year, index=rows.index)
-        for kind, (codes, region_names) in scopes.items():
-            code = np.asarray(codes.isel(at).values)[rows["cell"].to_numpy()]
+        for kind, (_, region_names) in scopes.items():
+            code = cell_codes[kind][rows["cell"].to_numpy()]
             keep = np.isin(code, list(region_names))
             if not keep.any():
                 continue
