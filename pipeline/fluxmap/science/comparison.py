@@ -26,7 +26,7 @@ from fluxmap.science.baselines import fit_reference
 from fluxmap.science.experiments import covariate_predictions, experiment_scores, site_covariates
 from fluxmap.science.frontier import Candidate, inner_scores, one_se_choice, prediction_rates
 from fluxmap.science.selection import backward_elimination, correlation_filter, exhaustive_search
-from fluxmap.science.train import FitSpec, fit
+from fluxmap.science.train import FitSpec, fit, fit_predict
 from fluxmap.science.validate import compare, group_folds, metrics, metrics_table, paired_site_bootstrap
 
 __all__ = [
@@ -125,10 +125,6 @@ def zone_fallbacks(df: pd.DataFrame, zone: str, group: str, min_sites: int) -> l
     return sorted(int(z) for z in sites.index[sites < min_sites])
 
 
-def _fit_predict(spec: FitSpec, train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> np.ndarray:
-    return fit(spec.kind, train, train.value, features=features, seed=spec.seed, params=spec.params).predict(test)
-
-
 def _by_zone(
     p: Protocol,
     train: pd.DataFrame,
@@ -147,7 +143,7 @@ def _by_zone(
         part = train[tz.to_numpy() == z]
         at = sz.to_numpy() == z
         if part[p.spec.group].nunique() >= p.min_zone_sites:
-            pred[at] = _fit_predict(p.spec, part, test[at], feats)
+            pred[at] = fit_predict(p.spec, part, test[at], feats)
             fell_back[at] = False
     return pred, fell_back
 
@@ -180,7 +176,7 @@ def _fold_choices(p: Protocol, d: pd.DataFrame, test_mask: np.ndarray, features:
     if not p.grid:
         return _FoldChoices(feats)
     search = inner_scores(train, feats, p.grid, base=p.spec, folds=p.search_folds)
-    preds = {f"pred_cand_{i}": _fit_predict(c.spec(p.spec), train, test, feats) for i, c in enumerate(p.grid)}
+    preds = {f"pred_cand_{i}": fit_predict(c.spec(p.spec), train, test, feats) for i, c in enumerate(p.grid)}
     return _FoldChoices(feats, search, preds)
 
 
@@ -202,7 +198,7 @@ def _fold_models(
     out: dict[str, Any] = dict(choices.preds)
     if pick >= 0:
         p = replace(p, spec=p.grid[pick].spec(p.spec))
-    uni = out[f"pred_cand_{pick}"] if pick >= 0 else _fit_predict(p.spec, train, test, feats)
+    uni = out[f"pred_cand_{pick}"] if pick >= 0 else fit_predict(p.spec, train, test, feats)
     pz, fell_back = _by_zone(p, train, test, tz, sz, feats, uni)
     out.update({"zone_in_fold": sz.to_numpy(), "pred_unified": uni, "pred_zone": pz, "zone_fallback": fell_back})
     out["pred_mean"] = fit_reference("mean", train)(test)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fluxmap.science.train import FitSpec, fit
+from fluxmap.science.train import FitSpec, fit_predict
 from fluxmap.science.validate import metrics
 
 __all__ = ["EXPERIMENTS", "covariate_predictions", "experiment_scores", "site_covariates"]
@@ -59,8 +59,7 @@ def covariate_predictions(
         ("pred_rs_meteo", [*features, *covariates]),
         ("pred_meteo_only", covariates),
     ):
-        model = fit(spec.kind, rows, rows.value, features=feats, seed=spec.seed, params=spec.params)
-        out[col][ok] = model.predict(test[ok])
+        out[col][ok] = fit_predict(spec, rows, test[ok], feats)
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MODEL_KINDS", "FitSpec", "FittedModel", "fit", "fit_xgboost_dask"]
+__all__ = ["MODEL_KINDS", "FitSpec", "FittedModel", "fit", "fit_predict", "fit_xgboost_dask"]
 
 MODEL_KINDS = ("xgboost", "rf", "qrf")
 """Model families: XGBoost gradient boosting, scikit-learn random forest, quantile regression forest."""
@@ -132,6 +132,11 @@ def fit(
         **(metadata or {}),
     }
     return FittedModel(kind, est, list(features), meta)
+
+
+def fit_predict(spec: FitSpec, train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """``spec``'s model fitted on ``train`` (its ``value`` column) and its predictions of ``test``."""
+    return fit(spec.kind, train, train.value, features=features, seed=spec.seed, params=spec.params).predict(test)
 
 
 def fit_xgboost_dask(

@@ -62,7 +62,7 @@ from fluxmap.stages.grid import (
     zones_on_grid,
 )
 
-__all__ = ["NOT_MAPPED", "annual_stage", "LAT_BANDS"]
+__all__ = ["NOT_MAPPED", "annual_stage", "LAT_BANDS", "latitude_bands"]
 
 LAT_BANDS = {
     "south of 23.5 S": (-90.0, -23.5),
@@ -272,17 +272,19 @@ def annual_tables(ds: xr.Dataset, names: list[str]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def latitude_bands(land: xr.DataArray) -> tuple[xr.DataArray, dict[int, str]]:
+    """The :data:`LAT_BANDS` as a region map on ``land``'s grid (codes 1.., lat x lon) and their names."""
+    lat = land["lat"].broadcast_like(land)
+    band = xr.zeros_like(land, dtype="int16")
+    for i, (lo, hi) in enumerate(LAT_BANDS.values(), start=1):
+        band = band.where(~((lat >= lo) & (lat < hi)), i)
+    return band, dict(enumerate(LAT_BANDS, start=1))
+
+
 def _scopes(ds: xr.Dataset) -> dict[str, tuple[xr.DataArray, dict[int, str]]]:
     """Region maps (integer codes, lat x lon) and their names: the latitude bands and, with sub-grid
     land cover, the biomes (majority mapped class)."""
-    land = ds["land_fraction"]
-    lat = ds["lat"].broadcast_like(land)
-    band = xr.zeros_like(land, dtype="int16")
-    names = {}
-    for i, (name, (lo, hi)) in enumerate(LAT_BANDS.items(), start=1):
-        band = band.where(~((lat >= lo) & (lat < hi)), i)
-        names[i] = name
-    kinds: dict[str, tuple[xr.DataArray, dict[int, str]]] = {"latitude band": (band, names)}
+    kinds: dict[str, tuple[xr.DataArray, dict[int, str]]] = {"latitude band": latitude_bands(ds["land_fraction"])}
     major = _majority(ds)
     if major is not None:
         kinds["biome"] = (major, {c: products.IGBP_CLASSES.get(c, str(c)) for c in range(1, 18) if c not in NOT_MAPPED})

@@ -39,7 +39,7 @@ from fluxmap.science.variability import (
     site_anomalies,
     site_anomaly_scores,
 )
-from fluxmap.stages.annual import LAT_BANDS
+from fluxmap.stages.annual import latitude_bands
 from fluxmap.stages.common import Log, catalog_inputs, open_catalog
 
 __all__ = ["read_region_mask", "variability_stage"]
@@ -74,14 +74,10 @@ def read_region_mask(path: str | Path, variable: str, lat: xr.DataArray, lon: xr
 
 def _scopes(cfg: RunConfig, ds: xr.Dataset) -> dict[str, tuple[xr.DataArray, dict[int, str]]]:
     land = ds["land_fraction"]
-    lat = ds["lat"].broadcast_like(land)
-    band = xr.zeros_like(land, dtype="int16")
-    for i, (lo, hi) in enumerate(LAT_BANDS.values(), start=1):
-        band = band.where(~((lat >= lo) & (lat < hi)), i)
     zones = sorted(int(z) for z in np.unique(ds["zone"].fillna(0).values) if z > 0)
     scopes = {
         "global": (xr.ones_like(land, dtype="int16"), {1: "global"}),
-        "latitude band": (band, dict(enumerate(LAT_BANDS, start=1))),
+        "latitude band": latitude_bands(land),
         "zone": (ds["zone"].fillna(0).astype("int16"), {z: f"zone {z}" for z in zones}),
     }
     if cfg.variability.regions:
