@@ -9,9 +9,10 @@ import pytest
 import xarray as xr
 
 from fluxmap.config import run_config_from_mapping
+from fluxmap.io.regions import region_mask as read_region_mask
 from fluxmap.science.periods import period_starts
 from fluxmap.science.variability import anomalies, member_anomaly_band, site_anomalies, site_anomaly_scores
-from fluxmap.stages.variability import read_region_mask, variability_stage
+from fluxmap.stages.variability import variability_stage
 
 
 def _store(tmp_path, years=(2019, 2020, 2021)):
@@ -121,6 +122,54 @@ def test_a_user_region_mask_is_read_by_name_or_refused_by_name(tmp_path):
         read_region_mask(tmp_path / "nowhere.nc", "region", codes.lat, codes.lon)
 
 
+def test_the_ar6_land_regions_come_built_in_lazy_and_right_at_known_places():
+    """The IPCC AR6 land regions (shipped, no network) rasterized on a 1-degree grid: known places fall
+    in their regions, the ocean in none; the mask is lazy (row blocks) and a grid in 0-360 longitudes
+    gets the same codes."""
+    from fluxmap.io.regions import ar6_land_regions
+
+    lat = xr.DataArray(np.arange(89.5, -90, -1.0), dims="lat")
+    lon = xr.DataArray(np.arange(-179.5, 180, 1.0), dims="lon")
+    codes, names = read_region_mask("ar6", "", lat, lon)
+    assert len(names) == 46 == len(ar6_land_regions().numbers)
+    assert codes.chunks is not None  # dask-backed: nothing rasterized until read
+    places = {
+        (48.5, 2.5): "WCE",
+        (23.5, 10.5): "SAH",
+        (-3.5, -60.5): "NSA",
+        (-25.5, 134.5): "CAU",
+        (61.5, -45.5): "GIC",
+    }
+    for (la, lo), abbrev in places.items():
+        assert names[int(codes.sel(lat=la, lon=lo))].startswith(abbrev + " ")
+    assert int(codes.sel(lat=0.5, lon=-30.5)) == 0  # mid-Atlantic
+    east = xr.DataArray(np.arange(0.5, 360, 1.0), dims="lon")
+    shifted, _ = read_region_mask("ar6", "", lat, east)
+    np.testing.assert_array_equal(shifted.sel(lon=2.5).values, codes.sel(lon=2.5).values)
+    np.testing.assert_array_equal(shifted.sel(lon=300.5).values, codes.sel(lon=-59.5).values)
+
+
+def test_carbontracker_transcom_regions_get_their_land_names_and_lose_the_ocean(tmp_path):
+    """CarbonTracker's ``regions.nc`` layout (``transcom_regions`` on latitude/longitude, 1 x 1 degree,
+    codes 1-11 land and 12-22 ocean, no CF flag names): the land codes are named after TransCom 3 and
+    the ocean codes are no region."""
+    from fluxmap.io.regions import TRANSCOM_LAND
+
+    lat, lon = np.arange(-89.5, 90, 1.0), np.arange(-179.5, 180, 1.0)
+    codes = (np.arange(lat.size)[:, None] // 8 + np.arange(lon.size)[None, :] // 17) % 23
+    ds = xr.Dataset({"transcom_regions": (("latitude", "longitude"), codes.astype("float32"))},
+                    coords={"latitude": lat, "longitude": lon})  # fmt: skip
+    path = tmp_path / "regions.nc"
+    ds.to_netcdf(path)
+    mask, names = read_region_mask(
+        path, "transcom_regions", xr.DataArray(lat, dims="lat"), xr.DataArray(lon, dims="lon")
+    )
+    assert names == TRANSCOM_LAND
+    assert int(mask.max()) == 11 and set(np.unique(mask.values)) == set(range(12))
+    land = (codes >= 1) & (codes <= 11)
+    np.testing.assert_array_equal(mask.values, np.where(land, codes, 0))
+
+
 def test_two_years_of_demo_maps_give_regional_anomalies_and_their_drivers(tmp_path):
     """The whole pipeline on a two-year tiny world: regional anomalies that sum to zero, and each
     region's anomaly split by driver (SHAP of the anomaly), the drivers adding up to the unified
@@ -140,6 +189,8 @@ def test_two_years_of_demo_maps_give_regional_anomalies_and_their_drivers(tmp_pa
     out = variability_stage(cfg, predict_stage(cfg, log=quiet), log=quiet)
     r = out["regional"]
     np.testing.assert_allclose(r.groupby(["scope", "name"]).anomaly_pg_c_yr.sum(), 0.0, atol=1e-9)
+    ar6 = r[r.scope == "regions"]  # the default regions: the IPCC AR6 land regions with land on the map
+    assert len(ar6) and (ar6.land_km2 > 0).all() and ar6.name.str.match(r"^[A-Z\-]+ \(").all()
     drivers = pd.read_csv(tmp_path / "work" / "variability" / "anomaly_drivers.csv")
     by = drivers.groupby(["scope", "region", "year"])
     np.testing.assert_allclose(by.anomaly_pg_c_yr.sum(), by.model_anomaly_pg_c_yr.first(), rtol=1e-9, atol=1e-12)

@@ -14,11 +14,14 @@ class VariabilityConfig:
     """Year-to-year variability of the maps (``variability/``): regional anomalies per global,
     latitude band and zone scope, and per region of a user mask."""
 
-    regions: str = ""
-    """A region mask file (NetCDF, integer codes on lat/lon; CF ``flag_values``/``flag_meanings``
-    name them), e.g. the TransCom 3 land regions or the IPCC AR6 land regions; empty: none."""
+    regions: str = "ar6"
+    """The regions of the ``regions`` scope (:mod:`fluxmap.io.regions`): ``ar6``, the IPCC AR6 land
+    regions (Iturbide et al. 2020, shipped with fluxmap, rasterized by regionmask); or a mask file
+    (NetCDF, integer codes on lat/lon; CF ``flag_values``/``flag_meanings`` name them), e.g.
+    CarbonTracker's ``regions.nc`` with ``variable: transcom_regions`` for the TransCom 3 land
+    regions; empty: none."""
     variable: str = "region"
-    """The mask's variable."""
+    """The mask file's variable."""
 
 
 @dataclass(frozen=True)

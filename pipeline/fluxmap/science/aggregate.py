@@ -142,6 +142,18 @@ def many_annual_totals(
     return out
 
 
+def _by_region(field: xr.DataArray, regions: xr.DataArray, codes: list[int]) -> xr.DataArray:
+    """``field`` summed over lat x lon per region code (a new ``region`` dimension, in ``codes``'
+    order; a code with no cell sums to 0): one pass over the field, whatever the number of regions
+    (flox's grouped reduction), lazy."""
+    from flox.xarray import xarray_reduce
+
+    by = regions.rename("region").astype("int32")
+    return xarray_reduce(
+        field, by, func="sum", dim=("lat", "lon"), expected_groups=np.asarray(codes, dtype="int32"), fill_value=0.0
+    )
+
+
 def region_totals(
     flux: xr.DataArray,
     land_fraction: xr.DataArray,
@@ -153,8 +165,8 @@ def region_totals(
     """Per year and region (``regions``: integer codes, lat x lon; ``names``: code -> name): the
     region's land area (km2), annualized total (Pg C yr-1) and, with ``aoa`` (1 inside the area of
     applicability, 0 outside, like ``flux``), the share of its land area-days with a value that lie
-    outside and the total from them. Lazy until one computation; regions may overlap, and cells of
-    no listed code are left out."""
+    outside and the total from them. Lazy until one computation, one pass over the map whatever the
+    number of regions; cells of no listed code are left out."""
     import dask
 
     w, days = _weights(flux, land_fraction)
@@ -167,10 +179,10 @@ def region_totals(
             (outside * days).groupby(year).sum("time"),
         ]
     codes = [int(c) for c in names]
-    sums = [[(f * w.where(regions == c, 0.0)).sum(("lat", "lon")) for f in fields] for c in codes]
-    areas = [w.where(regions == c, 0.0).sum() for c in codes]
-    computed = dask.compute(sums, areas)
-    values, area_values = computed[0], computed[1]
+    computed = dask.compute([_by_region(f * w, regions, codes) for f in fields], _by_region(w, regions, codes))
+    # values[i][k][j]: region i, field k, year j (the per-code layout the rows below read)
+    values = [[f.isel(region=i).values for f in computed[0]] for i in range(len(codes))]
+    area_values = computed[1].values
     years = np.asarray(fields[0]["year"].values)
     n_days = days.groupby(year).sum().values
     year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])
@@ -270,13 +282,13 @@ def member_region_totals(
     """Per year, region (``regions``: integer codes, lat x lon; ``names``: code -> name) and ensemble
     member (columns): the member map's annualized total in the region, Pg C yr-1, as
     :func:`member_totals` globally. One computation for all regions."""
-    import dask
 
     w, days = _weights(members, land_fraction)
     year = members["time"].dt.year
     yearly = (members.fillna(0.0) * days).groupby(year).sum("time")  # (member, year, lat, lon)
     codes = [int(c) for c in names]
-    sums = dask.compute(*[(yearly * w.where(regions == c, 0.0)).sum(("lat", "lon")) for c in codes])
+    summed = _by_region(yearly * w, regions, codes).compute()
+    sums = [summed.isel(region=i) for i in range(len(codes))]
     years = np.asarray(yearly["year"].values)
     n_days = days.groupby(year).sum().values
     year_days = np.array([366 if pd.Timestamp(int(y), 12, 31).day_of_year == 366 else 365 for y in years])

@@ -2,7 +2,8 @@
 (:mod:`fluxmap.science.variability`), written to ``variability/``:
 
 - ``regional_anomalies.csv``: per flux, scope (global, latitude band, fitted zone, and the regions
-  of a user mask, ``variability.regions``), region and year the annual total, its anomaly against
+  of ``variability.regions``: the IPCC AR6 land regions, TransCom's or a user's mask,
+  :mod:`fluxmap.io.regions`), region and year the annual total, its anomaly against
   the mean over the years and, where the store keeps the ensemble members' maps, the members' 5-95 %
   band and SD of the anomaly;
 - ``site_anomalies.csv`` and ``site_anomaly_scores.csv``: the sites' observed annual anomalies
@@ -26,6 +27,7 @@ from fluxmap.io import figures
 from fluxmap.io.models import load_model, model_files
 from fluxmap.io.progress import dask_progress
 from fluxmap.io.provenance import write_table, write_text
+from fluxmap.io.regions import region_mask
 from fluxmap.io.report import replace_marked_section
 from fluxmap.io.store import open_for_tables, period_mean_stores
 from fluxmap.science import aggregate
@@ -42,34 +44,9 @@ from fluxmap.science.variability import (
 from fluxmap.stages.annual import latitude_bands
 from fluxmap.stages.common import Log, catalog_inputs, open_catalog
 
-__all__ = ["read_region_mask", "variability_stage"]
+__all__ = ["variability_stage"]
 
 _BEGIN, _END = "<!-- fluxmap variability: begin -->", "<!-- fluxmap variability: end -->"
-
-
-def read_region_mask(path: str | Path, variable: str, lat: xr.DataArray, lon: xr.DataArray) -> tuple[xr.DataArray, dict[int, str]]:  # fmt: skip
-    """A user's region mask (integer codes on a lat/lon grid; names from CF ``flag_values`` and
-    ``flag_meanings``, else ``region <code>``), taken at the nearest mask cell of every map cell.
-    Errors name the file and the variable."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"variability.regions: region mask {path} not found")
-    ds = xr.open_dataset(path)
-    if variable not in ds:
-        raise ValueError(
-            f"{path}: region mask variable {variable!r} not found; it has {sorted(map(str, ds.data_vars))}"
-        )
-    da = ds[variable]
-    if not {"lat", "lon"} <= set(map(str, da.dims)):
-        raise ValueError(f"{path}: {variable!r} must be on lat/lon dimensions, it has {da.dims}")
-    lon_q = ((lon + 180) % 360) - 180 if float(da.lon.max()) <= 180 else lon % 360
-    mask = da.sel(lat=lat, lon=lon_q.values, method="nearest").assign_coords(lon=lon.values)
-    mask = mask.fillna(0).astype("int32")
-    values = np.atleast_1d(da.attrs.get("flag_values", []))
-    meanings = str(da.attrs.get("flag_meanings", "")).split()
-    names = {int(v): m.replace("_", " ") for v, m in zip(values, meanings)} if len(values) == len(meanings) else {}
-    codes = sorted(int(c) for c in np.unique(mask.values) if c > 0)
-    return mask, {c: names.get(c, f"region {c}") for c in codes}
 
 
 def _scopes(cfg: RunConfig, ds: xr.Dataset) -> dict[str, tuple[xr.DataArray, dict[int, str]]]:
@@ -81,7 +58,7 @@ def _scopes(cfg: RunConfig, ds: xr.Dataset) -> dict[str, tuple[xr.DataArray, dic
         "zone": (ds["zone"].fillna(0).astype("int16"), {z: f"zone {z}" for z in zones}),
     }
     if cfg.variability.regions:
-        scopes["regions"] = read_region_mask(cfg.variability.regions, cfg.variability.variable, ds["lat"], ds["lon"])
+        scopes["regions"] = region_mask(cfg.variability.regions, cfg.variability.variable, ds["lat"], ds["lon"])
     return scopes
 
 
@@ -121,6 +98,7 @@ def variability_stage(cfg: RunConfig, written: dict[str, Any], *, log: Log = pri
                     t = t.join(band, on=["year", "name"])
                 parts.append(t.assign(variable=v, scope=kind))
     regional = pd.concat(parts, ignore_index=True)
+    regional = regional[regional.land_km2 > 0].reset_index(drop=True)  # a mask's regions with no land on this map
     front = ["variable", "scope", "name", "year"]
     regional = regional[front + [c for c in regional.columns if c not in front]]
     site_table, score_table = _site_anomalies(cfg, written["targets"])
@@ -241,7 +219,21 @@ def _report(
     if regional.empty:
         regional_lines = ["No maps: the sites' anomalies only."]
     else:
-        regional_lines = [regional[cols].to_markdown(index=False, floatfmt=".3f"), "", f"![anomalies]({figure})"]
+        broad = regional[regional.scope != "regions"]
+        regional_lines = [broad[cols].to_markdown(index=False, floatfmt=".3f"), "", f"![anomalies]({figure})"]
+        mask = regional[regional.scope == "regions"]
+        if len(mask):
+            top = mask.assign(size=mask.anomaly_pg_c_yr.abs()).sort_values("size", ascending=False)
+            top = top.groupby(["variable", "year"], sort=False).head(5).sort_values(["variable", "year", "size"],
+                                                                                   ascending=[True, True, False])  # fmt: skip
+            regional_lines += [
+                "",
+                f"The {mask.name.nunique()} regions of `variability.regions` with land on the map (the IPCC AR6 land "
+                "regions by default, Iturbide et al. 2020): the five largest anomalies per flux and year "
+                "(`regional_anomalies.csv` has every region):",
+                "",
+                top[cols].to_markdown(index=False, floatfmt=".3f"),
+            ]
     lines = [
         f"# Year-to-year variability, {years[0]}-{years[-1]}",
         "",
