@@ -7,6 +7,7 @@ uses. The JSON lines are kept next to the table.
     python benchmarks/run_all.py                       # full size: ~15 min on 2 cores
     python benchmarks/run_all.py --tiny --out /tmp/bench.md
     python benchmarks/run_all.py --only bench_scaling,bench_memory
+    python benchmarks/run_all.py --only bench_inversion
     python benchmarks/run_all.py --data ../shared/data  # adds the frontier on real FLUXNET NEE
     python benchmarks/run_all.py --render results.jsonl   # table from earlier JSON lines
 """
@@ -34,6 +35,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "bench_memory": ([], ["--tiny"]),
     "bench_write": ([], ["--shape", "4,20,40", "--chunks", "2,10,20"]),
     "bench_graph500": ([], ["--resolution", "0.05", "--block", "600"]),
+    "bench_inversion": ([], ["--tiny", "--seeds", "2"]),
 }
 
 
@@ -64,6 +66,12 @@ def figures(result: dict) -> list[dict]:
         chunk_mb = 4 * result["chunks"][0] * result["chunks"][1] * result["chunks"][2] / 1e6
         name = f"extraction vs per-site loop ({result['sites']} sites, {chunk_mb:.1f} MB chunks)"
         return [_row(name, result["ratio"], ">= 100", result["ratio"] >= 100)]
+    if kind == "inversion_sparse_operator":
+        return [
+            _row(f"inversion: sparse estimate's RMS error / RMS regional flux, K = {r['k']} per region "
+                 f"({result['regions']} regions x {result['months']} months)", r["relative_rmse"])
+            for r in result["by_k"]
+        ]  # fmt: skip
     if kind == "predict_throughput":
         grid = "x".join(str(v) for v in result["grid"])
         return [

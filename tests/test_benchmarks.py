@@ -25,6 +25,13 @@ def test_bench_extract_tiny(tmp_path):
     assert result["vectorized_s"] > 0 and result["naive_loop_s"] > 0 and result["ratio"] > 0
 
 
+def test_bench_inversion_tiny():
+    """The sparse estimate's error against the full integral on a tiny world's truth falls with K."""
+    result = _load("bench_inversion").run(None, (10, 30, 100), 2, tiny=True)
+    errors = [r["rmse_pg_c"] for r in result["by_k"]]
+    assert result["regions"] >= 3 and errors[0] > errors[1] > errors[2] > 0
+
+
 def test_bench_models_tiny_on_the_demo(tmp_path):
     """The frontier and the models stage's strong scaling (1 and 2 worker processes) at tiny size."""
     frontier, scaling = _load("bench_models").run(tiny=True, workers=(1, 2), workdir=str(tmp_path))

@@ -3,6 +3,8 @@ objective's derivatives, and training with it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -263,3 +265,94 @@ def test_a_regional_table_converts_units_combines_members_and_quarantines_bad_ro
     table, _ = read_regional_table(ens, names, {})
     assert table.flux_pg_c.iloc[0] == pytest.approx(0.2) and table.spread_pg_c.iloc[0] == pytest.approx(0.1)
     assert table.members.iloc[0] == 3 and table.spread_from.iloc[0] == "ensemble SD"
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A tiny world (Europe, 2020) through sites, extract and models, NEE only."""
+    from fluxmap.demo import build_world, demo_sources
+    from fluxmap.stages.extract import extract_stage
+    from fluxmap.stages.models import model_stage
+    from fluxmap.stages.sites import sites_stage
+    from fluxmap.testing import small_run_config, tiny_demo_config
+
+    tmp = tmp_path_factory.mktemp("inv_run")
+    world = build_world(tmp / "world", tiny_demo_config())
+    cfg = small_run_config(str(tmp / "work"), str(world.root), targets=["nee:8day"], backward_elimination=False,
+                           bootstrap_members=0, params={"n_estimators": 40})  # fmt: skip
+    quiet = lambda m: None  # noqa: E731
+    tables = extract_stage(cfg, sites_stage(cfg, demo_sources(world.root), log=quiet), log=quiet)
+    model_stage(cfg, tables, log=quiet)
+    return cfg, tables, world
+
+
+def _with_inversion(cfg, **kw):
+    import dataclasses
+
+    from fluxmap.config_analysis import InversionConfig
+
+    inv = InversionConfig(**{"lambdas": (0.01, 1.0), "params": {"n_estimators": 30}, "site_folds": 3, "region_folds": 3,
+                             "evaluation_points_per_region": 100, **kw})  # fmt: skip
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, inversion=inv))
+
+
+def test_the_inversion_stage_trains_both_variants_and_reports_the_comparison(tiny_models):
+    """On the tiny world's inversion (3 AR6 regions x 12 months): every lambda scored on folds of sites
+    and of regions, one chosen by the rule, the constrained model saved as UBJ (no pickle) and loadable,
+    the regional table with the truth beside both variants, and the report."""
+    from fluxmap.io.models import load_model
+    from fluxmap.stages.inversion import inversion_stage
+
+    cfg, tables, _ = tiny_models
+    cfg = _with_inversion(cfg)
+    out = inversion_stage(cfg, tables, log=lambda m: None)
+    folder = Path(cfg.workdir) / "models" / "nee_8day" / "inversion"
+    t = out["tradeoff"]
+    assert t["lambda"].tolist() == [0.0, 0.01, 1.0] and t.chosen.sum() == 1
+    ok = t[t.site_r2 >= t.site_r2.iloc[0] - cfg.model.inversion.max_site_r2_loss]
+    assert out["lambda"] == ok.sort_values("heldout_region_rmse_pg_c")["lambda"].iloc[0]  # the documented rule
+    r = out["regional"]
+    assert len(r) == 36 and r.truth_pg_c.notna().all() and set(r.name.str[:3]) == {"NEU", "WCE", "MED"}
+    model = load_model(folder / "model_constrained.ubj")
+    assert (folder / "model_constrained.ubj").is_file() and model.metadata["inversion_lambda"] == out["lambda"]
+    c = out["comparison"].set_index("measure")
+    assert c.loc["site R2 (folds of whole physical sites)"].unconstrained == pytest.approx(t.site_r2.iloc[0])
+    for name in ("tradeoff.png", "seasonal_cycles.png", "regional_fluxes.csv", "inversion_quarantine.csv"):
+        assert (folder / name).is_file(), name
+    text = (folder / "report.md").read_text()
+    assert "## Choosing lambda" in text and "## Constrained against unconstrained" in text
+
+
+def test_a_fixed_lambda_pulls_the_regional_fluxes_towards_the_inversion(tiny_models):
+    """An inversion that puts every region 0.05 Pg C per month below the truth (a table of the user's)
+    and ``fixed_lambda``: the constrained model uses it whatever the validation prefers, and its
+    regional fluxes (at independent evaluation points) lie far closer to that inversion than the
+    unconstrained model's."""
+    from fluxmap.stages.inversion import inversion_stage
+
+    cfg, tables, world = tiny_models
+    table = pd.read_csv(world.root / "inversion" / "regional_nee.csv")
+    path = Path(cfg.workdir) / "shifted.csv"
+    table.assign(flux=table.flux - 0.05).to_csv(path, index=False)
+    inv = {"source": str(path), "lambdas": (1.0,), "fixed_lambda": 1.0, "params": {"n_estimators": 100}}
+    out = inversion_stage(_with_inversion(cfg, **inv), tables, log=lambda m: None)
+    assert out["lambda"] == 1.0 and bool(out["tradeoff"].set_index("lambda").chosen.loc[1.0])
+    r = out["regional"]
+    off = {c: float(np.sqrt(np.mean((r[c] - r.flux_pg_c) ** 2))) for c in ("unconstrained_pg_c", "constrained_pg_c")}
+    assert off["unconstrained_pg_c"] > 0.04 and off["constrained_pg_c"] < 0.5 * off["unconstrained_pg_c"], off
+
+
+def test_inversion_years_outside_the_predictors_or_a_target_not_modelled_are_refused(tiny_models):
+    from fluxmap.stages.inversion import inversion_stage
+
+    cfg, tables, world = tiny_models
+    with pytest.raises(ValueError, match=r"no regional flux in the years \[2019\]; the inversion gives \[2020\]"):
+        inversion_stage(_with_inversion(cfg, years=(2019,)), tables, log=lambda m: None)
+    table = pd.read_csv(world.root / "inversion" / "regional_nee.csv")
+    late = table.assign(period_start=table.period_start.str.replace("2020", "2021"))
+    path = Path(cfg.workdir) / "late.csv"
+    pd.concat([table, late]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"period 2021-01-01 to 2021-02-01 lies outside the model periods"):
+        inversion_stage(_with_inversion(cfg, source=str(path), years=(2020, 2021)), tables, log=lambda m: None)
+    with pytest.raises(ValueError, match=r"model.inversion.target 'sr:8day' is not among model.targets"):
+        inversion_stage(_with_inversion(cfg, target="sr:8day"), tables, log=lambda m: None)

@@ -180,6 +180,10 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
         tables = extract_stage(cfg, table)
         if model or predict:
             model_stage(cfg, tables)
+            if cfg.model.inversion is not None:
+                from fluxmap.stages.inversion import inversion_stage
+
+                inversion_stage(cfg, tables)
         if predict:
             from fluxmap.stages.annual import annual_stage
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from fluxmap.config_analysis import ProjectConfig, VariabilityConfig
+from fluxmap.config_analysis import InversionConfig, ProjectConfig, VariabilityConfig
 from fluxmap.config_evaluate import EvaluateConfig, evaluate_config_from_mapping
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MetadataConfig",
     "ModelConfig",
     "PredictConfig",
+    "InversionConfig",
     "ProjectConfig",
     "RunConfig",
     "SitesConfig",
@@ -118,11 +119,17 @@ def _checked(value: Any, tp: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         for option in (a for a in args if a is not type(None)):
+            if dataclasses.is_dataclass(option) and isinstance(value, dict):
+                return _checked(value, option, where)  # its own errors name the key
             try:
                 return _checked(value, option, where)
             except ConfigError:
                 continue
         raise bad
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        return from_mapping(tp, value, where=where)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -323,6 +330,9 @@ class ModelConfig:
     """Model settings (over the defaults of fluxmap.science.train)."""
     bootstrap_members: int = 10
     """Bootstrap ensemble size (0 to skip)."""
+    inversion: InversionConfig | None = None
+    """Training with an atmospheric-inversion constraint (a mapping of the keys below; ``{}`` takes their
+    defaults, the demo world's inversion fluxes); null: off."""
     attribution: bool = True
     """Driver attribution of each target's final models (exact tree SHAP values per ecosystem type,
     zone and season, interactions, partial dependence; ``models/<target>/drivers.csv``)."""

@@ -40,7 +40,7 @@ def _is_mapping(hint: Any) -> bool:
     if typing.get_origin(hint) is not tuple or len(args) != 2 or args[1] is not Ellipsis:
         return False
     inner = typing.get_args(args[0])
-    return typing.get_origin(args[0]) is tuple and len(inner) == 2 and inner[0] is str
+    return typing.get_origin(args[0]) is tuple and len(inner) == 2 and inner[0] is str and inner[1] is not Ellipsis
 
 
 def _is_grid(hint: Any) -> bool:
@@ -70,6 +70,12 @@ def _lines(cls: type, value: Any, indent: str) -> list[str]:
         for line in textwrap.wrap(docs.get(f.name, ""), 96 - len(indent)):
             out.append(f"{indent}# {line}")
         current = getattr(value, f.name)
+        optional: list[Any] = [a for a in typing.get_args(hints[f.name]) if dataclasses.is_dataclass(a)]
+        if current is None and optional:  # an optional block, off by default: its keys as comments
+            out.append(f"{indent}{f.name}: null")
+            out.append(f"{indent}# {f.name}:  (a mapping; {{}} takes these defaults)")
+            out.extend(f"{indent}# {line}" for line in _lines(optional[0], optional[0](), "  "))
+            continue
         if dataclasses.is_dataclass(current) and not isinstance(current, type):
             out.append(f"{indent}{f.name}:")
             out.extend(_lines(type(current), current, indent + "  "))
@@ -97,6 +103,8 @@ def config_reference() -> str:
         "cluster": config.ClusterConfig,
         "metadata": config.MetadataConfig,
         "evaluate": config.EvaluateConfig,
+        "variability": config.VariabilityConfig,
+        "project": config.ProjectConfig,
         "demo": config.DemoConfig,
     }
     run_docs = field_docs(config.RunConfig)

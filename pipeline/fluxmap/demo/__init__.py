@@ -21,6 +21,8 @@ What it writes under ``root`` (see :func:`build_world`):
   chamber series in umol CO2 m-2 s-1 (``cosore/``), FLUXNET2015-like DD and HH
   tower files with -9999 gaps (``fluxnet/``); ``sites.csv`` lists every site with
   its grid cell and true zone.
+- ``inversion/regional_nee.csv``: an atmospheric "inversion" ensemble of the truth's NEE per IPCC AR6
+  land region and month, with stated noise (:mod:`fluxmap.demo.inversion`).
 - ``world.json``: the configuration, the zone definitions and a checksum of
   every file written.
 

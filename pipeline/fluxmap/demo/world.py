@@ -10,7 +10,9 @@ random stream so the output is byte-identical for a given configuration:
    (stream ``[seed, 2, period]``);
 5. the ERA5-like daily store (``era5/era5_daily.zarr``);
 6. the site files (stream ``[seed, 3]``);
-7. ``world.json`` with the SHA-256 of every file.
+7. the inversion's regional NEE (``inversion/regional_nee.csv``, stream ``[seed, 4]``,
+   :mod:`fluxmap.demo.inversion`);
+8. ``world.json`` with the SHA-256 of every file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import xarray as xr
 
 from fluxmap.config import DemoConfig
 from fluxmap.demo.encode import _PRODUCT_ATTRS, _RAW_DTYPES, _RAW_UNITS, _encode_period, _write_era5
+from fluxmap.demo.inversion import write_inversion
 from fluxmap.demo.physics import (
     _annual_temperature_c,
     _climatological_precip,
@@ -46,7 +49,7 @@ from fluxmap.io.provenance import sha256
 from fluxmap.science import periods, products
 from fluxmap.science.grids import IGBP, LatLonGrid, landcover_on_grid
 
-WORLD_FORMAT = 2
+WORLD_FORMAT = 3
 """Version of what :func:`build_world` writes, recorded in ``world.json``. Raise it with any
 change to the generator that changes the world (fields, truth, sites): a cached world of
 another format is then rebuilt instead of silently reused (:func:`world_is_current`)."""
@@ -357,6 +360,7 @@ def build_world(root: str | Path, config: DemoConfig | None = None, *, progress:
     _write_era5(root / "era5" / "era5_daily.zarr", cfg, lc005, waves, year_anom, progress=progress)
     rng_sites = np.random.default_rng([cfg.seed, 3])
     _write_sites(root / "sites", cfg, sites, series, starts, ndays, static.t_annual, static.p_annual, rng_sites)
+    write_inversion(root, np.random.default_rng([cfg.seed, 4]))
     return _write_manifest(root, cfg, grid, len(starts), int(len(sites.site_id)))
 
 

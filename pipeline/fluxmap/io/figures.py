@@ -399,3 +399,51 @@ def plot_anomalies(regional: pd.DataFrame, path: str | Path, *, title: str = "")
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)
+
+
+def plot_inversion_tradeoff(tradeoff: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """Site R2 (folds of sites) against the held-out regional RMSE (folds of regions) per lambda of the
+    inversion constraint (:mod:`fluxmap.stages.inversion`), the chosen one ringed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    ax.plot(tradeoff.heldout_region_rmse_pg_c, tradeoff.site_r2, "o-", color="C0")
+    for lam, x, y in zip(tradeoff["lambda"], tradeoff.heldout_region_rmse_pg_c, tradeoff.site_r2):
+        ax.annotate(f"lambda {lam:g}", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    pick = tradeoff[tradeoff.chosen]
+    ax.plot(pick.heldout_region_rmse_pg_c, pick.site_r2, "o", ms=14, mfc="none", mec="C3", label="chosen")
+    ax.set_xlabel("held-out regions: RMSE against the inversion (Pg C per period)")
+    ax.set_ylabel("site R2 (folds of physical sites)")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(plt, fig, path)
+
+
+def plot_regional_cycles(regional: pd.DataFrame, path: str | Path, *, reference: str, top: int = 12) -> Path:
+    """Mean seasonal cycle per region (the ``top`` regions by mean |reference|): the reference (truth or
+    inversion), the inversion with its spread, and both variants' estimates."""
+    plt = _plt()
+    month = pd.DatetimeIndex(regional.start).month
+    cols = [c for c in dict.fromkeys([reference, "flux_pg_c", "spread_pg_c", "unconstrained_pg_c", "constrained_pg_c"])]
+    cycle = regional.assign(month=month).groupby(["name", "month"])[cols].mean().reset_index()
+    size = cycle.groupby("name")[reference].apply(lambda v: v.abs().mean()).sort_values(ascending=False)
+    names = list(size.index[:top])
+    n = len(names)
+    ncol = min(4, n)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.4 * nrow), squeeze=False, sharex=True)
+    for ax, name in zip(axes.ravel(), names):
+        c = cycle[cycle.name == name]
+        ax.fill_between(c.month, c.flux_pg_c - c.spread_pg_c, c.flux_pg_c + c.spread_pg_c, color="0.85", label="inversion ± spread")  # fmt: skip
+        if reference != "flux_pg_c":
+            ax.plot(c.month, c[reference], "k-", lw=1.5, label="truth")
+        ax.plot(c.month, c.unconstrained_pg_c, "-", color="C0", label="unconstrained")
+        ax.plot(c.month, c.constrained_pg_c, "-", color="C3", label="constrained")
+        ax.axhline(0, color="k", lw=0.4)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6)
+    fig.supylabel("NEE (Pg C per month)", fontsize=8)
+    return _save(plt, fig, path)

@@ -53,12 +53,17 @@ import pandas as pd
 __all__ = [
     "ConstraintTerm",
     "constrained_loss",
+    "fit_constrained",
     "gradient_hessian",
     "group_estimates",
+    "integrals_from_sums",
     "operator_rows",
     "period_overlap_days",
+    "period_region_sums",
+    "region_folds",
     "region_integrals",
     "sample_points",
+    "seasonal_correlation",
     "xgboost_objective",
 ]
 
@@ -140,6 +145,34 @@ def period_overlap_days(
     return np.clip((np.minimum(e, hi) - np.maximum(s, lo)) / np.timedelta64(1, "D"), 0.0, None)
 
 
+def period_region_sums(flux: np.ndarray, codes: np.ndarray, land_area_m2: np.ndarray, regions: list[int]) -> np.ndarray:  # fmt: skip
+    """Per model period and region of ``regions``: ``flux`` (g C m-2 d-1, period x lat x lon; NaN counts
+    as 0) summed over the region's land (g C d-1), period x region. A block of periods at a time keeps
+    memory to the block."""
+    area = np.where(np.isfinite(land_area_m2), land_area_m2, 0.0)
+    values = np.nan_to_num(np.asarray(flux, dtype=float))
+    weights = np.stack([np.where(codes == r, area, 0.0) for r in regions], axis=-1)  # lat x lon x region
+    return np.einsum("tyx,yxr->tr", values, weights)
+
+
+def integrals_from_sums(
+    sums: np.ndarray,
+    regions: list[int],
+    model_starts: pd.DatetimeIndex,
+    model_ends: pd.DatetimeIndex,
+    groups: pd.DataFrame,
+) -> np.ndarray:
+    """Each group's integral (Pg C) from the per-period regional sums of :func:`period_region_sums`:
+    the sums times the days each period shares with the group's period."""
+    column = {r: n for n, r in enumerate(regions)}
+    return np.array(
+        [
+            float(sums[:, column[g.region]] @ period_overlap_days(model_starts, model_ends, g.start, g.end)) / 1e15
+            for g in groups.itertuples(index=False)
+        ]
+    )
+
+
 def region_integrals(
     flux: np.ndarray,
     codes: np.ndarray,
@@ -151,15 +184,9 @@ def region_integrals(
     """The full integral (Pg C) of ``flux`` (g C m-2 d-1, model period x lat x lon; NaN counts as 0)
     over every land cell of each group's region and the days of its period: what the sparse estimate
     estimates."""
-    area = np.where(np.isfinite(land_area_m2), land_area_m2, 0.0)
-    values = np.nan_to_num(np.asarray(flux, dtype=float))
-    per_region = {r: np.einsum("tyx,yx->t", values, np.where(codes == r, area, 0.0)) for r in set(groups.region)}
-    return np.array(
-        [
-            float(per_region[g.region] @ period_overlap_days(model_starts, model_ends, g.start, g.end)) / 1e15
-            for g in groups.itertuples(index=False)
-        ]
-    )
+    regions = sorted(set(groups.region))
+    sums = period_region_sums(flux, codes, land_area_m2, regions)
+    return integrals_from_sums(sums, regions, model_starts, model_ends, groups)
 
 
 def group_estimates(pred: np.ndarray, group: np.ndarray, coef: np.ndarray, n_groups: int) -> np.ndarray:
@@ -229,3 +256,45 @@ def xgboost_objective(y_site: np.ndarray, term: ConstraintTerm) -> Callable[[np.
         return gradient_hessian(np.asarray(pred, dtype=float), y_site, term)
 
     return objective
+
+
+def fit_constrained(
+    site_x: np.ndarray,
+    site_y: np.ndarray,
+    sparse_x: np.ndarray,
+    term: ConstraintTerm | None,
+    *,
+    params: dict[str, object],
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> object:
+    """An ``xgboost.XGBRegressor`` trained on the site rows and, with a ``term`` of lambda > 0, on the
+    sparse rows with the constrained objective; without one (or lambda 0), on the site rows alone
+    with squared error: the unconstrained model, the same loss without its second term."""
+    import xgboost as xgb
+
+    p = {k: v for k, v in params.items() if k != "objective"}
+    base = float(np.mean(site_y))
+    if term is None or term.lam == 0 or not len(sparse_x):
+        model = xgb.XGBRegressor(random_state=seed, n_jobs=n_jobs, base_score=base, **p)
+        model.fit(site_x, site_y)
+        return model
+    model = xgb.XGBRegressor(random_state=seed, n_jobs=n_jobs, base_score=base, objective=xgboost_objective(site_y, term), **p)  # fmt: skip
+    model.fit(np.vstack([site_x, sparse_x]), np.concatenate([site_y, np.zeros(len(sparse_x))]))
+    return model
+
+
+def region_folds(regions: list[int], n_folds: int, *, seed: int = 0) -> list[list[int]]:
+    """``regions`` shuffled (seeded) into ``n_folds`` folds of whole regions (one region per fold when
+    ``n_folds`` is 0 or at least the number of regions)."""
+    order = list(np.random.default_rng(seed).permutation(regions))
+    n = len(order) if n_folds <= 0 or n_folds >= len(order) else n_folds
+    return [[int(r) for r in part] for part in np.array_split(np.asarray(order), n) if len(part)]
+
+
+def seasonal_correlation(table: pd.DataFrame, estimate: str, reference: str) -> pd.Series:
+    """Per region: the correlation of the mean seasonal cycle (the mean per calendar month over the
+    years) of ``estimate`` with that of ``reference`` (``table``: ``region``, ``start`` and both)."""
+    month = pd.DatetimeIndex(table["start"]).month
+    cycle = table.assign(month=month).groupby(["region", "month"])[[estimate, reference]].mean()
+    return cycle.groupby(level="region").apply(lambda c: float(np.corrcoef(c[estimate], c[reference])[0, 1]) if len(c) > 2 else np.nan)  # fmt: skip

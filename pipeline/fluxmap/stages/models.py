@@ -63,7 +63,7 @@ from fluxmap.science.zones import ZonesNotFound, fit_zones, site_zones, zone_pro
 from fluxmap.stages.attribution import attribute_target
 from fluxmap.stages.common import Log, catalog_inputs, open_catalog, zone_map_store
 
-__all__ = ["model_stage", "model_target"]
+__all__ = ["fit_parallelism", "model_stage", "model_target", "physical_site_groups"]
 
 
 def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = print) -> pd.DataFrame:
@@ -81,7 +81,7 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
         return pd.read_csv(out / "summary.csv")
     begin_stage(out)
     t0 = time.perf_counter()
-    mc, parallel = _parallel(cfg.model, log=log)
+    mc, parallel = fit_parallelism(cfg.model, log=log)
     zone_of, zones = _zones(mc, tables, out, log=log)
     # The zone map needs only the zones: it is computed (chunk by chunk, on the same workers) while
     # the targets validate, not after them.
@@ -121,7 +121,7 @@ def _targets(
         else:
             df = df[df.variable == var].copy()
         df["zone"] = df.location.map(zone_of)
-        df["site_group"] = df.location.map(_physical_sites(mc, tables["site_factors"], df.location))
+        df["site_group"] = df.location.map(physical_site_groups(mc, tables["site_factors"], df.location))
         n_sites = df.site_group.nunique()
         if n_sites < 2 * mc.min_sites:
             log(f"model {target}: skipped, only {n_sites} physical sites")
@@ -154,7 +154,7 @@ def _targets(
     return summary
 
 
-def _parallel(mc: ModelConfig, *, log: Log) -> tuple[ModelConfig, Any]:
+def fit_parallelism(mc: ModelConfig, *, log: Log) -> tuple[ModelConfig, Any]:
     """Where the folds, selection steps, searches and ensemble members run: on the active Dask
     cluster when there is one (joblib's Dask backend, as many at once as the workers have threads;
     every task is seeded, so the results are the local run's), else ``model.n_jobs`` local processes.
@@ -236,7 +236,7 @@ def _composed(
     log(f"ratio {ratio}: {num} mapped as " + (f"{den} x {ratio}" if way == "ratio" else "its own model") + f" ({why})")
 
 
-def _physical_sites(mc: ModelConfig, factors: pd.DataFrame, used: pd.Series) -> pd.Series:
+def physical_site_groups(mc: ModelConfig, factors: pd.DataFrame, used: pd.Series) -> pd.Series:
     """The physical site (``P00000``, ...) of each location in ``used``."""
     f = factors.loc[sorted(set(used))]
     cells = f["cell"].to_numpy() if "cell" in f else None

@@ -1,0 +1,391 @@
+"""Stage 3b (after the models, with ``model.inversion``), inversion: the target trained with an
+atmospheric-inversion constraint (:mod:`fluxmap.science.inversion`, Upton et al.) beside the same
+model without it, both validated, in ``models/<target>/inversion/``:
+
+- ``regional_fluxes.csv``: the inversion's regional fluxes used (mean, spread, members, per region
+  and month) and ``inversion_quarantine.csv``: the table's rejected rows with their reasons;
+- ``tradeoff.csv`` / ``tradeoff.png``: per lambda, the site skill (folds of whole physical sites)
+  and the held-out regional skill (folds of whole regions left out of the constraint), and the
+  lambda chosen from them;
+- ``regional.csv``: per region and month the inversion's flux, each variant's estimate (at an
+  independent draw of evaluation points), the held-out estimates, and the truth's integral on the
+  demo; ``comparison.csv``: the two variants side by side (regional RMSE, global total and its sign,
+  seasonal-cycle correlation, held-out regions, site R2); ``seasonal_cycles.png``;
+- ``model_constrained.ubj`` (+ ``.json``): the constrained XGBoost model (a non-executable format);
+- ``report.md``, also linked from the models' summary.
+
+Nothing here is tuned on the demo truth: lambda is chosen from the site folds and the inversion's
+own held-out regions; the truth only scores the result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxmap.config import RunConfig
+from fluxmap.config_analysis import InversionConfig
+from fluxmap.io import figures
+from fluxmap.io.inversion import read_gridded, read_regional_table
+from fluxmap.io.models import load_model, model_files, save_model
+from fluxmap.io.progress import dask_progress
+from fluxmap.io.provenance import write_table, write_text
+from fluxmap.io.regions import region_mask
+from fluxmap.io.store import period_mean_stores
+from fluxmap.science.aggregate import cell_land_area, step_days
+from fluxmap.science.inversion import (
+    ConstraintTerm,
+    fit_constrained,
+    group_estimates,
+    integrals_from_sums,
+    operator_rows,
+    period_region_sums,
+    region_folds,
+    sample_points,
+    seasonal_correlation,
+)
+from fluxmap.science.predict import predictor_cube
+from fluxmap.science.train import DEFAULT_PARAMS, FittedModel
+from fluxmap.science.validate import metrics
+from fluxmap.stages.common import Log, catalog_inputs, catalog_location, open_catalog
+from fluxmap.stages.models import fit_parallelism, physical_site_groups
+
+__all__ = ["inversion_stage"]
+
+
+class _Points:
+    """Sampled points' predictors at every model period, and the sparse rows over the groups."""
+
+    def __init__(self, cube: xr.Dataset, features: list[str], points: pd.DataFrame) -> None:
+        cells = points[["i", "j"]].drop_duplicates().reset_index(drop=True)
+        at = {
+            "lat": xr.DataArray(cells.i.to_numpy(), dims="cell"),
+            "lon": xr.DataArray(cells.j.to_numpy(), dims="cell"),
+        }
+        x = cube[features].isel(at).compute()
+        shape = xr.DataArray(np.zeros((cube.sizes["time"], len(cells)), "float32"), dims=("time", "cell"),
+                             coords={"time": cube["time"].values})  # fmt: skip
+        # every feature as time x cell (static layers repeat over time, the day-of-year terms over cells)
+        values = np.stack([x[f].drop_vars([c for c in x[f].coords if c != "time"]).broadcast_like(shape)
+                           .transpose("time", "cell").values.astype("float32") for f in features], axis=-1)  # fmt: skip
+        index = pd.MultiIndex.from_frame(cells)
+        self.cell_of_point = index.get_indexer(pd.MultiIndex.from_frame(points[["i", "j"]]))
+        self.values = values
+        self.points = points
+
+    def rows(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.values[rows.period.to_numpy(), self.cell_of_point[rows.point.to_numpy()]]
+
+
+@dataclass(frozen=True)
+class _Data:
+    """What every fit of the stage reads: the site rows, the training sparse rows with their groups and
+    coefficients, the regional fluxes and spreads, the evaluation rows, the XGBoost settings."""
+
+    site_x: np.ndarray
+    site_y: np.ndarray
+    sparse_x: np.ndarray
+    sparse_group: np.ndarray
+    sparse_coef: np.ndarray
+    flux: np.ndarray
+    spread: np.ndarray
+    eval_x: np.ndarray
+    eval_group: np.ndarray
+    eval_coef: np.ndarray
+    params: dict[str, Any]
+    seed: int
+
+    def estimate(self, model: Any) -> np.ndarray:
+        """The model's estimate of every group's flux at the evaluation points (Pg C)."""
+        pred = model.predict(self.eval_x).astype(float)
+        return group_estimates(pred, self.eval_group, self.eval_coef, len(self.flux))
+
+
+def _fit_model(data: _Data, lam: float, site_keep: np.ndarray, group_keep: np.ndarray, threads: int) -> Any:
+    """The model fitted on the kept site rows and, with ``lam`` > 0, the kept groups' sparse rows."""
+    rows = group_keep[data.sparse_group]
+    renumber = np.cumsum(group_keep) - 1  # the kept groups, numbered 0..
+    term = ConstraintTerm(group=renumber[data.sparse_group[rows]], coef=data.sparse_coef[rows],
+                          flux=data.flux[group_keep], spread=data.spread[group_keep], lam=lam)  # fmt: skip
+    return fit_constrained(data.site_x[site_keep], data.site_y[site_keep], data.sparse_x[rows], term,
+                           params=data.params, seed=data.seed, n_jobs=threads)  # fmt: skip
+
+
+def _fit_job(data: _Data, lam: float, site_keep: np.ndarray, group_keep: np.ndarray, test: np.ndarray | None, threads: int) -> np.ndarray:  # fmt: skip
+    """One fit of the validation: the held-out sites' predictions (``test``), else every group's estimate."""
+    model = _fit_model(data, lam, site_keep, group_keep, threads)
+    if test is not None:
+        return np.asarray(model.predict(data.site_x[test]), dtype=float)
+    return data.estimate(model)
+
+
+def _inputs(cfg: RunConfig, inv: InversionConfig, names: dict[int, str], land_km2: dict[int, float], out: Path, *, log: Log) -> pd.DataFrame:  # fmt: skip
+    """The regional fluxes (one row per region and period) of the configured source."""
+    if inv.gridded:
+        table, _ = read_gridded(inv.gridded, inv.regions, inv.region_variable, variable=inv.flux_variable,
+                                relative_spread=inv.relative_spread, min_spread_pg_c=inv.min_spread_pg_c)  # fmt: skip
+        return table
+    path = Path(inv.source)
+    if inv.source == "demo":
+        path = Path(catalog_location(cfg)[1].get("DEMO_ROOT", Path(cfg.workdir) / "demo-world")) / "inversion" / "regional_nee.csv"  # fmt: skip
+    table, rejected = read_regional_table(path, names, land_km2, relative_spread=inv.relative_spread,
+                                          min_spread_pg_c=inv.min_spread_pg_c)  # fmt: skip
+    write_table(rejected, out / "inversion_quarantine.csv", index=False)
+    if len(rejected):
+        log(f"inversion: {len(rejected)} rows of {path} quarantined with their reasons -> {out / 'inversion_quarantine.csv'}")  # fmt: skip
+    return table
+
+
+def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = print) -> dict[str, Any] | None:
+    """Train and compare the constrained and unconstrained models of ``model.inversion.target``;
+    None when ``model.inversion`` is not set."""
+    inv = cfg.model.inversion
+    if inv is None:
+        return None
+    t0 = time.perf_counter()
+    if inv.target not in cfg.model.targets:
+        raise ValueError(f"model.inversion.target {inv.target!r} is not among model.targets {list(cfg.model.targets)}")
+    var = inv.target.split(":")[0]
+    folder = Path(cfg.workdir) / "models" / inv.target.replace(":", "_")
+    found = model_files(folder, "model_unified*")
+    if not found:
+        log(f"inversion: skipped, no unified model of {inv.target} in {folder}")
+        return None
+    features = list(load_model(found[0]).features)
+    out = folder / "inversion"
+    out.mkdir(parents=True, exist_ok=True)
+
+    site = tables["training_8day"]
+    site = site[(site.variable == var) & site.value.notna()].copy()
+    site["site_group"] = site.location.map(physical_site_groups(cfg.model, tables["site_factors"], site.location))
+    site_x = site[features].to_numpy(dtype="float32")
+    site_y = site.value.to_numpy(dtype=float)
+
+    cat = open_catalog(cfg)
+    cubes = {e: cat.open(e) for e in cfg.extract.entries}
+    period_mean_stores(
+        cubes, Path(cfg.workdir) / "predict", catalog_inputs(cfg, cfg.extract.entries)
+    )  # reused by predict
+    cube = predictor_cube(cubes)
+    land = cube["land_fraction"].load()
+    codes_da, names = region_mask(inv.regions, inv.region_variable, cube["lat"], cube["lon"])
+    codes = np.asarray(codes_da.values)
+    area = cell_land_area(land, land).values
+    land_km2 = {c: float(area[codes == c].sum()) / 1e6 for c in names}
+    starts = pd.DatetimeIndex(cube["time"].values)
+    ends = starts + pd.to_timedelta(step_days(cube["time"]).values, unit="D")
+
+    table = _inputs(cfg, inv, names, land_km2, out, log=log)
+    years = list(inv.years) or sorted(set(starts.year))
+    groups = table[pd.DatetimeIndex(table.start).year.isin(years)].reset_index(drop=True)
+    if groups.empty:
+        have = sorted(set(pd.DatetimeIndex(table.start).year))
+        raise ValueError(f"inversion: no regional flux in the years {years}; the inversion gives {have}")
+    regions = sorted(int(r) for r in groups.region.unique())
+    seed = cfg.model.seed
+    train_pts = sample_points(codes, area, regions, inv.points_per_region, seed=seed)
+    eval_pts = sample_points(codes, area, regions, inv.evaluation_points_per_region, seed=seed + 1)
+    train_rows = operator_rows(train_pts, starts, ends, groups)  # raises for a period outside the cube's
+    eval_rows = operator_rows(eval_pts, starts, ends, groups)
+    with dask_progress(f"inversion: predictors at {len(train_pts) + len(eval_pts)} sampled points", log):
+        train_at, eval_at = _Points(cube, features, train_pts), _Points(cube, features, eval_pts)
+    sparse_x = train_at.rows(train_rows)
+    eval_x = eval_at.rows(eval_rows)
+    flux, spread = groups.flux_pg_c.to_numpy(), groups.spread_pg_c.to_numpy()
+    params = {**DEFAULT_PARAMS["xgboost"], **inv.params}
+    log(f"inversion: {inv.target}, {len(site)} site rows ({site.site_group.nunique()} physical sites), "
+        f"{len(groups)} regional fluxes ({len(regions)} regions x {groups.start.nunique()} periods), "
+        f"{inv.points_per_region} points per region -> {len(train_rows)} sparse rows; lambdas {[0.0, *inv.lambdas]}")  # fmt: skip
+
+    all_sites = np.ones(len(site), bool)
+    all_groups = np.ones(len(groups), bool)
+    site_groups = site.site_group.to_numpy()
+    units = sorted(set(site_groups))
+    n_site_folds = len(units) if inv.site_folds <= 0 else min(inv.site_folds, len(units))
+    unit_fold = dict(zip(np.random.default_rng(seed).permutation(units), np.arange(len(units)) % n_site_folds))
+    site_fold = np.array([unit_fold[u] for u in site_groups])
+    folds_r = region_folds(regions, inv.region_folds, seed=seed)
+    group_region = groups.region.to_numpy()
+    data = _Data(site_x, site_y, sparse_x, train_rows.group.to_numpy(), train_rows.coef.to_numpy(), flux, spread,
+                 eval_x, eval_rows.group.to_numpy(), eval_rows.coef.to_numpy(), params, seed)  # fmt: skip
+
+    # Every fit of the validation is one task: local (XGBoost's own threads) or, with a Dask cluster, on
+    # its workers (joblib's Dask backend, as the models stage's folds); each returns arrays, not a model.
+    lambdas = [0.0, *inv.lambdas]
+    jobs: list[tuple[str, float, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
+    for lam in lambdas:
+        for k in range(n_site_folds):
+            jobs.append(("site", lam, k, site_fold != k, all_groups, site_fold == k))
+        if lam == 0:
+            jobs.append(("region", 0.0, -1, all_sites, all_groups, None))  # nothing to hold out without the constraint
+        else:
+            for i, fold in enumerate(folds_r):
+                jobs.append(("region", lam, i, all_sites, ~np.isin(group_region, fold), None))
+    mc, parallel = fit_parallelism(cfg.model, log=log)
+    threads = 1 if mc.n_jobs > 1 and mc is not cfg.model else max(1, cfg.model.n_jobs)
+    with parallel():
+        import joblib
+
+        results = joblib.Parallel(n_jobs=mc.n_jobs if mc is not cfg.model else 1)(
+            joblib.delayed(_fit_job)(data, lam, keep_s, keep_g, test, threads) for _, lam, _, keep_s, keep_g, test in jobs
+        )  # fmt: skip
+    held_site = {lam: np.full(len(site), np.nan) for lam in lambdas}
+    held_region = {lam: np.full(len(groups), np.nan) for lam in lambdas}
+    for (kind, lam, k, _, keep_g, test), result in zip(jobs, results):
+        if kind == "site":
+            held_site[lam][test] = result
+        elif k < 0:
+            held_region[lam] = result
+        else:
+            held_region[lam][~keep_g] = result[~keep_g]
+    trade = []
+    for lam in lambdas:
+        est, s = held_region[lam], metrics(site_y, held_site[lam])
+        trade.append({"lambda": lam, "site_r2": s["r2"], "site_rmse": s["rmse"],
+                      "heldout_region_rmse_pg_c": float(np.sqrt(np.mean((est - flux) ** 2))),
+                      "heldout_region_chi2": float(np.mean(((est - flux) / spread) ** 2))})  # fmt: skip
+        log(f"inversion: lambda {lam:g}: site R2 {s['r2']:.3f} ({n_site_folds} folds of sites), held-out regions "
+            f"RMSE {trade[-1]['heldout_region_rmse_pg_c']:.4f} Pg C per period against the inversion ({len(folds_r)} folds)")  # fmt: skip
+    tradeoff = pd.DataFrame(trade)
+    base_r2 = float(tradeoff.site_r2.iloc[0])
+    eligible = tradeoff[tradeoff.site_r2 >= base_r2 - inv.max_site_r2_loss]
+    by_rule = float(eligible.sort_values("heldout_region_rmse_pg_c").iloc[0]["lambda"])
+    tradeoff["by_rule"] = tradeoff["lambda"] == by_rule
+    chosen = by_rule if inv.fixed_lambda is None else float(inv.fixed_lambda)
+    if chosen not in lambdas:
+        raise ValueError(f"model.inversion.fixed_lambda {chosen:g} is not among the lambdas scored {lambdas}")
+    tradeoff["chosen"] = tradeoff["lambda"] == chosen
+
+    final_threads = max(1, cfg.model.n_jobs)
+    unconstrained = _fit_model(data, 0.0, all_sites, all_groups, final_threads)
+    constrained = _fit_model(data, chosen, all_sites, all_groups, final_threads) if chosen > 0 else unconstrained
+    save_model(FittedModel("xgboost", constrained, features, {
+        "target": inv.target, "inversion_lambda": chosen, "points_per_region": inv.points_per_region,
+        "regions": inv.regions, "params": params, "seed": seed, "training_rows": len(site), "sparse_rows": len(train_rows)}),
+        out / "model_constrained")  # fmt: skip
+
+    regional = groups[["region", "start", "end", "flux_pg_c", "spread_pg_c", "members"]].copy()
+    regional.insert(1, "name", regional.region.map(names))
+    regional["unconstrained_pg_c"] = data.estimate(unconstrained)
+    regional["constrained_pg_c"] = data.estimate(constrained)
+    regional["heldout_constrained_pg_c"] = held_region[chosen]
+    truth = _truth_integrals(cat, codes, area, regions, starts, ends, groups, var)
+    if truth is not None:
+        regional["truth_pg_c"] = truth
+    comparison = _comparison(regional, tradeoff, chosen, truth is not None)
+    write_table(groups, out / "regional_fluxes.csv", index=False)
+    write_table(tradeoff, out / "tradeoff.csv", index=False)
+    write_table(regional, out / "regional.csv", index=False)
+    write_table(comparison, out / "comparison.csv", index=False)
+    fig_t = figures.plot_inversion_tradeoff(tradeoff, out / "tradeoff.png", title=f"{inv.target}: site skill against held-out regions")  # fmt: skip
+    fig_s = figures.plot_regional_cycles(regional, out / "seasonal_cycles.png", reference="truth_pg_c" if truth is not None else "flux_pg_c")  # fmt: skip
+    seconds = time.perf_counter() - t0
+    write_text(out / "report.md", _report(inv, regional, tradeoff, comparison, chosen, fig_t.name, fig_s.name,
+                                          len(site), site.site_group.nunique(), seconds))  # fmt: skip
+    log(f"inversion: lambda {chosen:g} chosen; " + "; ".join(
+        f"{r.measure}: {r.unconstrained:.3f} -> {r.constrained:.3f}" for r in comparison.itertuples()) + f" ({seconds:.0f} s) -> {out}")  # fmt: skip
+    return {
+        "tradeoff": tradeoff,
+        "regional": regional,
+        "comparison": comparison,
+        "lambda": chosen,
+        "report": out / "report.md",
+    }
+
+
+def _truth_integrals(cat: Any, codes: np.ndarray, area: np.ndarray, regions: list[int], starts: pd.DatetimeIndex,
+                     ends: pd.DatetimeIndex, groups: pd.DataFrame, var: str) -> np.ndarray | None:  # fmt: skip
+    """The demo truth's integral of ``var`` per group (None without a truth entry): it scores, never trains."""
+    if "truth" not in cat.entries:
+        return None
+    truth = cat.open("truth")
+    if var not in truth or truth.sizes["lat"] != codes.shape[0] or truth.sizes["lon"] != codes.shape[1]:
+        return None
+    t = truth[var].sel(time=starts)
+    sums = np.concatenate([period_region_sums(t.isel(time=slice(a, a + 23)).values, codes, area, regions)
+                           for a in range(0, len(starts), 23)])  # fmt: skip
+    return integrals_from_sums(sums, regions, starts, ends, groups)
+
+
+def _comparison(regional: pd.DataFrame, tradeoff: pd.DataFrame, chosen: float, has_truth: bool) -> pd.DataFrame:
+    """The variants side by side: against the truth where there is one (the demo), else the inversion."""
+    ref = "truth_pg_c" if has_truth else "flux_pg_c"
+    against = "the truth" if has_truth else "the inversion"
+    year = pd.DatetimeIndex(regional.start).year
+    rows = []
+
+    def add(measure: str, unc: float, con: float) -> None:
+        rows.append({"measure": measure, "unconstrained": unc, "constrained": con})
+
+    rmse = {
+        c: float(np.sqrt(np.mean((regional[c] - regional[ref]) ** 2)))
+        for c in ("unconstrained_pg_c", "constrained_pg_c")
+    }
+    add(f"regional RMSE against {against} (Pg C per period)", rmse["unconstrained_pg_c"], rmse["constrained_pg_c"])
+    if has_truth:
+        inv_rmse = float(np.sqrt(np.mean((regional.flux_pg_c - regional.truth_pg_c) ** 2)))
+        rows.append({"measure": "the inversion's own RMSE against the truth (Pg C per period)", "unconstrained": inv_rmse, "constrained": inv_rmse})  # fmt: skip
+    for y in sorted(set(year)):
+        part = regional[year == y]
+        add(f"total of the regions {y} (Pg C yr-1; {against}: {part[ref].sum():.3f})",
+            float(part.unconstrained_pg_c.sum()), float(part.constrained_pg_c.sum()))  # fmt: skip
+    corr = {c: seasonal_correlation(regional, c, ref) for c in ("unconstrained_pg_c", "constrained_pg_c")}
+    add(f"seasonal cycle: median correlation with {against} over the regions",
+        float(corr["unconstrained_pg_c"].median()), float(corr["constrained_pg_c"].median()))  # fmt: skip
+    held = float(np.sqrt(np.mean((regional.heldout_constrained_pg_c - regional[ref]) ** 2)))
+    add(
+        f"held-out regions: RMSE against {against} (Pg C per period; unconstrained: not held out)",
+        rmse["unconstrained_pg_c"],
+        held,
+    )
+    site = tradeoff.set_index("lambda").site_r2
+    add("site R2 (folds of whole physical sites)", float(site.loc[0.0]), float(site.loc[chosen]))
+    return pd.DataFrame(rows)
+
+
+def _report(inv: InversionConfig, regional: pd.DataFrame, tradeoff: pd.DataFrame, comparison: pd.DataFrame, chosen: float,
+            fig_t: str, fig_s: str, n_rows: int, n_sites: int, seconds: float) -> str:  # fmt: skip
+    lines = [
+        f"# {inv.target} trained with an atmospheric-inversion constraint",
+        "",
+        'Upton et al., "Machine learning based estimation of regional NEE constrained by atmospheric inversions and '
+        'ecosystem observations": the loss adds lambda x sum over regions and periods of ((sparse regional estimate - '
+        "inversion flux) / spread)^2 to the towers' squared error; the sparse estimate is the area-weighted sum of the "
+        f"model's predictions at {inv.points_per_region} points per region (stratified by land area, seeded). "
+        "XGBoost objective: sparse rows' gradients from their region's residual, Hessian row sums (a diagonal majorizer "
+        "of the regional term's rank-one blocks; `fluxmap.science.inversion`).",
+        "",
+        f"{n_rows} site rows at {n_sites} physical sites; {regional.region.nunique()} regions of `{inv.regions}` x "
+        f"{regional.start.nunique()} periods; {len(regional)} regional fluxes (mean spread "
+        f"{regional.spread_pg_c.mean():.4f} Pg C per period); {seconds:.0f} s.",
+        "",
+        "## Choosing lambda",
+        "",
+        f"Site skill from folds of whole physical sites; regional skill from folds of whole regions left out of the "
+        f"constraint and estimated at {inv.evaluation_points_per_region} independent points per region, against the "
+        f"inversion. The rule: the best held-out regional RMSE among the lambdas whose site R2 is within "
+        f"{inv.max_site_r2_loss} of the unconstrained model's, here lambda = {float(tradeoff[tradeoff.by_rule]['lambda'].iloc[0]):g}; "
+        + (
+            f"**lambda = {chosen:g} used**."
+            if inv.fixed_lambda is None
+            else f"**lambda = {chosen:g} used, as `model.inversion.fixed_lambda` sets it** (not the rule's choice)."
+        ),
+        "",
+        tradeoff.to_markdown(index=False, floatfmt=".4f"),
+        "",
+        f"![trade-off]({fig_t})",
+        "",
+        "## Constrained against unconstrained",
+        "",
+        comparison.to_markdown(index=False, floatfmt=".4f"),
+        "",
+        f"![seasonal cycles]({fig_s})",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
