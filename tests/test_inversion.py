@@ -306,7 +306,7 @@ def test_the_inversion_stage_trains_both_variants_and_reports_the_comparison(tin
     cfg, tables, _ = tiny_models
     cfg = _with_inversion(cfg)
     out = inversion_stage(cfg, tables, log=lambda m: None)
-    folder = Path(cfg.workdir) / "models" / "nee_8day" / "inversion"
+    folder = Path(cfg.workdir) / "inversion" / "nee_8day"
     t = out["tradeoff"]
     assert t["lambda"].tolist() == [0.0, 0.01, 1.0] and t.chosen.sum() == 1
     ok = t[t.site_r2 >= t.site_r2.iloc[0] - cfg.model.inversion.max_site_r2_loss]
@@ -316,11 +316,25 @@ def test_the_inversion_stage_trains_both_variants_and_reports_the_comparison(tin
     model = load_model(folder / "model_constrained.ubj")
     assert (folder / "model_constrained.ubj").is_file() and model.metadata["inversion_lambda"] == out["lambda"]
     c = out["comparison"].set_index("measure")
-    assert c.loc["site R2 (folds of whole physical sites)"].unconstrained == pytest.approx(t.site_r2.iloc[0])
+    r2 = c.loc["site R2 (folds of whole physical sites)"]
+    assert r2["unified, unconstrained"] == pytest.approx(t.site_r2.iloc[0])
+    assert r2[["zone models, unconstrained", "zone models, constrained"]].notna().all()
+    assert r[["zones_unconstrained_pg_c", "zones_constrained_pg_c"]].notna().all().all()
     for name in ("tradeoff.png", "seasonal_cycles.png", "regional_fluxes.csv", "inversion_quarantine.csv"):
         assert (folder / name).is_file(), name
     text = (folder / "report.md").read_text()
     assert "## Choosing lambda" in text and "## Constrained against unconstrained" in text
+    again = inversion_stage(cfg, tables, log=(said := []).append)
+    assert any("cached" in m for m in said) and again["lambda"] == out["lambda"]
+    from fluxmap.stages.inversion import inversion_report_section
+
+    main = Path(cfg.workdir) / "predict" / "report.md"
+    main.parent.mkdir(exist_ok=True)
+    main.write_text("# maps\n")
+    inversion_report_section(cfg)
+    inversion_report_section(cfg)  # a rerun replaces the section, never repeats it
+    assert main.read_text().count("](../inversion/nee_8day/seasonal_cycles.png)") == 1
+    assert "## Trained with an atmospheric-inversion constraint" in main.read_text()
 
 
 def test_a_fixed_lambda_pulls_the_regional_fluxes_towards_the_inversion(tiny_models):
@@ -342,6 +356,37 @@ def test_a_fixed_lambda_pulls_the_regional_fluxes_towards_the_inversion(tiny_mod
     assert off["unconstrained_pg_c"] > 0.04 and off["constrained_pg_c"] < 0.5 * off["unconstrained_pg_c"], off
 
 
+def test_on_a_dask_cluster_the_validation_fits_run_as_tasks_and_give_the_local_result(tiny_models, tmp_path):
+    """With a Dask client the lambda x fold fits run on its workers (joblib's Dask backend, each seeded):
+    the trade-off equals the local run's."""
+    import dataclasses
+
+    from distributed import Client, LocalCluster
+
+    from fluxmap.stages.inversion import inversion_stage
+
+    cfg, tables, _ = tiny_models
+    cfg = _with_inversion(cfg, lambdas=(0.01,), zone_models=False)
+    local = inversion_stage(cfg, tables, log=lambda m: None)["tradeoff"]
+    remote_cfg = dataclasses.replace(cfg, workdir=str(tmp_path / "remote"))
+    (tmp_path / "remote").mkdir()
+    for part in ("models", "predict"):
+        src = Path(cfg.workdir) / part
+        if src.is_dir():
+            import shutil
+
+            shutil.copytree(src, tmp_path / "remote" / part)
+    said: list[str] = []
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster),
+    ):
+        remote = inversion_stage(remote_cfg, tables, log=said.append)["tradeoff"]
+    assert any("on the cluster" in m for m in said)
+    pd.testing.assert_frame_equal(local[["lambda", "site_r2", "heldout_region_rmse_pg_c"]],
+                                  remote[["lambda", "site_r2", "heldout_region_rmse_pg_c"]], rtol=1e-4)  # fmt: skip
+
+
 def test_inversion_years_outside_the_predictors_or_a_target_not_modelled_are_refused(tiny_models):
     from fluxmap.stages.inversion import inversion_stage
 
@@ -356,3 +401,16 @@ def test_inversion_years_outside_the_predictors_or_a_target_not_modelled_are_ref
         inversion_stage(_with_inversion(cfg, source=str(path), years=(2020, 2021)), tables, log=lambda m: None)
     with pytest.raises(ValueError, match=r"model.inversion.target 'sr:8day' is not among model.targets"):
         inversion_stage(_with_inversion(cfg, target="sr:8day"), tables, log=lambda m: None)
+
+
+def test_the_example_configs_parse_and_name_their_inversion_inputs():
+    """examples/demo_inversion.yaml and examples/ct2022_inversion.yaml (the network run): both parse;
+    the CT2022 one names its files by a glob under the --param folder."""
+    from fluxmap.config import load_yaml, run_config_from_mapping, substitute
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    demo = run_config_from_mapping(load_yaml(root / "demo_inversion.yaml"))
+    assert demo.model.inversion is not None and demo.model.inversion.source == "demo"
+    path = root / "ct2022_inversion.yaml"
+    ct = run_config_from_mapping(substitute(load_yaml(path), {"SHARED_DATA": "/d", "CT2022": "/ct"}, where=str(path)))
+    assert ct.model.inversion.gridded == (("/ct/CT2022.flux1x1.2012*.nc",),) and ct.model.inversion.years == (2012,)

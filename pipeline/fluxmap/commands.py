@@ -200,6 +200,10 @@ def _site_stages(cfg, *, extract: bool, model: bool = False, predict: bool = Fal
 
             variability_stage(cfg, written)
             project_stage(cfg, written)
+            if cfg.model.inversion is not None:
+                from fluxmap.stages.inversion import inversion_report_section
+
+                inversion_report_section(cfg)
             eight_day = [t for t in cfg.model.targets if t.endswith(":8day")]
             yearly = [t for t in cfg.model.targets if t.endswith(":annual")]
             if yearly and not annual and not eight_day:

@@ -68,7 +68,7 @@ class InversionConfig:
     """Training with an atmospheric-inversion constraint (``model.inversion``; Upton et al.,
     :mod:`fluxmap.science.inversion`): the target's model trained on the towers and on sparse points
     whose area-weighted sum per region and period is pulled to the inversions' regional fluxes,
-    beside the same model without the constraint (``models/<target>/inversion/``)."""
+    beside the same model without the constraint (``inversion/<target>/``)."""
 
     source: str = "demo"
     """The regional fluxes: ``demo`` (the demo world's inversion table), a generic table (CSV:
@@ -112,6 +112,9 @@ class InversionConfig:
     """The smallest spread (Pg C per period) a regional flux gets where none is given."""
     params: dict[str, Any] = field(default_factory=dict)
     """XGBoost hyperparameters over fluxmap's defaults (the constraint is an XGBoost objective)."""
+    zone_models: bool = True
+    """Also the zone models without and with the constraint (the unified model's lambda; block
+    coordinate descent over the zones), compared beside the unified ones."""
 
     def __post_init__(self) -> None:
         if self.points_per_region < 1 or self.evaluation_points_per_region < 1:

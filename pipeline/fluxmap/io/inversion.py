@@ -28,6 +28,7 @@ Without an ensemble (one inversion), the spread is ``relative_spread`` x |flux|,
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -155,14 +156,21 @@ def read_gridded(
     min_spread_pg_c: float = 0.001,
 ) -> tuple[pd.DataFrame, dict[int, str]]:
     """Regional monthly fluxes (Pg C per month) of CarbonTracker-style gridded files: ``members``, one
-    list of files per inversion, each integrated over the regions (``regions``: ``ar6`` or a mask
+    list of files (or glob patterns, e.g. ``CT2022.flux1x1.2012*.nc``) per inversion, each integrated over the regions (``regions``: ``ar6`` or a mask
     file with ``mask_variable``) and the members combined (mean, SD). Returns the table and the
     regions' names."""
     per_member = []
     names: dict[int, str] = {}
-    for m, files in enumerate(members):
-        for f in files:
-            path = Path(f)
+    for m, patterns in enumerate(members):
+        files: list[Path] = []
+        for pattern in patterns:
+            found = (
+                sorted(Path(p) for p in glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [Path(pattern)]
+            )
+            if not found:
+                raise FileNotFoundError(f"inversion: no gridded flux file matches {pattern}")
+            files += found
+        for path in files:
             if not path.is_file():
                 raise FileNotFoundError(f"inversion: gridded flux file {path} not found")
             ds = xr.open_dataset(path)

@@ -54,14 +54,17 @@ __all__ = [
     "ConstraintTerm",
     "constrained_loss",
     "fit_constrained",
+    "fit_zone_models",
     "gradient_hessian",
     "group_estimates",
     "integrals_from_sums",
     "operator_rows",
     "period_overlap_days",
     "period_region_sums",
+    "predict_by_zone",
     "region_folds",
     "region_integrals",
+    "regions_at_edges",
     "sample_points",
     "seasonal_correlation",
     "xgboost_objective",
@@ -94,6 +97,17 @@ def sample_points(
         i, j = np.unravel_index(pick, codes.shape)
         parts.append(pd.DataFrame({"region": r, "i": i, "j": j, "area_m2": total / k}))
     return pd.concat(parts, ignore_index=True)
+
+
+def regions_at_edges(codes: np.ndarray, regions: list[int], *, wraps: bool) -> list[int]:
+    """The regions of ``regions`` with cells on the grid's outer rows or (unless the grid ``wraps``
+    around the globe in longitude) outer columns: a region the grid cuts, whose sparse estimate covers
+    only its part on the grid while an inversion's flux is the whole region's."""
+    edge = np.zeros(codes.shape, bool)
+    edge[[0, -1], :] = True
+    if not wraps:
+        edge[:, [0, -1]] = True
+    return [r for r in regions if bool(np.any(edge & (codes == r)))]
 
 
 def operator_rows(
@@ -298,3 +312,57 @@ def seasonal_correlation(table: pd.DataFrame, estimate: str, reference: str) -> 
     month = pd.DatetimeIndex(table["start"]).month
     cycle = table.assign(month=month).groupby(["region", "month"])[[estimate, reference]].mean()
     return cycle.groupby(level="region").apply(lambda c: float(np.corrcoef(c[estimate], c[reference])[0, 1]) if len(c) > 2 else np.nan)  # fmt: skip
+
+
+def fit_zone_models(
+    site_x: np.ndarray,
+    site_y: np.ndarray,
+    site_zone: np.ndarray,
+    sparse_x: np.ndarray,
+    sparse_zone: np.ndarray,
+    term: ConstraintTerm,
+    *,
+    zones: list[int],
+    fallback: object,
+    params: dict[str, object],
+    seed: int = 0,
+    n_jobs: int = 1,
+    sweeps: int = 2,
+) -> dict[int, object]:
+    """One model per zone of ``zones`` trained with the constraint by block coordinate descent: each
+    zone's model in turn, on its own site rows and its own sparse rows, with the rest of every
+    group's estimate (the other zones' current predictions at their points) as the group's offset;
+    ``sweeps`` passes over the zones. Sparse rows of a zone not in ``zones`` (too few sites for a model
+    of its own) are predicted by ``fallback`` (the unified model, as the maps do) and stay fixed. The
+    start is every zone's model without the constraint. With lambda 0 that start is the result."""
+    models: dict[int, object] = {}
+    for z in zones:
+        rows = site_zone == z
+        models[z] = fit_constrained(site_x[rows], site_y[rows], sparse_x[:0], None, params=params, seed=seed, n_jobs=n_jobs)  # fmt: skip
+    if term.lam == 0 or not len(sparse_x):
+        return models
+    pred = np.empty(len(sparse_x))
+    for z in set(np.unique(sparse_zone).tolist()):
+        mine = sparse_zone == z
+        pred[mine] = (models.get(z, fallback)).predict(sparse_x[mine])  # type: ignore[attr-defined]
+    for _ in range(sweeps):
+        for z in zones:
+            mine = sparse_zone == z
+            if not mine.any():
+                continue
+            others = group_estimates(np.where(mine, 0.0, pred), term.group, term.coef, term.n_groups)
+            zone_term = ConstraintTerm(group=term.group[mine], coef=term.coef[mine], flux=term.flux, spread=term.spread,
+                                       lam=term.lam, offset=others)  # fmt: skip
+            rows = site_zone == z
+            models[z] = fit_constrained(site_x[rows], site_y[rows], sparse_x[mine], zone_term, params=params, seed=seed, n_jobs=n_jobs)  # fmt: skip
+            pred[mine] = models[z].predict(sparse_x[mine])  # type: ignore[attr-defined]
+    return models
+
+
+def predict_by_zone(models: dict[int, object], fallback: object, x: np.ndarray, zone: np.ndarray) -> np.ndarray:
+    """Each row predicted by its zone's model, or ``fallback`` where its zone has none."""
+    out = np.empty(len(x))
+    for z in np.unique(zone):
+        rows = zone == z
+        out[rows] = models.get(int(z), fallback).predict(x[rows])  # type: ignore[attr-defined]
+    return out

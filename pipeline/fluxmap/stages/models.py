@@ -74,7 +74,8 @@ def model_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log = p
     # The data read: the training tables it is given, and the catalog's sources (the zone map, the truth).
     used = ("training_8day", "training_annual", "site_factors")
     inputs = {**{name: frame_sha256(tables[name]) for name in used}, **catalog_inputs(cfg)}
-    settings = dataclasses.asdict(cfg.model)
+    # model.inversion trains in a stage of its own after this one: changing it leaves these models valid.
+    settings = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "inversion"}
     key = cache_key(settings, inputs)
     if is_cached(out, key, ["summary.csv", "zones.json"]):
         log(f"models: cached in {out} (key and every output file's checksum match)")
