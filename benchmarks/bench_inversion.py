@@ -34,6 +34,7 @@ from fluxmap.science.inversion import group_estimates, operator_rows, region_int
 
 
 def run(world: str | None = None, ks: tuple[int, ...] = (10, 30, 100, 300, 1000), seeds: int = 5, *, tiny: bool = False) -> dict:  # fmt: skip
+    label = world or ("tiny world built here" if tiny else "demo world at command 1's size, built here")
     with tempfile.TemporaryDirectory() as tmp:
         if world is None:
             from fluxmap.config import DemoConfig
@@ -73,9 +74,7 @@ def run(world: str | None = None, ks: tuple[int, ...] = (10, 30, 100, 300, 1000)
                          "sparse_s": round(float(np.median(seconds)), 4), "sparse_rows": int(len(op))})  # fmt: skip
     return {
         "benchmark": "inversion_sparse_operator",
-        "world": "tiny"
-        if tiny
-        else (world if world and not world.startswith(tempfile.gettempdir()) else "demo (command 1 size)"),
+        "world": label,
         "grid": list(codes.shape),
         "regions": len(regions),
         "months": len(months),
