@@ -401,6 +401,11 @@ def test_inversion_years_outside_the_predictors_or_a_target_not_modelled_are_ref
         inversion_stage(_with_inversion(cfg, source=str(path), years=(2020, 2021)), tables, log=lambda m: None)
     with pytest.raises(ValueError, match=r"model.inversion.target 'sr:8day' is not among model.targets"):
         inversion_stage(_with_inversion(cfg, target="sr:8day"), tables, log=lambda m: None)
+    import dataclasses
+
+    regular = dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, entries=("era5", "static")))
+    with pytest.raises(ValueError, match=r"needs the entries \['mod09a1', 'mod11a2'\]"):
+        inversion_stage(_with_inversion(regular), tables, log=lambda m: None)
 
 
 def test_the_example_configs_parse_and_name_their_inversion_inputs():

@@ -71,6 +71,7 @@ from fluxmap.science.validate import metrics
 from fluxmap.science.zones import site_zones
 from fluxmap.stages.common import Log, catalog_inputs, catalog_location, open_catalog
 from fluxmap.stages.models import fit_parallelism, physical_site_groups
+from fluxmap.stages.predict import MODIS_GRID_ENTRIES
 
 __all__ = ["inversion_report_section", "inversion_stage"]
 
@@ -215,6 +216,12 @@ def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log
     site_x = site[features].to_numpy(dtype="float32")
     site_y = site.value.to_numpy(dtype=float)
 
+    lacking = sorted(set(MODIS_GRID_ENTRIES) - set(cfg.extract.entries))
+    if lacking:
+        raise ValueError(
+            f"model.inversion samples its points on the MODIS-like grid, which needs the entries {lacking} "
+            f"(extract.entries: {list(cfg.extract.entries)}); a regular predict.resolution grid alone is not built for it"
+        )
     cat = open_catalog(cfg)
     cubes = {e: cat.open(e) for e in cfg.extract.entries}
     period_mean_stores(
@@ -283,11 +290,13 @@ def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log
             for i, fold in enumerate(folds_r):
                 jobs.append(("region", lam, i, all_sites, ~np.isin(group_region, fold), None))
     mc, parallel = fit_parallelism(cfg.model, log=log)
-    threads = 1 if mc.n_jobs > 1 and mc is not cfg.model else max(1, cfg.model.n_jobs)
-    with parallel():
+    on_cluster = mc is not cfg.model
+    threads = 1 if on_cluster else max(1, cfg.model.n_jobs)
+    # On a cluster the data go to the workers once (joblib's scatter), not inside every task's graph.
+    with parallel(scatter=[data]) if on_cluster else parallel():
         import joblib
 
-        results = joblib.Parallel(n_jobs=mc.n_jobs if mc is not cfg.model else 1)(
+        results = joblib.Parallel(n_jobs=mc.n_jobs if on_cluster else 1)(
             joblib.delayed(_fit_job)(data, lam, keep_s, keep_g, test, threads) for _, lam, _, keep_s, keep_g, test in jobs
         )  # fmt: skip
     held_site = {lam: np.full(len(site), np.nan) for lam in lambdas}
