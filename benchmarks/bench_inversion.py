@@ -25,11 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import xarray as xr
 
-from fluxmap.io.regions import region_mask
-from fluxmap.science.aggregate import cell_land_area, step_days
+from fluxmap.demo.inversion import truth_regions
 from fluxmap.science.inversion import group_estimates, operator_rows, region_integrals, sample_points
 
 
@@ -42,18 +39,10 @@ def run(world: str | None = None, ks: tuple[int, ...] = (10, 30, 100, 300, 1000)
             from fluxmap.testing import tiny_demo_config
 
             world = str(build_world(Path(tmp) / "world", tiny_demo_config() if tiny else DemoConfig()).root)
-        truth = xr.open_zarr(Path(world) / "truth" / "truth.zarr", consolidated=None)
-        land = truth["land_fraction"].load()
-        codes_da, names = region_mask("ar6", "", truth["lat"], truth["lon"])
-        codes = np.asarray(codes_da.values)
-        area = cell_land_area(land, land).values
-        regions = [c for c in names if (area[codes == c] > 0).any()]
-        starts = pd.DatetimeIndex(truth["time"].values)
-        ends = starts + pd.to_timedelta(step_days(truth["time"]).values, unit="D")
-        months = pd.date_range(starts.min(), ends.max() - pd.Timedelta(days=1), freq="MS")
-        groups = pd.DataFrame([(r, m, m + pd.offsets.MonthBegin()) for r in regions for m in months],
-                              columns=["region", "start", "end"])  # fmt: skip
-        nee = truth["nee"].values.astype(float)
+        t = truth_regions(Path(world))
+        codes, area, regions, starts, ends, groups = t.codes, t.area, t.regions, t.starts, t.ends, t.groups
+        months = groups.start.unique()
+        nee = t.truth["nee"].values.astype(float)
         t0 = time.perf_counter()
         full = region_integrals(nee, codes, area, starts, ends, groups)
         full_s = time.perf_counter() - t0

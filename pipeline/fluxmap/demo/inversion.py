@@ -12,6 +12,7 @@ constraint does when its regional fluxes are unbiased."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +24,38 @@ from fluxmap.io.regions import region_mask
 from fluxmap.science.aggregate import cell_land_area, step_days
 from fluxmap.science.inversion import integrals_from_sums, period_region_sums
 
-__all__ = ["INVERSION_ABSOLUTE_SD_PG_C", "INVERSION_MEMBERS", "INVERSION_RELATIVE_SD", "write_inversion"]
+__all__ = [
+    "INVERSION_ABSOLUTE_SD_PG_C",
+    "INVERSION_MEMBERS",
+    "INVERSION_RELATIVE_SD",
+    "TruthRegions",
+    "truth_regions",
+    "write_inversion",
+]
 
 INVERSION_MEMBERS = 4
 INVERSION_RELATIVE_SD = 0.2
 INVERSION_ABSOLUTE_SD_PG_C = 0.002
 
 
-def write_inversion(root: Path, rng: np.random.Generator) -> Path:
-    """Write ``root/inversion/regional_nee.csv`` from ``root/truth/truth.zarr``; its path."""
-    truth = xr.open_zarr(root / "truth" / "truth.zarr", consolidated=None)
+@dataclass(frozen=True)
+class TruthRegions:
+    """A demo world's truth with the AR6 land regions on its grid: the regions with land, each cell's
+    land area, the 8-day periods and one group per region and calendar month."""
+
+    truth: xr.Dataset
+    codes: np.ndarray
+    names: dict[int, str]
+    area: np.ndarray
+    regions: list[int]
+    starts: pd.DatetimeIndex
+    ends: pd.DatetimeIndex
+    groups: pd.DataFrame
+
+
+def truth_regions(root: Path) -> TruthRegions:
+    """The AR6 land regions of the world under ``root`` and its truth store (lazy)."""
+    truth = xr.open_zarr(Path(root) / "truth" / "truth.zarr", consolidated=None)
     land = truth["land_fraction"].load()
     codes_da, names = region_mask("ar6", "", truth["lat"], truth["lon"])
     codes = np.asarray(codes_da.values)
@@ -40,21 +63,26 @@ def write_inversion(root: Path, rng: np.random.Generator) -> Path:
     regions = [c for c in names if (area[codes == c] > 0).any()]
     starts = pd.DatetimeIndex(truth["time"].values)
     ends = starts + pd.to_timedelta(step_days(truth["time"]).values, unit="D")
-    sums = np.concatenate(
-        [period_region_sums(truth["nee"].isel(time=sl).values, codes, area, regions) for sl in _time_blocks(len(starts), 23)]
-    )  # fmt: skip
     months = pd.date_range(starts.min(), ends.max() - pd.Timedelta(days=1), freq="MS")
     groups = pd.DataFrame([(r, m, m + pd.offsets.MonthBegin()) for r in regions for m in months],
                           columns=["region", "start", "end"])  # fmt: skip
-    flux = integrals_from_sums(sums, regions, starts, ends, groups)
+    return TruthRegions(truth, codes, names, area, regions, starts, ends, groups)
+
+
+def write_inversion(root: Path, rng: np.random.Generator) -> Path:
+    """Write ``root/inversion/regional_nee.csv`` from ``root/truth/truth.zarr``; its path."""
+    t = truth_regions(root)
+    sums = np.concatenate([period_region_sums(t.truth["nee"].isel(time=sl).values, t.codes, t.area, t.regions)
+                           for sl in _time_blocks(len(t.starts), 23)])  # fmt: skip
+    flux = integrals_from_sums(sums, t.regions, t.starts, t.ends, t.groups)
     sd = INVERSION_RELATIVE_SD * np.abs(flux) + INVERSION_ABSOLUTE_SD_PG_C
     rows = []
     for m in range(INVERSION_MEMBERS):
         noisy = flux + rng.normal(0.0, 1.0, flux.size) * sd
-        rows.append(pd.DataFrame({"region": [names[r].split(" ")[0] for r in groups.region],
-                                  "period_start": groups.start.dt.strftime("%Y-%m-%d"), "flux": noisy,
+        rows.append(pd.DataFrame({"region": [t.names[r].split(" ")[0] for r in t.groups.region],
+                                  "period_start": t.groups.start.dt.strftime("%Y-%m-%d"), "flux": noisy,
                                   "units": "Pg C", "member": m}))  # fmt: skip
-    out = root / "inversion" / "regional_nee.csv"
+    out = Path(root) / "inversion" / "regional_nee.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.concat(rows, ignore_index=True).to_csv(out, index=False, float_format="%.6g")
     return out
