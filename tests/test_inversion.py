@@ -319,6 +319,8 @@ def test_the_inversion_stage_trains_both_variants_and_reports_the_comparison(tin
     r2 = c.loc["site R2 (folds of whole physical sites)"]
     assert r2["unified, unconstrained"] == pytest.approx(t.site_r2.iloc[0])
     assert r2[["zone models, unconstrained", "zone models, constrained"]].notna().all()
+    loso = c.loc["site R2, leave one physical site out (unified models)"]
+    assert loso[["unified, unconstrained", "unified, constrained"]].between(-1, 1).all()
     assert r[["zones_unconstrained_pg_c", "zones_constrained_pg_c"]].notna().all().all()
     for name in ("tradeoff.png", "seasonal_cycles.png", "regional_fluxes.csv", "inversion_quarantine.csv"):
         assert (folder / name).is_file(), name

@@ -112,6 +112,9 @@ class InversionConfig:
     """The smallest spread (Pg C per period) a regional flux gets where none is given."""
     params: dict[str, Any] = field(default_factory=dict)
     """XGBoost hyperparameters over fluxmap's defaults (the constraint is an XGBoost objective)."""
+    loso: bool = True
+    """Also the unified models' site R2 leaving one physical site out, without and with the chosen
+    lambda (two fits per site): the site skill the constraint costs, as LOSO."""
     zone_models: bool = True
     """Also the zone models without and with the constraint (the unified model's lambda; block
     coordinate descent over the zones), compared beside the unified ones."""

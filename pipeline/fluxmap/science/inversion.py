@@ -46,12 +46,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
+    "VARIANTS",
     "ConstraintTerm",
+    "compare_variants",
     "constrained_loss",
     "fit_constrained",
     "fit_zone_models",
@@ -366,3 +369,43 @@ def predict_by_zone(models: dict[int, object], fallback: object, x: np.ndarray, 
         rows = zone == z
         out[rows] = models.get(int(z), fallback).predict(x[rows])  # type: ignore[attr-defined]
     return out
+
+
+VARIANTS = {
+    "unconstrained": "unified, unconstrained",
+    "constrained": "unified, constrained",
+    "zones_unconstrained": "zone models, unconstrained",
+    "zones_constrained": "zone models, constrained",
+}
+
+
+def compare_variants(regional: pd.DataFrame, site_r2: dict[str, float], has_truth: bool, loso_r2: dict[str, float]) -> pd.DataFrame:  # fmt: skip
+    """The variants side by side (one column each): against the truth where there is one (the demo),
+    else against the inversion."""
+    ref = "truth_pg_c" if has_truth else "flux_pg_c"
+    against = "the truth" if has_truth else "the inversion"
+    variants = [v for v in VARIANTS if f"{v}_pg_c" in regional]
+    year = pd.DatetimeIndex(regional.start).year
+    rows: list[dict[str, Any]] = []
+
+    def add(measure: str, values: dict[str, float]) -> None:
+        rows.append({"measure": measure, **values})
+
+    rmse = {v: float(np.sqrt(np.mean((regional[f"{v}_pg_c"] - regional[ref]) ** 2))) for v in variants}
+    add(f"regional RMSE against {against} (Pg C per period)", rmse)
+    if has_truth:
+        own = float(np.sqrt(np.mean((regional.flux_pg_c - regional.truth_pg_c) ** 2)))
+        add("the inversion's own RMSE against the truth (Pg C per period)", dict.fromkeys(variants, own))
+    for y in sorted(set(year)):
+        part = regional[year == y]
+        add(f"total of the regions {y} (Pg C yr-1; {against}: {part[ref].sum():.3f})",
+            {v: float(part[f"{v}_pg_c"].sum()) for v in variants})  # fmt: skip
+    add(f"seasonal cycle: median correlation with {against} over the regions",
+        {v: float(seasonal_correlation(regional, f"{v}_pg_c", ref).median()) for v in variants})  # fmt: skip
+    held = float(np.sqrt(np.mean((regional.heldout_constrained_pg_c - regional[ref]) ** 2)))
+    add(f"held-out regions: RMSE against {against} (Pg C per period; unified constrained model only)",
+        {v: held if v == "constrained" else np.nan for v in variants})  # fmt: skip
+    add("site R2 (folds of whole physical sites)", {v: site_r2.get(v, np.nan) for v in variants})
+    if loso_r2:
+        add("site R2, leave one physical site out (unified models)", {v: loso_r2.get(v, np.nan) for v in variants})
+    return pd.DataFrame(rows).rename(columns={v: VARIANTS[v] for v in variants})

@@ -34,6 +34,7 @@ from fluxmap.config import RunConfig
 from fluxmap.config_analysis import InversionConfig
 from fluxmap.io import figures
 from fluxmap.io.inversion import read_gridded, read_regional_table
+from fluxmap.io.inversion_report import comparison_section, inversion_report
 from fluxmap.io.models import load_model, load_zones, model_files, save_model
 from fluxmap.io.progress import dask_progress
 from fluxmap.io.provenance import (
@@ -52,7 +53,9 @@ from fluxmap.io.report import replace_marked_section
 from fluxmap.io.store import period_mean_stores
 from fluxmap.science.aggregate import cell_land_area, step_days
 from fluxmap.science.inversion import (
+    VARIANTS,
     ConstraintTerm,
+    compare_variants,
     fit_constrained,
     fit_zone_models,
     group_estimates,
@@ -63,7 +66,6 @@ from fluxmap.science.inversion import (
     region_folds,
     regions_at_edges,
     sample_points,
-    seasonal_correlation,
 )
 from fluxmap.science.predict import predictor_cube
 from fluxmap.science.train import DEFAULT_PARAMS, FittedModel
@@ -135,6 +137,19 @@ def _fit_model(data: _Data, lam: float, site_keep: np.ndarray, group_keep: np.nd
                           flux=data.flux[group_keep], spread=data.spread[group_keep], lam=lam)  # fmt: skip
     return fit_constrained(data.site_x[site_keep], data.site_y[site_keep], data.sparse_x[rows], term,
                            params=data.params, seed=data.seed, n_jobs=threads)  # fmt: skip
+
+
+def _run_jobs(cfg: RunConfig, data: _Data, jobs: list[tuple[float, np.ndarray, np.ndarray, np.ndarray | None]], *, log: Log) -> list[np.ndarray]:  # fmt: skip
+    """Every fit as a joblib task (:func:`_fit_job`): serially with XGBoost's threads, or with a Dask
+    client on its workers (joblib's Dask backend, the data scattered once, not inside every task)."""
+    import joblib
+
+    mc, parallel = fit_parallelism(cfg.model, log=log)
+    on_cluster = mc is not cfg.model
+    threads = 1 if on_cluster else max(1, cfg.model.n_jobs)
+    with parallel(scatter=[data]) if on_cluster else parallel():
+        return list(joblib.Parallel(n_jobs=mc.n_jobs if on_cluster else 1)(
+            joblib.delayed(_fit_job)(data, lam, keep_s, keep_g, test, threads) for lam, keep_s, keep_g, test in jobs))  # fmt: skip
 
 
 def _fit_job(data: _Data, lam: float, site_keep: np.ndarray, group_keep: np.ndarray, test: np.ndarray | None, threads: int) -> np.ndarray:  # fmt: skip
@@ -289,16 +304,7 @@ def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log
         else:
             for i, fold in enumerate(folds_r):
                 jobs.append(("region", lam, i, all_sites, ~np.isin(group_region, fold), None))
-    mc, parallel = fit_parallelism(cfg.model, log=log)
-    on_cluster = mc is not cfg.model
-    threads = 1 if on_cluster else max(1, cfg.model.n_jobs)
-    # On a cluster the data go to the workers once (joblib's scatter), not inside every task's graph.
-    with parallel(scatter=[data]) if on_cluster else parallel():
-        import joblib
-
-        results = joblib.Parallel(n_jobs=mc.n_jobs if on_cluster else 1)(
-            joblib.delayed(_fit_job)(data, lam, keep_s, keep_g, test, threads) for _, lam, _, keep_s, keep_g, test in jobs
-        )  # fmt: skip
+    results = _run_jobs(cfg, data, [(lam, keep_s, keep_g, test) for _, lam, _, keep_s, keep_g, test in jobs], log=log)
     held_site = {lam: np.full(len(site), np.nan) for lam in lambdas}
     held_region = {lam: np.full(len(groups), np.nan) for lam in lambdas}
     for (kind, lam, k, _, keep_g, test), result in zip(jobs, results):
@@ -340,6 +346,21 @@ def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log
     regional["constrained_pg_c"] = data.estimate(constrained)
     regional["heldout_constrained_pg_c"] = held_region[chosen]
     site_r2 = {"unconstrained": float(tradeoff.site_r2.iloc[0]), "constrained": float(tradeoff.set_index("lambda").site_r2.loc[chosen])}  # fmt: skip
+    loso_r2: dict[str, float] = {}
+    if inv.loso:
+        # Leave-one-physical-site-out for the two unified variants (the lambda is the folds' choice).
+        loso_jobs = [
+            (lam, site_groups != u, all_groups, site_groups == u) for lam in dict.fromkeys((0.0, chosen)) for u in units
+        ]
+        loso = _run_jobs(cfg, data, loso_jobs, log=log)
+        for lam, name in ((0.0, "unconstrained"), (chosen, "constrained")):
+            pred = np.full(len(site), np.nan)
+            for (lam_j, _, _, test), result in zip(loso_jobs, loso):
+                if lam_j == lam:
+                    pred[test] = result
+            loso_r2[name] = metrics(site_y, pred)["r2"]
+        log(f"inversion: site R2 leaving one physical site out ({len(units)} folds): {loso_r2['unconstrained']:.3f} "
+            f"-> {loso_r2['constrained']:.3f}")  # fmt: skip
     if inv.zone_models:
         zoned = _zone_variant(cfg, tables, site, data, train_at, eval_at, train_rows, eval_rows, chosen, site_fold,
                               {0.0: held_site[0.0], chosen: held_site[chosen]}, unconstrained, constrained, log=log)  # fmt: skip
@@ -350,7 +371,7 @@ def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log
     truth = _truth_integrals(cat, codes, area, regions, starts, ends, groups, var)
     if truth is not None:
         regional["truth_pg_c"] = truth
-    comparison = _comparison(regional, site_r2, truth is not None)
+    comparison = compare_variants(regional, site_r2, truth is not None, loso_r2)
     write_table(groups.assign(name=groups.region.map(names), cut_by_grid_edge=groups.region.isin(cut)),
                 out / "regional_fluxes.csv", index=False)  # fmt: skip
     write_table(tradeoff, out / "tradeoff.csv", index=False)
@@ -359,10 +380,10 @@ def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log
     fig_t = figures.plot_inversion_tradeoff(tradeoff, out / "tradeoff.png", title=f"{inv.target}: site skill against held-out regions")  # fmt: skip
     fig_s = figures.plot_regional_cycles(regional, out / "seasonal_cycles.png", reference="truth_pg_c" if truth is not None else "flux_pg_c")  # fmt: skip
     seconds = time.perf_counter() - t0
-    write_text(out / "report.md", _report(inv, regional, tradeoff, comparison, chosen, fig_t.name, fig_s.name,
+    write_text(out / "report.md", inversion_report(dataclasses.asdict(inv), regional, tradeoff, comparison, chosen, (fig_t.name, fig_s.name),
                                           len(site), site.site_group.nunique(), seconds,
                                           [names[r].split(" ")[0] for r in cut]))  # fmt: skip
-    unc, con = _VARIANTS["unconstrained"], _VARIANTS["constrained"]
+    unc, con = VARIANTS["unconstrained"], VARIANTS["constrained"]
     write_provenance(out, key, settings=dataclasses.asdict(inv), chosen_lambda=chosen)
     log(f"inversion: lambda {chosen:g} chosen; unified model without -> with the constraint: " + "; ".join(
         f"{r['measure']}: {r[unc]:.3f} -> {r[con]:.3f}" for r in comparison.to_dict("records")) + f" ({seconds:.0f} s) -> {out}")  # fmt: skip
@@ -373,16 +394,6 @@ def inversion_stage(cfg: RunConfig, tables: dict[str, pd.DataFrame], *, log: Log
         "lambda": chosen,
         "report": out / "report.md",
     }
-
-
-def _section(comparison: pd.DataFrame, chosen: float, prefix: str) -> str:
-    """The comparison as a report section, its files under ``prefix``."""
-    return "\n".join([
-        "## Trained with an atmospheric-inversion constraint", "",
-        f"lambda = {chosen:g} (trade-off: `{prefix}tradeoff.csv`; method, choice and regions: `{prefix}report.md`).", "",
-        comparison.to_markdown(index=False, floatfmt=".3f"), "",
-        f"![lambda trade-off]({prefix}tradeoff.png)", "", f"![regional seasonal cycles]({prefix}seasonal_cycles.png)", "",
-    ])  # fmt: skip
 
 
 def inversion_report_section(cfg: RunConfig) -> None:
@@ -396,7 +407,9 @@ def inversion_report_section(cfg: RunConfig) -> None:
         return
     chosen = pd.read_csv(folder / "tradeoff.csv").query("chosen")["lambda"].iloc[0]
     rel = f"../inversion/{inv.target.replace(':', '_')}/"
-    replace_marked_section(report, _BEGIN, _END, _section(pd.read_csv(folder / "comparison.csv"), float(chosen), rel))
+    replace_marked_section(
+        report, _BEGIN, _END, comparison_section(pd.read_csv(folder / "comparison.csv"), float(chosen), rel)
+    )
 
 
 def _truth_integrals(cat: Any, codes: np.ndarray, area: np.ndarray, regions: list[int], starts: pd.DatetimeIndex,
@@ -411,44 +424,6 @@ def _truth_integrals(cat: Any, codes: np.ndarray, area: np.ndarray, regions: lis
     sums = np.concatenate([period_region_sums(t.isel(time=slice(a, a + 23)).values, codes, area, regions)
                            for a in range(0, len(starts), 23)])  # fmt: skip
     return integrals_from_sums(sums, regions, starts, ends, groups)
-
-
-_VARIANTS = {
-    "unconstrained": "unified, unconstrained",
-    "constrained": "unified, constrained",
-    "zones_unconstrained": "zone models, unconstrained",
-    "zones_constrained": "zone models, constrained",
-}
-
-
-def _comparison(regional: pd.DataFrame, site_r2: dict[str, float], has_truth: bool) -> pd.DataFrame:
-    """The variants side by side (one column each): against the truth where there is one (the demo),
-    else against the inversion."""
-    ref = "truth_pg_c" if has_truth else "flux_pg_c"
-    against = "the truth" if has_truth else "the inversion"
-    variants = [v for v in _VARIANTS if f"{v}_pg_c" in regional]
-    year = pd.DatetimeIndex(regional.start).year
-    rows: list[dict[str, Any]] = []
-
-    def add(measure: str, values: dict[str, float]) -> None:
-        rows.append({"measure": measure, **values})
-
-    rmse = {v: float(np.sqrt(np.mean((regional[f"{v}_pg_c"] - regional[ref]) ** 2))) for v in variants}
-    add(f"regional RMSE against {against} (Pg C per period)", rmse)
-    if has_truth:
-        own = float(np.sqrt(np.mean((regional.flux_pg_c - regional.truth_pg_c) ** 2)))
-        add("the inversion's own RMSE against the truth (Pg C per period)", dict.fromkeys(variants, own))
-    for y in sorted(set(year)):
-        part = regional[year == y]
-        add(f"total of the regions {y} (Pg C yr-1; {against}: {part[ref].sum():.3f})",
-            {v: float(part[f"{v}_pg_c"].sum()) for v in variants})  # fmt: skip
-    add(f"seasonal cycle: median correlation with {against} over the regions",
-        {v: float(seasonal_correlation(regional, f"{v}_pg_c", ref).median()) for v in variants})  # fmt: skip
-    held = float(np.sqrt(np.mean((regional.heldout_constrained_pg_c - regional[ref]) ** 2)))
-    add(f"held-out regions: RMSE against {against} (Pg C per period; unified constrained model only)",
-        {v: held if v == "constrained" else np.nan for v in variants})  # fmt: skip
-    add("site R2 (folds of whole physical sites)", {v: site_r2.get(v, np.nan) for v in variants})
-    return pd.DataFrame(rows).rename(columns={v: _VARIANTS[v] for v in variants})
 
 
 def _zone_variant(
@@ -519,54 +494,3 @@ def _zone_variant(
     log(f"inversion: zone models ({len(zones)} zones with >= {cfg.model.min_zone_sites} physical sites) without and with "
         f"the constraint: site R2 {out['zones_unconstrained'][1]:.3f} -> {out['zones_constrained'][1]:.3f}")  # fmt: skip
     return out
-
-
-def _report(inv: InversionConfig, regional: pd.DataFrame, tradeoff: pd.DataFrame, comparison: pd.DataFrame, chosen: float,
-            fig_t: str, fig_s: str, n_rows: int, n_sites: int, seconds: float, cut: list[str]) -> str:  # fmt: skip
-    edge = ([f"The grid's edge cuts {len(cut)} region(s) ({', '.join(cut)}): their sparse estimate covers only their part "
-             "on the grid, which matches the inversion only if it was integrated over the same grid (as the demo's is).",
-             ""] if cut else [])  # fmt: skip
-    lines = [
-        f"# {inv.target} trained with an atmospheric-inversion constraint",
-        "",
-        'Upton et al., "Machine learning based estimation of regional NEE constrained by atmospheric inversions and '
-        'ecosystem observations": the loss adds lambda x sum over regions and periods of ((sparse regional estimate - '
-        "inversion flux) / spread)^2 to the towers' squared error; the sparse estimate is the area-weighted sum of the "
-        f"model's predictions at {inv.points_per_region} points per region (stratified by land area, seeded). "
-        "XGBoost objective: sparse rows' gradients from their region's residual, Hessian row sums (a diagonal majorizer "
-        "of the regional term's rank-one blocks; `fluxmap.science.inversion`).",
-        "",
-        f"{n_rows} site rows at {n_sites} physical sites; {regional.region.nunique()} regions of `{inv.regions}` x "
-        f"{regional.start.nunique()} periods; {len(regional)} regional fluxes (mean spread "
-        f"{regional.spread_pg_c.mean():.4f} Pg C per period); {seconds:.0f} s.",
-        "",
-        *edge,
-        "## Choosing lambda",
-        "",
-        f"Site skill from folds of whole physical sites; regional skill from folds of whole regions left out of the "
-        f"constraint and estimated at {inv.evaluation_points_per_region} independent points per region, against the "
-        f"inversion. The rule: the best held-out regional RMSE among the lambdas whose site R2 is within "
-        f"{inv.max_site_r2_loss} of the unconstrained model's, here lambda = {float(tradeoff[tradeoff.by_rule]['lambda'].iloc[0]):g}; "
-        + (
-            f"**lambda = {chosen:g} used**."
-            if inv.fixed_lambda is None
-            else f"**lambda = {chosen:g} used, as `model.inversion.fixed_lambda` sets it** (not the rule's choice)."
-        ),
-        "",
-        tradeoff.to_markdown(index=False, floatfmt=".4f"),
-        "",
-        f"![trade-off]({fig_t})",
-        "",
-        "## Constrained against unconstrained",
-        "",
-        "Every variant's regional fluxes are its predictions at the independent evaluation points, summed by area. "
-        "The zone models are trained with the unified model's lambda, one zone at a time with the other zones' "
-        "current predictions as the regions' offset (two sweeps); zones with too few physical sites take the "
-        "unified model, as in the maps. Held-out regions are scored for the unified constrained model only.",
-        "",
-        comparison.to_markdown(index=False, floatfmt=".4f"),
-        "",
-        f"![seasonal cycles]({fig_s})",
-        "",
-    ]
-    return "\n".join(lines) + "\n"
