@@ -17,7 +17,8 @@ SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import dask, dask.array as da, numpy as np, pandas as pd, xarray as xr
     from fluxmap.io.cf import cf_dataset
-    from fluxmap.io.store import create_store, fill_regions, region_slices
+    import time
+    from fluxmap.io.store import create_store, done_regions, fill_regions, region_slices
 
     dask.config.set(scheduler="synchronous")
     store, fmt, kill_at = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -25,6 +26,11 @@ SCRIPT = textwrap.dedent("""
     def block(x, block_info=None):
         loc = block_info[0]["chunk-location"]
         if str(loc) == kill_at:
+            # Regions run on a worker thread while the main thread records the finished ones: wait (up
+            # to 30 s) until the first batch is on record, so the kill always lands after it, mid-batch.
+            deadline = time.monotonic() + 30
+            while len(done_regions(store)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
             os.kill(os.getpid(), signal.SIGKILL)  # dies mid-batch, like kill -9
         return (x + np.float32(sum(loc))).astype("float32")
 
