@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxmap.demo.stores import _time_blocks
 from fluxmap.io.regions import region_mask
 from fluxmap.science.aggregate import cell_land_area, step_days
-from fluxmap.science.inversion import integrals_from_sums, period_region_sums
+from fluxmap.science.inversion import field_region_sums, integrals_from_sums
 
 __all__ = [
     "INVERSION_ABSOLUTE_SD_PG_C",
@@ -72,8 +71,7 @@ def truth_regions(root: Path) -> TruthRegions:
 def write_inversion(root: Path, rng: np.random.Generator) -> Path:
     """Write ``root/inversion/regional_nee.csv`` from ``root/truth/truth.zarr``; its path."""
     t = truth_regions(root)
-    sums = np.concatenate([period_region_sums(t.truth["nee"].isel(time=sl).values, t.codes, t.area, t.regions)
-                           for sl in _time_blocks(len(t.starts), 23)])  # fmt: skip
+    sums = field_region_sums(t.truth["nee"], t.codes, t.area, t.regions)
     flux = integrals_from_sums(sums, t.regions, t.starts, t.ends, t.groups)
     sd = INVERSION_RELATIVE_SD * np.abs(flux) + INVERSION_ABSOLUTE_SD_PG_C
     rows = []

@@ -39,7 +39,7 @@ import xarray as xr
 from fluxmap.io.regions import region_mask
 from fluxmap.science.grids import cell_area
 
-__all__ = ["CARBON_G_PER_MOL", "read_gridded", "read_regional_table"]
+__all__ = ["CARBON_G_PER_MOL", "expand_files", "read_gridded", "read_regional_table"]
 
 CARBON_G_PER_MOL = 12.011
 _RATE_UNITS = {"pg c yr-1": 1.0, "tg c yr-1": 1e-3}
@@ -140,6 +140,13 @@ def _ensemble(table: pd.DataFrame, relative_spread: float, min_spread_pg_c: floa
     return out.drop(columns=["given", "sd"])
 
 
+def expand_files(pattern: str | Path) -> list[Path]:
+    """The files a glob pattern matches, sorted (none: an empty list), or the path itself when it is
+    not a pattern (whether it exists or not)."""
+    text = str(pattern)
+    return sorted(Path(p) for p in glob.glob(text)) if glob.has_magic(text) else [Path(text)]
+
+
 def _month_seconds(time: pd.DatetimeIndex) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex, np.ndarray]:
     start = time.to_period("M").to_timestamp()
     end = start + pd.offsets.MonthBegin()
@@ -164,9 +171,7 @@ def read_gridded(
     for m, patterns in enumerate(members):
         files: list[Path] = []
         for pattern in patterns:
-            found = (
-                sorted(Path(p) for p in glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [Path(pattern)]
-            )
+            found = expand_files(pattern)
             if not found:
                 raise FileNotFoundError(f"inversion: no gridded flux file matches {pattern}")
             files += found

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 __all__ = [
     "VARIANTS",
@@ -57,6 +58,7 @@ __all__ = [
     "compare_variants",
     "constrained_loss",
     "fit_constrained",
+    "field_region_sums",
     "fit_zone_models",
     "gradient_hessian",
     "group_estimates",
@@ -170,6 +172,14 @@ def period_region_sums(flux: np.ndarray, codes: np.ndarray, land_area_m2: np.nda
     values = np.nan_to_num(np.asarray(flux, dtype=float))
     weights = np.stack([np.where(codes == r, area, 0.0) for r in regions], axis=-1)  # lat x lon x region
     return np.einsum("tyx,yxr->tr", values, weights)
+
+
+def field_region_sums(flux: xr.DataArray, codes: np.ndarray, land_area_m2: np.ndarray, regions: list[int], *, block: int = 23) -> np.ndarray:  # fmt: skip
+    """:func:`period_region_sums` of a lazy (time, lat, lon) field, ``block`` periods read at a time (memory
+    bounded by the block, not the time axis)."""
+    n = flux.sizes["time"]
+    return np.concatenate([period_region_sums(flux.isel(time=slice(a, a + block)).values, codes, land_area_m2, regions)
+                           for a in range(0, n, block)])  # fmt: skip
 
 
 def integrals_from_sums(

@@ -33,7 +33,7 @@ import xarray as xr
 from fluxmap.config import RunConfig
 from fluxmap.config_analysis import InversionConfig
 from fluxmap.io import figures
-from fluxmap.io.inversion import read_gridded, read_regional_table
+from fluxmap.io.inversion import expand_files, read_gridded, read_regional_table
 from fluxmap.io.inversion_report import comparison_section, inversion_report
 from fluxmap.io.models import load_model, load_zones, model_files, save_model
 from fluxmap.io.progress import dask_progress
@@ -56,12 +56,12 @@ from fluxmap.science.inversion import (
     VARIANTS,
     ConstraintTerm,
     compare_variants,
+    field_region_sums,
     fit_constrained,
     fit_zone_models,
     group_estimates,
     integrals_from_sums,
     operator_rows,
-    period_region_sums,
     predict_by_zone,
     region_folds,
     regions_at_edges,
@@ -98,7 +98,6 @@ class _Points:
         index = pd.MultiIndex.from_frame(cells)
         self.cell_of_point = index.get_indexer(pd.MultiIndex.from_frame(points[["i", "j"]]))
         self.values = values
-        self.points = points
         self.cells = cells
 
     def rows(self, rows: pd.DataFrame) -> np.ndarray:
@@ -169,10 +168,8 @@ def _source_path(cfg: RunConfig, source: str) -> Path:
 
 def _fingerprint(path: Path) -> str:
     """A file's or a glob's fingerprint for the cache key (``missing`` when nothing is there)."""
-    import glob as globbing
-
-    files = sorted(globbing.glob(str(path))) if globbing.has_magic(str(path)) else [str(path)]
-    return ",".join(data_fingerprint(f) if Path(f).exists() else "missing" for f in files) or "missing"
+    files = expand_files(path)
+    return ",".join(data_fingerprint(f) if f.exists() else "missing" for f in files) or "missing"
 
 
 def _inputs(cfg: RunConfig, inv: InversionConfig, names: dict[int, str], land_km2: dict[int, float], out: Path, *, log: Log) -> pd.DataFrame:  # fmt: skip
@@ -420,9 +417,7 @@ def _truth_integrals(cat: Any, codes: np.ndarray, area: np.ndarray, regions: lis
     truth = cat.open("truth")
     if var not in truth or truth.sizes["lat"] != codes.shape[0] or truth.sizes["lon"] != codes.shape[1]:
         return None
-    t = truth[var].sel(time=starts)
-    sums = np.concatenate([period_region_sums(t.isel(time=slice(a, a + 23)).values, codes, area, regions)
-                           for a in range(0, len(starts), 23)])  # fmt: skip
+    sums = field_region_sums(truth[var].sel(time=starts), codes, area, regions)
     return integrals_from_sums(sums, regions, starts, ends, groups)
 
 
